@@ -1,0 +1,97 @@
+"""The builder's child process: ONNX -> serialized engine (plan) through Polygraphy's TensorRT backend.
+
+Run as ``python -m trtbuild.builder.child REQUEST.json``. It writes the plan to the request's
+``partial`` path and a small result JSON to ``result``; the parent checks both and renames the plan into
+place. Everything TensorRT and Polygraphy log goes to this process's stdout/stderr, which the parent
+keeps as the model's build log. A crash or an out-of-memory kill here fails this model only.
+
+Exit codes: 0 built; 1 build failed (message on the last log line); anything else: the process died.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trtbuild.builder import compat
+from trtbuild.errors import BuildError
+
+
+def _profiles(request: dict[str, Any]) -> list[Any]:
+    from polygraphy.backend.trt import Profile
+
+    profiles = []
+    for shapes in request["profiles"]:
+        profile = Profile()
+        for name, bounds in shapes.items():
+            profile.add(name, min=bounds["min"], opt=bounds["opt"], max=bounds["max"])
+        profiles.append(profile)
+    return profiles
+
+
+def build(request: dict[str, Any]) -> dict[str, Any]:
+    """Build the engine described by ``request`` and write it to ``request["partial"]``.
+
+    ``request`` keys: ``flavour``, ``onnx``, ``partial``, ``plugins``, and the build settings from
+    ``state.keys.build_settings`` (``precision``, ``workspace`` in bytes, ``builder_optimization_level``,
+    ``dla_core``, ``compute_capabilities``, ``profiles``).
+
+    Returns:
+        ``{"builder": "tensorrt-rtx 1.7.1.116", "seconds": build time}``.
+
+    Raises:
+        BuildError: the ONNX parser failed, the builder returned no engine, or the settings ask for
+            something the builder cannot do.
+    """
+    trt = compat.import_trt(request["flavour"])
+    from polygraphy.backend.trt import LoadPlugins, NetworkFromOnnxPath, PostprocessConfig, engine_bytes_from_network
+    from polygraphy.exception import PolygraphyException
+
+    features = compat.Features.of(request["flavour"], trt)
+    started = time.monotonic()
+    network_loader = NetworkFromOnnxPath(request["onnx"])
+    if request["plugins"]:
+        network_loader = LoadPlugins(plugins=request["plugins"], obj=network_loader)
+    try:
+        builder, network, parser = network_loader()
+    except PolygraphyException as exc:
+        raise BuildError(f"the ONNX parser rejected {request['onnx']}: {exc}") from None
+    options: dict[str, Any] = {
+        "profiles": _profiles(request) if request["profiles"] != [{}] else None,
+        "memory_pool_limits": {trt.MemoryPoolType.WORKSPACE: request["workspace"]},
+        "builder_optimization_level": request["builder_optimization_level"],
+        **compat.precision_options(features, request["precision"], trt, network),
+        **compat.dla_options(features, request["dla_core"]),
+    }
+    if features.flavour == "tensorrt-rtx":
+        options.update(compat.target_options(features, request["compute_capabilities"]))
+    else:
+        compat.target_options(features, request["compute_capabilities"])  # raises if targets were given
+    config = compat.config_loader(features)(**options)
+    if request["dla_core"] is not None:
+        config = PostprocessConfig(config, compat.set_dla_core(request["dla_core"]))
+    try:
+        plan = engine_bytes_from_network((builder, network, parser), config=config)
+    except PolygraphyException as exc:
+        raise BuildError(f"the builder failed: {exc}") from None
+    Path(request["partial"]).write_bytes(memoryview(plan))
+    return {"builder": features.describe(), "seconds": time.monotonic() - started}
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: ``argv[0]`` is the request JSON path. Returns the exit code."""
+    request = json.loads(Path(argv[0]).read_text())
+    try:
+        result = build(request)
+    except BuildError as exc:
+        print(f"trtbuild: {exc}", flush=True)
+        return 1
+    Path(request["result"]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,211 @@
+"""Every difference between TensorRT 8.6 / 10 / 11 and TensorRT-RTX, and nowhere else.
+
+Two builder *flavours*:
+
+- ``tensorrt``: NVIDIA TensorRT (JetPack's ``python3-libnvinfer``, or the x86 wheels). 8.6 and 10.x take
+  FP16/INT8 builder flags; 11 is strongly typed.
+- ``tensorrt-rtx``: TensorRT for RTX (``pip install tensorrt-rtx-cu13``). Strongly typed; its
+  ahead-of-time builder needs no GPU and targets compute capabilities chosen in the build config.
+  Polygraphy switches to it with ``POLYGRAPHY_USE_TENSORRT_RTX=1``.
+
+Choosing a flavour and reading its version never imports TensorRT (that takes seconds); the feature
+checks below run only inside the builder's child process, where TensorRT is imported anyway. Version
+differences are named features (``strongly_typed``, ``precision_flags``, ...), not ``if version >= ...``
+spread through the code — the approach of Polygraphy's ``backend/trt/util.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from importlib import metadata, util
+from typing import Any
+
+from trtbuild.errors import BuildError, TrtbuildError
+
+#: flavour -> Python module
+MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
+#: Environment variable that forces a flavour (e.g. to build with TensorRT-RTX on a TensorRT machine).
+FORCE_VARIABLE = "TRTBUILD_BUILDER"
+
+
+def select_flavour() -> str:
+    """The builder flavour of this machine: ``tensorrt`` when importable, else ``tensorrt-rtx``.
+
+    ``TRTBUILD_BUILDER`` overrides the choice. Only locates the modules; imports nothing.
+
+    Raises:
+        TrtbuildError: neither is installed, or ``TRTBUILD_BUILDER`` names an unknown flavour.
+    """
+    forced = os.environ.get(FORCE_VARIABLE)
+    if forced:
+        if forced not in MODULES:
+            raise TrtbuildError(f"{FORCE_VARIABLE}={forced!r}: expected one of {', '.join(MODULES)}")
+        return forced
+    for flavour, module in MODULES.items():
+        if util.find_spec(module) is not None:
+            return flavour
+    raise TrtbuildError(
+        "no TensorRT builder found: on a Jetson install JetPack's TensorRT (apt install python3-libnvinfer); "
+        "on x86-64 without TensorRT, install TensorRT for RTX with `pip install 'trtbuild[rtx]'`"
+    )
+
+
+def distribution_of(flavour: str) -> tuple[str, str] | None:
+    """``(distribution name, version)`` of the installed flavour, read from package metadata.
+
+    ``None`` when no distribution provides it (e.g. TensorRT copied in by hand); the environment probe
+    then falls back to the library file names.
+    """
+    module = MODULES[flavour]
+    candidates = metadata.packages_distributions().get(module, [])
+    for name in sorted(candidates, key=len):  # "tensorrt_rtx_cu13" before "..._bindings"
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def cuda_of_distribution(name: str) -> str | None:
+    """The CUDA major version a wheel is built for, from its name (``tensorrt_rtx_cu13`` -> ``13``)."""
+    match = re.search(r"cu(\d+)", name)
+    return match.group(1) if match else None
+
+
+def activate(flavour: str) -> None:
+    """Point Polygraphy at ``flavour``. Must run before Polygraphy's TensorRT backend is imported."""
+    os.environ["POLYGRAPHY_USE_TENSORRT_RTX"] = "1" if flavour == "tensorrt-rtx" else "0"
+
+
+def import_trt(flavour: str) -> Any:
+    """Import and return the TensorRT module of ``flavour`` (child process only)."""
+    activate(flavour)
+    import importlib
+
+    return importlib.import_module(MODULES[flavour])
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the imported builder can do, as named checks.
+
+    Attributes:
+        flavour: ``tensorrt`` or ``tensorrt-rtx``.
+        version: the module's ``__version__``.
+        strongly_typed: tensor types come from the network (TensorRT >= 11, TensorRT-RTX); there are no
+            FP16/INT8 builder flags ("Strongly Typed Networks", TensorRT developer guide).
+        precision_flags: ``BuilderFlag.FP16`` / ``INT8`` exist (TensorRT <= 10).
+        dla: Deep Learning Accelerator cores can be targeted (TensorRT on Jetson Xavier / Orin).
+        compute_capability_targets: the build config chooses target compute capabilities
+            (TensorRT-RTX ahead-of-time builds).
+    """
+
+    flavour: str
+    version: str
+    strongly_typed: bool
+    precision_flags: bool
+    dla: bool
+    compute_capability_targets: bool
+
+    @classmethod
+    def of(cls, flavour: str, trt: Any) -> Features:
+        """Probe the imported module ``trt``."""
+        rtx = flavour == "tensorrt-rtx"
+        flags = hasattr(trt, "BuilderFlag") and hasattr(trt.BuilderFlag, "FP16") and not rtx
+        major = int(str(trt.__version__).split(".")[0])
+        return cls(
+            flavour=flavour,
+            version=str(trt.__version__),
+            strongly_typed=rtx or major >= 11,
+            precision_flags=flags and major < 11,
+            dla=not rtx,
+            compute_capability_targets=rtx and hasattr(trt, "ComputeCapability"),
+        )
+
+    def describe(self) -> str:
+        """``tensorrt-rtx 1.7.1.116``."""
+        return f"{self.flavour} {self.version}"
+
+
+def _network_has_fp16(trt: Any, network: Any) -> bool:
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        for output in range(layer.num_outputs):
+            if layer.get_output(output).dtype == trt.DataType.HALF:
+                return True
+    return False
+
+
+def precision_options(features: Features, precision: str, trt: Any, network: Any) -> dict[str, Any]:
+    """``CreateConfig`` keyword arguments that give the requested precision.
+
+    TensorRT <= 10: the FP16 builder flag. Strongly typed builders have no flag; their precision is the
+    ONNX's, so ``fp16`` is accepted only when the network carries FP16 tensors. Never falls back to FP32
+    silently.
+
+    Raises:
+        BuildError: the builder cannot give ``precision`` for this network.
+    """
+    if precision == "fp32":
+        return {}
+    if features.precision_flags and precision == "fp16":
+        return {"fp16": True}
+    if features.strongly_typed and precision == "fp16":
+        if _network_has_fp16(trt, network):
+            return {}
+        raise BuildError(
+            f"precision fp16: {features.describe()} is strongly typed (no FP16 builder flag) and this ONNX "
+            "has no FP16 tensors; give it an FP16 ONNX (converted with FP32 I/O) or set precision: fp32"
+        )
+    raise BuildError(f"precision {precision}: not supported by {features.describe()}")
+
+
+def dla_options(features: Features, dla_core: int | None) -> dict[str, Any]:
+    """``CreateConfig`` keyword arguments for a DLA build (GPU fallback allowed).
+
+    Raises:
+        BuildError: the builder has no DLA support (TensorRT-RTX).
+    """
+    if dla_core is None:
+        return {}
+    if not features.dla:
+        raise BuildError(f"dla_core {dla_core}: {features.describe()} cannot target DLA cores")
+    return {"use_dla": True, "allow_gpu_fallback": True}
+
+
+def target_options(features: Features, compute_capabilities: list[str] | None) -> dict[str, Any]:
+    """``CreateConfigRTX`` keyword arguments for the target compute capabilities.
+
+    Raises:
+        BuildError: targets were given to a builder that builds for the GPU it runs on (TensorRT).
+    """
+    if compute_capabilities is None:
+        return {}
+    if not features.compute_capability_targets:
+        raise BuildError(
+            f"compute_capabilities {compute_capabilities}: {features.describe()} builds for the GPU it runs on; "
+            "target compute capabilities are a TensorRT-RTX setting"
+        )
+    return {"compute_capabilities": [tuple(int(part) for part in cc.split(".")) for cc in compute_capabilities]}
+
+
+def config_loader(features: Features) -> Any:
+    """Polygraphy's config loader for the flavour: ``CreateConfigRTX`` or ``CreateConfig``."""
+    if features.flavour == "tensorrt-rtx":
+        from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
+
+        return CreateConfigRTX
+    from polygraphy.backend.trt import CreateConfig
+
+    return CreateConfig
+
+
+def set_dla_core(dla_core: int) -> Any:
+    """A Polygraphy ``PostprocessConfig`` callback choosing the DLA core (Polygraphy always picks 0)."""
+
+    def apply(builder: Any, network: Any, config: Any) -> None:
+        config.DLA_core = dla_core
+
+    return apply

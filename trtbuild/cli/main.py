@@ -1,0 +1,165 @@
+"""The ``trtbuild`` command line (click): all, build, plan/status, clean, schema.
+
+The one place that turns trtbuild's errors into messages and exit codes:
+0 success; 1 a model failed (or ``plan --check`` found stale engines); 2 bad input (manifest, ONNX,
+lock); 3 another run holds the project; 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from trtbuild.errors import BuildError, TrtbuildError
+
+EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+
+
+def _common(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every command takes."""
+    options = [
+        click.option("-f", "--file", "manifest", type=click.Path(path_type=Path), default=Path("builds.yaml"),
+                     show_default=True, help="The manifest."),
+        click.option("--json", "json_mode", is_flag=True, help="Print a machine-readable summary on stdout."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _building(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the commands that build."""
+    function = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+                            help="Engines built at once (small Jetsons: 1).")(function)
+    return click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                        help="Seconds to wait for another run on this project to finish.")(function)
+
+
+def _guarded(function: Callable[..., int]) -> Callable[..., None]:
+    """Run a command, map trtbuild errors to red messages and exit codes, never a traceback."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from trtbuild.builder.process import CHILDREN
+
+        try:
+            code = function(*args, **kwargs)
+        except KeyboardInterrupt:
+            CHILDREN.terminate_all()
+            click.secho("trtbuild: interrupted; nothing half-written was kept", fg="red", err=True)
+            code = EXIT_INTERRUPTED
+        except TrtbuildError as exc:
+            click.secho(f"trtbuild: {exc}" if not isinstance(exc, BuildError) else str(exc), fg="red", err=True)
+            code = exc.exit_code
+        sys.exit(code)
+
+    return wrapper
+
+
+def _load(manifest: Path) -> Any:
+    from trtbuild.manifest.loader import load_project
+
+    return load_project(manifest)
+
+
+def _run_build(manifest: Path, names: list[str] | None, jobs: int, json_mode: bool, wait: float) -> int:
+    from trtbuild.cli import report
+    from trtbuild.session import build
+
+    project = _load(manifest)
+    stream = report.default_stream(json_mode)
+    reporter = report.make_reporter(stream, total=len(names or project.models))
+    try:
+        results = build(project, names, jobs, reporter, wait_seconds=wait)
+    finally:
+        reporter.close()
+    report.print_summary(results, stream)
+    if json_mode:
+        click.echo(report.summary_json(results))
+    return EXIT_FAILED if any(r.status in ("failed", "skipped") for r in results.values()) else 0
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="trtbuild")
+def cli() -> None:
+    """Build a fleet's TensorRT engines from builds.yaml, rebuilding only what is stale."""
+
+
+@cli.command("all")
+@_common
+@_building
+@_guarded
+def all_command(manifest: Path, json_mode: bool, jobs: int, wait: float) -> int:
+    """Build every stale engine of the manifest."""
+    return _run_build(manifest, None, jobs, json_mode, wait)
+
+
+@cli.command("build")
+@click.argument("names", nargs=-1, required=True)
+@_common
+@_building
+@_guarded
+def build_command(names: tuple[str, ...], manifest: Path, json_mode: bool, jobs: int, wait: float) -> int:
+    """Build the named models' engines (and what they depend on) if stale."""
+    return _run_build(manifest, list(names), jobs, json_mode, wait)
+
+
+def _plan(names: tuple[str, ...], manifest: Path, json_mode: bool, check: bool) -> int:
+    from trtbuild.cli import report
+    from trtbuild.session import plan
+
+    results = plan(_load(manifest), list(names) or None)
+    report.print_summary(results, report.default_stream(json_mode))
+    if json_mode:
+        click.echo(report.summary_json(results))
+    return EXIT_FAILED if check and any(r.status != "fresh" for r in results.values()) else 0
+
+
+for _name, _help in (("plan", "Show which engines are stale and why; build nothing."), ("status", "Alias of plan.")):
+    cli.command(_name, help=_help)(
+        click.argument("names", nargs=-1)(
+            _common(click.option("--check", is_flag=True, help="Exit 1 when anything is stale.")(_guarded(_plan)))
+        )
+    )
+
+
+@cli.command("clean")
+@click.argument("names", nargs=-1)
+@_common
+@click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another run.")
+@_guarded
+def clean_command(names: tuple[str, ...], manifest: Path, json_mode: bool, wait: float) -> int:
+    """Delete engines and forget them in the lock (all models, or the named ones)."""
+    from trtbuild.session import clean
+
+    removed = clean(_load(manifest), list(names) or None, wait)
+    if json_mode:
+        click.echo(json.dumps({"removed": removed}))
+    else:
+        click.echo("\n".join(f"removed {path}" for path in removed) or "nothing to remove")
+    return 0
+
+
+@cli.command("schema")
+@_guarded
+def schema_command() -> int:
+    """Print the manifest's JSON Schema (for editors validating builds.yaml)."""
+    from trtbuild.manifest.schema import Manifest
+
+    click.echo(json.dumps(Manifest.model_json_schema(), indent=2))
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="trtbuild")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""How runs are shown: a rich progress display on a terminal, plain lines otherwise, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import TextIO
+
+from trtbuild.graph.nodes import BUILT, FAILED, FRESH, SKIPPED, EngineBuild, Node, Outcome
+from trtbuild.session import ModelResult
+
+_STYLE = {BUILT: "green", FRESH: "dim", FAILED: "red", SKIPPED: "yellow", "stale": "yellow"}
+
+
+class PlainReporter:
+    """One line per finished engine node: ``built   pose  12.3s  (onnx changed)``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def started(self, node: Node) -> None:
+        """Plain output shows only finished nodes (one line each, safe to grep)."""
+
+    def finished(self, node: Node, outcome: Outcome) -> None:
+        if not isinstance(node, EngineBuild) and outcome.status != FAILED:
+            return
+        why = f"  ({'; '.join(outcome.reasons)})" if outcome.reasons and outcome.status != FAILED else ""
+        self._line(f"{outcome.status:<8}{node.model}  {outcome.seconds:.1f}s{why}")
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        """Nothing to tear down."""
+
+
+class RichReporter:
+    """A rich progress bar over the engine nodes, with a line per finished one."""
+
+    def __init__(self, stream: TextIO, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = Console(file=stream)
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(), console=self.console, transient=True,
+        )
+        self.task = self.progress.add_task("engines", total=total)
+        self.progress.start()
+
+    def started(self, node: Node) -> None:
+        if isinstance(node, EngineBuild):
+            self.progress.update(self.task, description=f"checking {node.model}")
+
+    def finished(self, node: Node, outcome: Outcome) -> None:
+        if isinstance(node, EngineBuild):
+            self.progress.advance(self.task)
+        elif outcome.status != FAILED:
+            return
+        style = _STYLE.get(outcome.status, "")
+        why = f" [dim]({'; '.join(outcome.reasons)})[/dim]" if outcome.reasons and outcome.status != FAILED else ""
+        self.console.print(f"[{style}]{outcome.status:<8}[/{style}]{node.model}  {outcome.seconds:.1f}s{why}", highlight=False)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_reporter(stream: TextIO, total: int) -> PlainReporter | RichReporter:
+    """Rich progress when ``stream`` is a terminal, plain lines otherwise."""
+    return RichReporter(stream, total) if stream.isatty() else PlainReporter(stream)
+
+
+def summary_json(results: dict[str, ModelResult]) -> str:
+    """``{"models": {NAME: {"status", "reasons", "engine", "seconds"}}}``."""
+    models = {
+        name: {"status": r.status, "reasons": r.reasons, "engine": r.engine, "seconds": round(r.seconds, 3)}
+        for name, r in results.items()
+    }
+    return json.dumps({"models": models}, indent=2)
+
+
+def print_summary(results: dict[str, ModelResult], stream: TextIO) -> None:
+    """A table of the results, then the log lines of every failure."""
+    counts: dict[str, int] = {}
+    for result in results.values():
+        counts[result.status] = counts.get(result.status, 0) + 1
+    width = max([len(name) for name in results] + [5])
+    lines = [f"{'model':<{width}}  {'status':<8}  reasons"]
+    for name, result in results.items():
+        lines.append(f"{name:<{width}}  {result.status:<8}  {'; '.join(result.reasons)}")
+    for name, result in results.items():
+        if result.status == FAILED and result.log_tail:
+            lines.append(f"\n--- {name}: builder log (.trtbuild/logs/{name}.log) ---\n{result.log_tail}")
+    lines.append(", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no models")
+    print("\n".join(lines), file=stream, flush=True)
+
+
+def default_stream(json_mode: bool) -> TextIO:
+    """Human output goes to stdout, or to stderr when stdout carries ``--json``."""
+    return sys.stderr if json_mode else sys.stdout

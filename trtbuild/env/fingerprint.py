@@ -1,0 +1,164 @@
+"""The environment fingerprint: what about this machine changes the engine it builds.
+
+Fields (``None`` where not applicable)::
+
+    builder             tensorrt | tensorrt-rtx
+    builder_version     e.g. 10.3.0.30 or 1.7.1.116
+    cuda                e.g. 12.6.68 (system CUDA) or 13 (the wheel's CUDA major)
+    l4t                 e.g. 36.4.3, from <sysroot>/etc/nv_tegra_release
+    device_model        from <sysroot>/proc/device-tree/model
+    gpu, compute_capability, sm_count
+                        Jetson: from the module table (``env.jetson``); x86 with TensorRT: nvidia-smi;
+                        TensorRT-RTX without a GPU: gpu "none (ahead-of-time build)" — the target
+                        compute capabilities are then part of the build settings.
+
+The probe imports no TensorRT: it reads package metadata and files. Its result is cached in
+``.trtbuild/env.json`` together with the stat of every file it read and of every ``sys.path`` folder (a
+package install changes the folder), so a no-op run only stats a handful of paths.
+``TRTBUILD_SYSROOT`` moves the file-system root the probe reads (tests feed real-format files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from trtbuild.builder import compat
+from trtbuild.env.jetson import jetson_gpu, parse_l4t_release, parse_mem_total_gib
+from trtbuild.state.atomic import write_atomic
+
+SYSROOT_VARIABLE = "TRTBUILD_SYSROOT"
+CACHE_SCHEMA = 1
+NO_GPU = "none (ahead-of-time build)"
+
+L4T_RELEASE = "etc/nv_tegra_release"
+DEVICE_MODEL = "proc/device-tree/model"
+MEMINFO = "proc/meminfo"
+CUDA_VERSION_JSON = "usr/local/cuda/version.json"
+CUDA_VERSION_TXT = "usr/local/cuda/version.txt"
+NVINFER_GLOBS = ("usr/lib/aarch64-linux-gnu/libnvinfer.so.*", "usr/lib/x86_64-linux-gnu/libnvinfer.so.*")
+
+
+def sysroot() -> Path:
+    """The root the probe reads system files from (``TRTBUILD_SYSROOT``, default ``/``)."""
+    return Path(os.environ.get(SYSROOT_VARIABLE) or "/")
+
+
+def _read(root: Path, relative: str) -> str | None:
+    try:
+        return (root / relative).read_bytes().decode("utf-8", "replace").replace("\x00", "").strip()
+    except OSError:
+        return None
+
+
+def _system_cuda(root: Path) -> str | None:
+    text = _read(root, CUDA_VERSION_JSON)
+    if text:
+        try:
+            return str(json.loads(text)["cuda"]["version"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    text = _read(root, CUDA_VERSION_TXT)
+    if text and "Version" in text:
+        return text.split("Version", 1)[1].strip()
+    return None
+
+
+def _builder_version(flavour: str, root: Path) -> tuple[str | None, str | None]:
+    """(version, CUDA major from the wheel's name) without importing TensorRT."""
+    found = compat.distribution_of(flavour)
+    if found:
+        return found[1], compat.cuda_of_distribution(found[0])
+    for pattern in NVINFER_GLOBS:  # JetPack without pip metadata: libnvinfer.so.8.6.2
+        libraries = sorted(root.glob(pattern), key=lambda path: len(path.name))
+        if libraries:
+            return libraries[-1].name.split(".so.", 1)[1], None
+    return None, None
+
+
+def _nvidia_smi() -> dict[str, Any]:
+    binary = shutil.which("nvidia-smi")
+    if not binary:
+        return {}
+    try:
+        line = subprocess.run(
+            [binary, "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout.splitlines()[0]
+        name, capability, driver = (part.strip() for part in line.split(","))
+        return {"gpu": name, "compute_capability": capability, "driver": driver}
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return {}
+
+
+def probe() -> dict[str, Any]:
+    """Read the fingerprint from the system now (no cache). See the module docstring for the fields.
+
+    Raises:
+        TrtbuildError: no TensorRT builder is installed (from ``compat.select_flavour``).
+    """
+    root = sysroot()
+    flavour = compat.select_flavour()
+    version, wheel_cuda = _builder_version(flavour, root)
+    model = _read(root, DEVICE_MODEL)
+    fingerprint: dict[str, Any] = {
+        "builder": flavour,
+        "builder_version": version,
+        "cuda": _system_cuda(root) or wheel_cuda,
+        "l4t": parse_l4t_release(_read(root, L4T_RELEASE) or ""),
+        "device_model": model,
+        "gpu": None,
+        "compute_capability": None,
+        "sm_count": None,
+    }
+    jetson = jetson_gpu(model or "", parse_mem_total_gib(_read(root, MEMINFO) or ""))
+    if jetson:
+        fingerprint.update(gpu=jetson.gpu, compute_capability=jetson.compute_capability, sm_count=jetson.sm_count)
+    elif root == Path("/") and (smi := _nvidia_smi()):
+        fingerprint.update(gpu=smi["gpu"], compute_capability=smi["compute_capability"])
+    elif flavour == "tensorrt-rtx":
+        fingerprint["gpu"] = NO_GPU
+    return fingerprint
+
+
+def _signature() -> dict[str, Any]:
+    """What the cached probe is valid for: variables and the stat of every path the probe depends on."""
+    root = sysroot()
+    paths = [str(root / rel) for rel in (L4T_RELEASE, DEVICE_MODEL, CUDA_VERSION_JSON, CUDA_VERSION_TXT)]
+    paths += [entry for entry in sys.path if entry]
+    if smi := shutil.which("nvidia-smi"):
+        paths.append(smi)
+    stats: dict[str, Any] = {}
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            stats[path] = [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            stats[path] = None
+    variables = {name: os.environ.get(name) for name in (SYSROOT_VARIABLE, compat.FORCE_VARIABLE)}
+    return {"schema": CACHE_SCHEMA, "python": sys.executable, "variables": variables, "stats": stats}
+
+
+def fingerprint(cache_file: Path | None) -> dict[str, Any]:
+    """The fingerprint, from ``cache_file`` when nothing it depends on changed, else probed and cached.
+
+    A corrupt cache file is ignored and rewritten.
+    """
+    signature = _signature()
+    if cache_file is not None:
+        try:
+            cached = json.loads(cache_file.read_bytes())
+            if cached.get("signature") == signature:
+                return cached["fingerprint"]
+        except (OSError, ValueError, AttributeError, KeyError):
+            pass
+    result = probe()
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cache_file, json.dumps({"signature": signature, "fingerprint": result}, sort_keys=True).encode())
+    return result

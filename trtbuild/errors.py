@@ -1,0 +1,55 @@
+"""The error hierarchy: what the CLI boundary catches and turns into a message and an exit code.
+
+"The user's input is wrong" (exit 2), "a model failed to build" (exit 1) and "trtbuild's own state is
+unusable" are different exceptions, so callers can tell them apart.
+"""
+
+from __future__ import annotations
+
+
+class TrtbuildError(Exception):
+    """Base of every error trtbuild reports without a traceback.
+
+    Attributes:
+        exit_code: the process exit code the CLI uses for this error.
+    """
+
+    exit_code = 1
+
+
+class ManifestError(TrtbuildError):
+    """The manifest (builds.yaml) or a file it names is invalid.
+
+    ``messages`` holds one ``file:line: field.path: message`` line per problem, so all problems of a
+    manifest are reported at once. Exit code 2.
+    """
+
+    exit_code = 2
+
+    def __init__(self, messages: str | list[str]) -> None:
+        self.messages = [messages] if isinstance(messages, str) else list(messages)
+        super().__init__("\n".join(self.messages))
+
+
+class StateError(TrtbuildError):
+    """trtbuild's own state (lock file, caches) is unreadable; the message says which file and what to do."""
+
+    exit_code = 2
+
+
+class BusyError(TrtbuildError):
+    """Another trtbuild run holds the project's run lock."""
+
+    exit_code = 3
+
+
+class BuildError(TrtbuildError):
+    """One node of the graph (an engine build, an export) failed. Other models go on.
+
+    Attributes:
+        log_tail: the last lines of the builder's log, shown to the user.
+    """
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        self.log_tail = log_tail
+        super().__init__(message)

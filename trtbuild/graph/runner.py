@@ -1,0 +1,61 @@
+"""Run the graph in topological waves; independent nodes of a wave in parallel (``-j N``).
+
+Error policy (DVC's ``skip_dependents``): a failed node's dependents are skipped, every other node goes
+on, and the run's result says which failed. A node's unexpected exception fails that node only.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Protocol
+
+import networkx as nx
+
+from trtbuild.errors import TrtbuildError
+from trtbuild.graph.nodes import FAILED, SKIPPED, Context, Node, Outcome
+
+
+class Reporter(Protocol):
+    """Receives progress: a node starts, a node ends."""
+
+    def started(self, node: Node) -> None: ...
+
+    def finished(self, node: Node, outcome: Outcome) -> None: ...
+
+
+def _run_one(node: Node, ctx: Context, reporter: Reporter) -> Outcome:
+    reporter.started(node)
+    started = time.monotonic()
+    try:
+        outcome = node.run(ctx)
+    except TrtbuildError as exc:
+        outcome = Outcome(FAILED, [str(exc)], time.monotonic() - started)
+    except Exception as exc:  # a bug in one node must not take the other models down
+        outcome = Outcome(FAILED, [f"internal error: {type(exc).__name__}: {exc}"], time.monotonic() - started, traceback.format_exc())
+    reporter.finished(node, outcome)
+    return outcome
+
+
+def run_graph(graph: nx.DiGraph, ctx: Context, jobs: int, reporter: Reporter) -> dict[str, Outcome]:
+    """Run every node of ``graph``; returns node id -> outcome.
+
+    Args:
+        jobs: how many nodes of one wave run at once (each engine build is its own child process).
+    """
+    outcomes: dict[str, Outcome] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for wave in nx.topological_generations(graph):
+            futures = {}
+            for node_id in sorted(wave):
+                node: Node = graph.nodes[node_id]["node"]
+                blocked = [p for p in graph.predecessors(node_id) if outcomes[p].status in (FAILED, SKIPPED)]
+                if blocked:
+                    outcomes[node_id] = Outcome(SKIPPED, [f"{blocked[0]} did not succeed"])
+                    reporter.finished(node, outcomes[node_id])
+                    continue
+                futures[pool.submit(_run_one, node, ctx, reporter)] = node_id
+            for future in as_completed(futures):
+                outcomes[futures[future]] = future.result()
+    return outcomes

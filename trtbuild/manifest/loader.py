@@ -1,0 +1,197 @@
+"""builds.yaml -> a validated ``Project``: defaults merged into models, paths resolved, errors located.
+
+Every problem becomes one line ``file:line: models.NAME.field: message`` and all of them are reported
+together in one ``ManifestError`` (exit code 2).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from trtbuild.errors import ManifestError
+from trtbuild.manifest.schema import INPUT_KIND_TAGS, BuildSettings, Manifest, ModelSpec, is_valid_name
+from trtbuild.manifest.yamlsource import LocatedData, load_located
+
+TOP_LEVEL_KEYS = set(Manifest.model_fields)
+DEFAULT_ENGINE_DIR = "engines"
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """One model with everything resolved: absolute paths and where its fields were written.
+
+    Attributes:
+        name: the model's name in the manifest.
+        spec: its validated settings, defaults merged.
+        onnx: absolute path of the ONNX the engine is built from.
+        engine: absolute path of the engine (plan) file.
+        plugins: absolute paths of the plugin libraries.
+        field_lines: field name -> ``file:line`` where its value was written (model or defaults).
+    """
+
+    name: str
+    spec: ModelSpec
+    onnx: Path
+    engine: Path
+    plugins: tuple[Path, ...]
+    field_lines: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def where(self, *path: str | int) -> str:
+        """``file:line: models.NAME.path`` for error messages about this model's field ``path``."""
+        location = self.field_lines.get(str(path[0])) if path else None
+        location = location or self.field_lines.get("", "")
+        dotted = ".".join(str(part) for part in ("models", self.name, *path))
+        return f"{location}: {dotted}"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded manifest.
+
+    Attributes:
+        manifest: the builds.yaml path (absolute).
+        root: the folder relative paths are resolved against (the manifest's folder).
+        models: name -> ``ModelTarget``, in manifest order.
+    """
+
+    manifest: Path
+    root: Path
+    models: dict[str, ModelTarget]
+
+    @property
+    def state_dir(self) -> Path:
+        """``.trtbuild/`` beside the manifest: stat cache, environment probe, logs."""
+        return self.root / ".trtbuild"
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file: ``builds.lock`` beside ``builds.yaml`` (``<stem>.lock`` in general)."""
+        return self.manifest.with_suffix(".lock")
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the project root, with forward slashes, for the lock and reports."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+
+def _format_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """Drop pydantic's discriminator tags (``fixed``/``profile``/``profiles``) after an input name."""
+    parts = list(loc)
+    if len(parts) >= 3 and parts[0] == "inputs" and parts[2] in INPUT_KIND_TAGS:
+        del parts[2]
+    return tuple(parts)
+
+
+def _messages(error: ValidationError, doc: LocatedData, prefix: tuple[str, ...], origin: dict[str, tuple[str, ...]]) -> list[str]:
+    """pydantic errors -> ``file:line: dotted.path: message`` lines.
+
+    ``origin`` maps a top-level field name to the YAML path it was read from (defaults or the model).
+    """
+    lines = []
+    for item in error.errors():
+        loc = _format_loc(item["loc"])
+        yaml_base = origin.get(str(loc[0]), prefix) if loc else prefix
+        line = doc.line_of(yaml_base + loc[1:] if loc and yaml_base != prefix else prefix + loc)
+        dotted = ".".join(str(part) for part in prefix + loc)
+        if loc and yaml_base != prefix:
+            dotted += f" (from {'.'.join(str(p) for p in yaml_base)})"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"{doc.file}:{line or ''}: {dotted}: {message}")
+    return lines
+
+
+def _inside(root: Path, path: Path) -> bool:
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(path))
+    return real == real_root or real_root in real.parents
+
+
+def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, errors: list[str]) -> ModelTarget:
+    field_lines = {key: f"{doc.file}:{doc.line_of(('models', name, key))}" for key in spec.model_fields}
+    for key in BuildSettings.model_fields:
+        if key not in (doc.data["models"][name] or {}):
+            field_lines[key] = f"{doc.file}:{doc.line_of(('defaults', key)) or doc.line_of(('models', name))}"
+    field_lines[""] = f"{doc.file}:{doc.line_of(('models', name))}"
+    output = spec.output or f"{DEFAULT_ENGINE_DIR}/{name}.engine"
+    engine = root / output
+    target = ModelTarget(
+        name=name,
+        spec=spec,
+        onnx=(root / spec.local_source().path),
+        engine=engine,
+        plugins=tuple(root / plugin for plugin in spec.plugins),
+        field_lines=field_lines,
+    )
+    if Path(output).is_absolute() or not _inside(root, engine):
+        errors.append(f"{target.where('output')}: {output!r} is outside the project folder {root}")
+    return target
+
+
+def load_project(manifest: Path) -> Project:
+    """Load and validate ``manifest`` (builds.yaml).
+
+    Returns:
+        the ``Project`` with every model's defaults merged and paths resolved.
+
+    Raises:
+        ManifestError: YAML syntax, unknown keys, wrong types, bad shapes, duplicate engine outputs, or
+            an engine output outside the project folder; one line per problem with ``file:line``.
+    """
+    doc = load_located(Path(manifest))  # messages name the file as the user wrote it
+    manifest = Path(os.path.abspath(manifest))
+    data = doc.data
+    if not isinstance(data, dict):
+        raise ManifestError(f"{manifest}:1: the manifest must be a mapping with 'models:'")
+    errors: list[str] = []
+    raw_defaults = data.get("defaults") or {}
+    try:  # everything but the models; models are validated one by one below, defaults merged
+        Manifest.model_validate({key: value for key, value in data.items() if key != "models"})
+    except ValidationError as exc:
+        errors += _messages(exc, doc, (), {})
+        raw_defaults = {}  # reported once here, not again under every model
+    raw_models = data.get("models")
+    if raw_models is None:
+        errors.append(f"{manifest}:1: models: missing (declare at least one model)")
+        raw_models = {}
+    if not isinstance(raw_models, dict):
+        errors.append(f"{manifest}:{doc.line_of(('models',))}: models: must be a mapping of name -> model")
+        raw_models = {}
+    root = manifest.parent
+    models: dict[str, ModelTarget] = {}
+    for name, raw in raw_models.items():
+        if not is_valid_name(name):
+            errors.append(f"{manifest}:{doc.line_of(('models', name))}: models.{name}: invalid name (letters, digits, '_', '.', '-')")
+            continue
+        raw = raw if raw is not None else {}
+        if not isinstance(raw, dict):
+            errors.append(f"{manifest}:{doc.line_of(('models', name))}: models.{name}: must be a mapping")
+            continue
+        merged = {**(raw_defaults if isinstance(raw_defaults, dict) else {}), **raw}
+        origin = {key: ("defaults", key) for key in raw_defaults if key not in raw} if isinstance(raw_defaults, dict) else {}
+        try:
+            spec = ModelSpec.model_validate(merged)
+        except ValidationError as exc:
+            errors += _messages(exc, doc, ("models", name), origin)
+            continue
+        models[name] = _resolve_model(name, spec, doc, root, errors)
+    _check_unique_outputs(models, errors)
+    if errors:
+        raise ManifestError(errors)
+    return Project(manifest=manifest, root=root, models=models)
+
+
+def _check_unique_outputs(models: dict[str, ModelTarget], errors: list[str]) -> None:
+    seen: dict[Path, str] = {}
+    for target in models.values():
+        other = seen.setdefault(target.engine, target.name)
+        if other != target.name:
+            errors.append(f"{target.where('output')}: engine path {target.engine.name} is also the output of model {other!r}")

@@ -1,0 +1,213 @@
+"""The manifest's data model (pydantic v2): what builds.yaml may say, and nothing else.
+
+Shapes follow TensorRT's optimization-profile rules (``IOptimizationProfile::setDimensions``): min, opt
+and max have the input's rank, every dimension is positive, and ``min <= opt <= max`` per dimension.
+A fixed shape is the profile whose min, opt and max are equal.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
+
+#: Largest single dimension accepted. Far beyond any vision model; catches typos such as 6400000.
+MAX_DIM = 1 << 16
+#: Largest element count of one input shape (1 << 31 elements is 8 GiB of FP32).
+MAX_VOLUME = 1 << 31
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+COMPUTE_CAPABILITY_PATTERN = r"^\d{1,2}\.\d$"
+
+Dim = Annotated[int, Field(gt=0, le=MAX_DIM, strict=True)]
+Shape = Annotated[list[Dim], Field(min_length=1, max_length=8)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _volume(shape: list[int]) -> int:
+    volume = 1
+    for dim in shape:
+        volume *= dim
+    return volume
+
+
+def _check_shape_volume(shape: list[int]) -> list[int]:
+    if _volume(shape) > MAX_VOLUME:
+        raise ValueError(f"{shape} has {_volume(shape)} elements, more than the {MAX_VOLUME} allowed")
+    return shape
+
+
+class ShapeProfile(_Strict):
+    """One input's dimensions in one optimization profile: ``{min, opt, max}``, each a list of ints.
+
+    Raises (as validation errors): ranks differ, a dimension is not positive, or the order
+    ``min <= opt <= max`` is broken in some dimension.
+    """
+
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    @field_validator("min")
+    @classmethod
+    def _min_volume(cls, value: list[int]) -> list[int]:
+        return _check_shape_volume(value)
+
+    @field_validator("opt", "max")
+    @classmethod
+    def _ordered(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        lower_name = "min" if info.field_name == "opt" else "opt"
+        lower = info.data.get(lower_name)
+        _check_shape_volume(value)
+        if lower is None:
+            return value
+        if len(lower) != len(value):
+            raise ValueError(f"rank {len(value)} differs from {lower_name}'s rank {len(lower)} ({lower})")
+        if any(v < low for v, low in zip(value, lower)):
+            raise ValueError(f"must be >= {lower_name} {lower}")
+        return value
+
+
+def _input_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "profile"
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return "profiles"
+    return "fixed"
+
+
+#: Per input: a fixed shape, one profile, or one profile per optimization profile.
+InputSpec = Annotated[
+    Union[
+        Annotated[Shape, Tag("fixed")],
+        Annotated[ShapeProfile, Tag("profile")],
+        Annotated[list[ShapeProfile], Tag("profiles"), Field(min_length=1)],
+    ],
+    Discriminator(_input_kind),
+]
+#: The tags above appear in pydantic's error locations; the manifest loader drops them.
+INPUT_KIND_TAGS = ("fixed", "profile", "profiles")
+
+
+def _is_profile_list(spec: Any) -> bool:
+    return isinstance(spec, list) and bool(spec) and isinstance(spec[0], ShapeProfile)
+
+
+class LocalSource(_Strict):
+    """An ONNX file on disk, relative to the manifest's folder, optionally pinned by sha256."""
+
+    path: str = Field(min_length=1)
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+class BuildSettings(_Strict):
+    """The settings ``defaults:`` may set for every model.
+
+    Attributes:
+        precision: the engine's precision. ``fp16`` and ``int8`` are builder flags on TensorRT <= 10; on
+            strongly typed builders (TensorRT 11, TensorRT-RTX) precision comes from the ONNX itself.
+        workspace: the builder's workspace memory-pool limit (``IBuilderConfig.setMemoryPoolLimit(
+            MemoryPoolType::kWORKSPACE)``), in bytes; units such as ``128MiB`` or ``2GiB`` accepted.
+        builder_optimization_level: TensorRT's builder optimization level, 0-5 (TensorRT's default: 3).
+        dla_core: run on this DLA core (Jetson Xavier / Orin), GPU fallback allowed. ``None``: GPU only.
+        plugins: shared libraries of TensorRT plugins to load before parsing, relative to the manifest.
+        compute_capabilities: TensorRT-RTX only: the target compute capabilities of an ahead-of-time
+            build, e.g. ``["8.6", "8.9"]``. ``None``: the builder's default targets.
+    """
+
+    precision: Precision = "fp32"
+    workspace: ByteSize = Field(default=ByteSize(1 << 30), gt=0)
+    builder_optimization_level: Annotated[int, Field(ge=0, le=5, strict=True)] = 3
+    dla_core: Annotated[int, Field(ge=0, le=7, strict=True)] | None = None
+    plugins: list[Annotated[str, Field(min_length=1)]] = []
+    compute_capabilities: list[Annotated[str, Field(pattern=COMPUTE_CAPABILITY_PATTERN)]] | None = None
+
+
+class ModelSpec(BuildSettings):
+    """One model of the manifest: where its ONNX comes from and how its engine is built.
+
+    Attributes:
+        source: a path to an ``.onnx`` file (string), or ``{path, sha256}``.
+        inputs: per input tensor name, a fixed shape ``[1, 3, 640, 640]``, one profile
+            ``{min, opt, max}``, or a list of profiles (one per TensorRT optimization profile).
+        output: the engine path, relative to the manifest; default ``engines/<name>.engine``.
+    """
+
+    source: Union[Annotated[str, Field(min_length=1)], LocalSource]
+    inputs: dict[str, InputSpec] = {}
+    output: Annotated[str, Field(min_length=1)] | None = None
+
+    @field_validator("precision")
+    @classmethod
+    def _int8_needs_calibration(cls, precision: str) -> str:
+        if precision == "int8":
+            raise ValueError(
+                "int8 needs calibration data (explicit Q/DQ quantization), which this trtbuild version "
+                "cannot produce yet; use fp16 or fp32"
+            )
+        return precision
+
+    @field_validator("inputs")
+    @classmethod
+    def _consistent_profiles(cls, inputs: dict[str, Any]) -> dict[str, Any]:
+        counts = {name: len(spec) for name, spec in inputs.items() if _is_profile_list(spec)}
+        if len(set(counts.values())) > 1:
+            raise ValueError(f"inputs declare different numbers of optimization profiles: {counts}")
+        for name, spec in inputs.items():
+            if _is_profile_list(spec) and len({len(profile.min) for profile in spec}) > 1:
+                raise ValueError(f"input {name!r} has a different rank in different profiles")
+        return inputs
+
+    def local_source(self) -> LocalSource:
+        """The source as a ``LocalSource`` whatever form the manifest used."""
+        return self.source if isinstance(self.source, LocalSource) else LocalSource(path=self.source)
+
+    def profiles(self) -> list[dict[str, tuple[list[int], list[int], list[int]]]]:
+        """The optimization profiles: one ``{input: (min, opt, max)}`` per TensorRT profile.
+
+        Fixed shapes repeat in every profile. With no inputs declared, one empty profile.
+        """
+        count = max([len(spec) for spec in self.inputs.values() if _is_profile_list(spec)], default=1)
+        profiles: list[dict[str, tuple[list[int], list[int], list[int]]]] = [{} for _ in range(count)]
+        for name, spec in self.inputs.items():
+            for index, profile in enumerate(profiles):
+                if isinstance(spec, ShapeProfile):
+                    profile[name] = (spec.min, spec.opt, spec.max)
+                elif _is_profile_list(spec):
+                    chosen = spec[index]
+                    profile[name] = (chosen.min, chosen.opt, chosen.max)
+                else:
+                    profile[name] = (list(spec), list(spec), list(spec))
+        return profiles
+
+
+class Manifest(_Strict):
+    """The whole of builds.yaml: ``defaults`` and ``models`` (name -> model).
+
+    Model names are used in file names: letters, digits, ``_``, ``.``, ``-``.
+    """
+
+    version: Literal[1] = 1
+    defaults: BuildSettings = BuildSettings()
+    models: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ModelSpec] = {}
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` may name a model."""
+    return re.match(NAME_PATTERN, name) is not None

@@ -1,0 +1,186 @@
+"""The operations behind the CLI: plan, build, clean — on a loaded project, with its state files.
+
+The CLI parses arguments and prints; this module decides. Results are data (``ModelResult``) so the
+human table and ``--json`` come from the same values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import filelock
+import networkx as nx
+
+from trtbuild.env.fingerprint import fingerprint
+from trtbuild.errors import BusyError, ManifestError
+from trtbuild.graph.dag import build_graph, engine_node_id, select
+from trtbuild.graph.nodes import FAILED, Context, EngineBuild, OnnxFile, Outcome
+from trtbuild.graph.runner import Reporter, run_graph
+from trtbuild.manifest.loader import Project
+from trtbuild.manifest.onnx_inputs import verify_inputs
+from trtbuild.state.atomic import remove_partials
+from trtbuild.state.lockfile import LockFile
+from trtbuild.state.staleness import assess
+from trtbuild.state.statcache import StatCache
+
+
+@dataclass
+class ModelResult:
+    """The outcome for one model, as reported by ``all``/``build``/``plan`` and ``--json``.
+
+    Attributes:
+        status: ``built``, ``fresh``, ``failed``, ``skipped`` (build) or ``stale``/``fresh`` (plan).
+        reasons: why it was or would be built, or why it failed.
+        engine: engine path relative to the project.
+        seconds: wall time spent on the model in this run.
+        log_tail: builder log lines worth showing for a failure.
+    """
+
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    engine: str = ""
+    seconds: float = 0.0
+    log_tail: str = ""
+
+
+def open_context(project: Project) -> Context:
+    """Load the state a run needs: environment fingerprint, stat cache, lock.
+
+    Raises:
+        StateError: the lock file is corrupt.
+        TrtbuildError: no TensorRT builder is installed.
+    """
+    state = project.state_dir
+    return Context(
+        project=project,
+        env=fingerprint(state / "env.json"),
+        cache=StatCache(state / "statcache.json"),
+        lock=LockFile(project.lock_path),
+    )
+
+
+@contextlib.contextmanager
+def run_lock(project: Project, wait_seconds: float) -> Iterator[None]:
+    """Hold the project's run lock (``.trtbuild/run.lock``, filelock) for a run that writes state.
+
+    Raises:
+        BusyError: another run holds it for longer than ``wait_seconds``.
+    """
+    project.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(project.state_dir / "run.lock"))
+    try:
+        lock.acquire(timeout=wait_seconds)
+    except filelock.Timeout:
+        raise BusyError(
+            f"another trtbuild run is building {project.manifest.name} (it holds {lock.lock_file}); "
+            "wait for it or pass --wait SECONDS"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _check_names(project: Project, names: list[str]) -> None:
+    unknown = [name for name in names if name not in project.models]
+    if unknown:
+        raise ManifestError(f"{project.manifest}: no model named {', '.join(unknown)} (models: {', '.join(project.models)})")
+
+
+def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelResult]:
+    """What is stale and why, per model, without building anything.
+
+    Raises:
+        ManifestError: an unknown model name, or an unreadable ONNX.
+    """
+    names = names or list(project.models)
+    _check_names(project, names)
+    ctx = open_context(project)
+    results = {}
+    for name in names:
+        target = project.models[name]
+        assessment = assess(target, project.root, ctx.cache, ctx.lock, ctx.env)
+        status = "fresh" if assessment.fresh else "stale"
+        results[name] = ModelResult(status, assessment.reasons, project.relative(target.engine))
+    ctx.cache.save()
+    return results
+
+
+def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
+    """Check the declared inputs of every stale engine whose ONNX is already on disk, before any build.
+
+    Raises:
+        ManifestError: with every problem found (exit code 2, nothing built).
+    """
+    problems: list[str] = []
+    for node_id, data in graph.nodes(data=True):
+        node = data["node"]
+        if not isinstance(node, EngineBuild):
+            continue
+        upstream = [graph.nodes[p]["node"] for p in graph.predecessors(node_id)]
+        if not all(isinstance(p, OnnxFile) for p in upstream) or not node.target.onnx.is_file():
+            continue
+        try:
+            if not assess(node.target, ctx.project.root, ctx.cache, ctx.lock, ctx.env).fresh:
+                verify_inputs(node.target)
+        except ManifestError as exc:
+            problems += exc.messages
+        except FileNotFoundError as exc:
+            problems.append(f"{node.target.where('plugins')}: {exc.filename} does not exist")
+    if problems:
+        raise ManifestError(problems)
+
+
+def build(project: Project, names: list[str] | None, jobs: int, reporter: Reporter, wait_seconds: float = 0) -> dict[str, ModelResult]:
+    """Build the stale engines of ``names`` (all models when ``None``) and what they depend on.
+
+    Raises:
+        ManifestError: unknown names, a cycle, or inputs that do not match an ONNX (nothing built).
+        BusyError: another run holds the project.
+        StateError: the lock file is corrupt.
+    """
+    names = names or list(project.models)
+    _check_names(project, names)
+    graph = select(build_graph(project), names)
+    with run_lock(project, wait_seconds):
+        ctx = open_context(project)
+        try:
+            _preflight(graph, ctx)
+            outcomes = run_graph(graph, ctx, jobs, reporter)
+        finally:
+            ctx.cache.save()
+    return {name: _model_result(graph, outcomes, project, name) for name in names}
+
+
+def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Project, name: str) -> ModelResult:
+    engine_id = engine_node_id(graph, name)
+    for node_id in sorted(nx.ancestors(graph, engine_id)):  # a failed upstream node is the model's failure
+        if outcomes[node_id].status == FAILED:
+            failed = outcomes[node_id]
+            return ModelResult(FAILED, failed.reasons, project.relative(project.models[name].engine), failed.seconds, failed.log_tail)
+    outcome = outcomes[engine_id]
+    return ModelResult(outcome.status, outcome.reasons, project.relative(project.models[name].engine), outcome.seconds, outcome.log_tail)
+
+
+def clean(project: Project, names: list[str] | None, wait_seconds: float = 0) -> list[str]:
+    """Delete the engines (and leftover partial files) of ``names`` and forget them in the lock.
+
+    Returns:
+        the engine paths removed, relative to the project.
+    """
+    names = names or list(project.models)
+    _check_names(project, names)
+    removed = []
+    with run_lock(project, wait_seconds):
+        lock = LockFile(project.lock_path)
+        for name in names:
+            engine = project.models[name].engine
+            remove_partials(engine.parent, engine.name)
+            if engine.is_file():
+                engine.unlink()
+                removed.append(project.relative(engine))
+            lock.remove(name)
+        lock.save()
+    return removed

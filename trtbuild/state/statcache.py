@@ -1,0 +1,115 @@
+"""File content hashes that are computed once: a stat cache of (inode, size, mtime_ns) -> sha256.
+
+Cheap checks first, as git and DVC do: a file whose inode, size and mtime are unchanged is not read
+again. An entry is trusted only when the file's mtime is older than the moment it was hashed by more
+than the file system's timestamp granularity (git's "racily clean" rule), so a write in the same
+instant as the hash is never missed. A corrupt cache is reported and discarded: it is only a cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from trtbuild.state.atomic import write_atomic
+
+SCHEMA = 1
+#: An mtime closer than this to the hash time is not trusted (coarse file-system timestamps).
+RACY_WINDOW_NS = 2_000_000_000
+CHUNK = 4 * 1024 * 1024
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes (``hashlib.file_digest``; read in 4 MiB chunks on Python 3.10)."""
+    with open(path, "rb") as handle:
+        if hasattr(hashlib, "file_digest"):
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = hashlib.sha256()
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+
+def _signature(stat: os.stat_result) -> list[int]:
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+
+class StatCache:
+    """Maps absolute file paths to their sha256, re-reading a file only when its stat changed.
+
+    Args:
+        path: the JSON file the cache lives in (``.trtbuild/statcache.json``).
+
+    Attributes:
+        warnings: problems met while loading (a corrupt cache file); the caller reports them.
+        hashed_bytes: bytes actually read and hashed by this instance (0 on a fully cached run).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.warnings: list[str] = []
+        self.hashed_bytes = 0
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._dirty = False
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            raw = json.loads(self.path.read_bytes())
+            if raw.get("schema") != SCHEMA or not isinstance(raw.get("files"), dict):
+                raise ValueError(f"schema {raw.get('schema')!r}, expected {SCHEMA}")
+            self._entries = raw["files"]
+        except FileNotFoundError:
+            return
+        except (ValueError, AttributeError, OSError) as exc:
+            self.warnings.append(f"{self.path}: stat cache unreadable ({exc}); discarded, files will be hashed again")
+            self._entries = {}
+            self._dirty = True
+
+    def lookup(self, path: Path) -> dict[str, Any] | None:
+        """The cached entry ``{"sig", "sha256", "hashed_at", ...extras}`` if it still describes ``path``."""
+        entry = self._entries.get(str(path))
+        if entry is None:
+            return None
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        if entry.get("sig") != _signature(stat) or stat.st_mtime_ns > entry.get("hashed_at", 0) - RACY_WINDOW_NS:
+            return None
+        return entry
+
+    def sha256(self, path: Path, **extras: Any) -> str:
+        """The sha256 of ``path``, from the cache when its stat is unchanged.
+
+        Raises:
+            FileNotFoundError: ``path`` does not exist.
+        """
+        entry = self.lookup(path)
+        if entry is not None:
+            return entry["sha256"]
+        return self.record(path, **extras)["sha256"]
+
+    def record(self, path: Path, **extras: Any) -> dict[str, Any]:
+        """Hash ``path`` now and store its entry with ``extras`` (e.g. an ONNX's external-data files)."""
+        before = os.stat(path)
+        digest = sha256_file(path)
+        self.hashed_bytes += before.st_size
+        entry = {"sig": _signature(before), "sha256": digest, "hashed_at": time.time_ns(), **extras}
+        if _signature(os.stat(path)) != entry["sig"]:
+            entry["hashed_at"] = 0  # changed while being read: use the hash once, never trust it later
+        self._entries[str(path)] = entry
+        self._dirty = True
+        return entry
+
+    def save(self) -> None:
+        """Write the cache atomically if anything changed."""
+        if not self._dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, json.dumps({"schema": SCHEMA, "files": self._entries}, separators=(",", ":")).encode())
+        self._dirty = False
