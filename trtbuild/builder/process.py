@@ -84,6 +84,16 @@ def _death(returncode: int) -> str:
     return f"the builder exited with code {returncode}"
 
 
+def _failure_message(returncode: int, tail: str) -> str:
+    """The child's last message, plus the first node-level error TensorRT logged (``In node 3 ...``)."""
+    if returncode != 1 or not tail:
+        return _death(returncode)
+    lines = tail.splitlines()
+    message = lines[-1].removeprefix("trtbuild: ")
+    node_error = next((line for line in lines if "In node" in line), None)
+    return f"{message}: {node_error.removeprefix('[E] ')}" if node_error else message
+
+
 def build_engine(request: dict[str, Any], engine: Path, log: Path, work_dir: Path) -> BuiltEngine:
     """Build one engine in a child process and rename it to ``engine``.
 
@@ -116,8 +126,7 @@ def build_engine(request: dict[str, Any], engine: Path, log: Path, work_dir: Pat
         request_file.unlink(missing_ok=True)
         if returncode != 0:
             tail = log_tail(log)
-            last = tail.splitlines()[-1] if returncode == 1 and tail else _death(returncode)
-            raise BuildError(last.removeprefix("trtbuild: "), log_tail=tail)
+            raise BuildError(_failure_message(returncode, tail), log_tail=tail)
         outcome = json.loads(result.read_text())
         size = partial.stat().st_size
         if size == 0:

@@ -44,8 +44,10 @@ def _reject_cycles(graph: nx.DiGraph, project: Project) -> None:
         cycle = nx.find_cycle(graph)
     except nx.NetworkXNoCycle:
         return
-    path = " -> ".join([edge[0] for edge in cycle] + [cycle[0][0]])
-    raise ManifestError(f"{project.manifest}: dependency cycle: {path}")
+    members = [edge[0] for edge in cycle]
+    start = members.index(min(members))  # report the same rotation every time
+    members = members[start:] + members[:start]
+    raise ManifestError(f"{project.manifest.name}: dependency cycle: {' -> '.join(members + members[:1])}")
 
 
 def engine_node_id(graph: nx.DiGraph, model: str) -> str:

@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ByteSize,
     ConfigDict,
@@ -92,7 +93,7 @@ def _input_kind(value: Any) -> str:
 #: Per input: a fixed shape, one profile, or one profile per optimization profile.
 InputSpec = Annotated[
     Union[
-        Annotated[Shape, Tag("fixed")],
+        Annotated[Shape, AfterValidator(_check_shape_volume), Tag("fixed")],
         Annotated[ShapeProfile, Tag("profile")],
         Annotated[list[ShapeProfile], Tag("profiles"), Field(min_length=1)],
     ],

@@ -1,0 +1,81 @@
+"""Shared fixtures: a project folder with real ONNX files and a way to run the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from onnx_models import conv_net  # noqa: E402
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+    def statuses(self) -> dict[str, str]:
+        return {name: model["status"] for name, model in self.json()["models"].items()}
+
+
+@dataclass
+class ProjectDir:
+    root: Path
+
+    def write_manifest(self, text: str) -> Path:
+        path = self.root / "builds.yaml"
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    def trtbuild(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Run:
+        """Run ``python -m trtbuild ARGS`` in the project folder, as a user would."""
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRTBUILD_")}
+        full_env.update(env or {})
+        done = subprocess.run(
+            [sys.executable, "-m", "trtbuild", *args], cwd=self.root, env=full_env,
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    def lock(self) -> dict[str, Any]:
+        return json.loads((self.root / "builds.lock").read_text())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectDir:
+    return ProjectDir(tmp_path)
+
+
+TWO_MODELS = """
+defaults:
+  workspace: 256MiB
+models:
+  static:
+    source: static.onnx
+  dynamic:
+    source: dynamic.onnx
+    inputs:
+      input: {min: [1, 3, 32, 32], opt: [4, 3, 32, 32], max: [8, 3, 32, 32]}
+"""
+
+
+@pytest.fixture
+def two_models(project: ProjectDir) -> ProjectDir:
+    """A project with a static-batch and a dynamic-batch conv net."""
+    conv_net(project.root / "static.onnx", batch=1, seed=1)
+    conv_net(project.root / "dynamic.onnx", batch="N", seed=2)
+    project.write_manifest(TWO_MODELS)
+    return project

@@ -1,0 +1,50 @@
+"""Tiny real ONNX models for the tests, made with onnx.helper (a registry like Polygraphy's tests/models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def conv_net(path: Path, batch: int | str = 1, channels: int = 8, seed: int = 0, size: int = 32) -> Path:
+    """Conv(3->channels, 3x3) -> Relu -> Conv(channels->4, 1x1); input ``input`` [batch, 3, size, size].
+
+    ``batch`` is an int for a static model or a name (``"N"``) for a dynamic batch.
+    """
+    rng = np.random.default_rng(seed)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal((channels, 3, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal((4, channels, 1, 1)).astype(np.float32), "w2"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2"], ["output"], name="conv2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "conv_net",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, size, size])],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def unsupported_op_net(path: Path) -> Path:
+    """A well-formed ONNX file whose node ``mystery`` uses an op no TensorRT parser imports."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["input"], ["r"], name="relu"), helper.make_node("TotallyUnknownOp", ["r"], ["output"], name="mystery")],
+        "unsupported",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), str(path))
+    return path

@@ -1,0 +1,207 @@
+"""End-to-end builds through the real CLI: real ONNX files, real TensorRT(-RTX) engines, real lock."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from conftest import ProjectDir
+from onnx_models import conv_net, unsupported_op_net
+
+JETPACK_5_1_2 = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n"
+JETPACK_6_2 = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025\n"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sysroot(base: Path, release: str, model: str = "NVIDIA Jetson Orin Nano Developer Kit") -> dict[str, str]:
+    """A file-system root with a real-format /etc/nv_tegra_release and device-tree model."""
+    (base / "etc").mkdir(parents=True, exist_ok=True)
+    (base / "etc/nv_tegra_release").write_text(release)
+    (base / "proc/device-tree").mkdir(parents=True, exist_ok=True)
+    (base / "proc/device-tree/model").write_bytes(model.encode() + b"\x00")
+    return {"TRTBUILD_SYSROOT": str(base)}
+
+
+def test_first_run_builds_real_engines_and_second_run_builds_nothing(two_models: ProjectDir) -> None:
+    first = two_models.trtbuild("all", "--json")
+    assert first.code == 0, first.stderr
+    assert first.statuses() == {"static": "built", "dynamic": "built"}
+    lock = two_models.lock()
+    for name in ("static", "dynamic"):
+        engine = two_models.root / f"engines/{name}.engine"
+        entry = lock["models"][name]
+        assert entry["engine"] == {"path": f"engines/{name}.engine", "sha256": sha256(engine), "size": engine.stat().st_size}
+        assert entry["engine"]["size"] > 10_000  # a real serialized plan, not a placeholder
+        assert entry["builder"].startswith(("tensorrt ", "tensorrt-rtx "))
+    assert lock["models"]["dynamic"]["components"]["settings"]["profiles"] == [
+        {"input": {"min": [1, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [8, 3, 32, 32]}}
+    ]
+    mtimes = {p: p.stat().st_mtime_ns for p in (two_models.root / "engines").iterdir()}
+
+    second = two_models.trtbuild("all", "--json")
+    assert second.code == 0, second.stderr
+    assert second.statuses() == {"static": "fresh", "dynamic": "fresh"}
+    assert {p: p.stat().st_mtime_ns for p in (two_models.root / "engines").iterdir()} == mtimes
+    assert two_models.lock() == lock
+
+
+def test_changing_one_onnx_rebuilds_only_its_engine(two_models: ProjectDir) -> None:
+    assert two_models.trtbuild("all").code == 0
+    conv_net(two_models.root / "static.onnx", batch=1, seed=99)  # new weights, same interface
+    plan = two_models.trtbuild("plan", "--json", "--check")
+    assert plan.code == 1
+    assert plan.json()["models"]["static"] == {"status": "stale", "reasons": ["onnx changed"], "engine": "engines/static.engine", "seconds": 0.0}
+    assert plan.json()["models"]["dynamic"]["status"] == "fresh"
+    run = two_models.trtbuild("all", "--json")
+    assert run.statuses() == {"static": "built", "dynamic": "fresh"}
+    assert run.json()["models"]["static"]["reasons"] == ["onnx changed"]
+    assert two_models.trtbuild("plan", "--check").code == 0
+
+
+def test_another_l4t_release_rebuilds_every_engine(two_models: ProjectDir, tmp_path: Path) -> None:
+    jetpack5 = sysroot(tmp_path / "jp5", JETPACK_5_1_2)
+    assert two_models.trtbuild("all", env=jetpack5).code == 0
+    assert two_models.lock()["models"]["static"]["components"]["env"]["l4t"] == "35.4.1"
+    assert two_models.trtbuild("all", "--json", env=jetpack5).statuses() == {"static": "fresh", "dynamic": "fresh"}
+
+    reflashed = two_models.trtbuild("all", "--json", env=sysroot(tmp_path / "jp6", JETPACK_6_2))
+    assert reflashed.statuses() == {"static": "built", "dynamic": "built"}
+    for model in reflashed.json()["models"].values():
+        assert model["reasons"] == ["l4t 35.4.1 -> 36.4.3"]
+
+
+def test_jetson_device_model_enters_the_fingerprint(two_models: ProjectDir, tmp_path: Path) -> None:
+    root = sysroot(tmp_path / "agx", JETPACK_6_2, model="NVIDIA Jetson AGX Orin Developer Kit")
+    (tmp_path / "agx/proc/meminfo").write_text("MemTotal:       64335836 kB\nMemFree:  1 kB\n")
+    assert two_models.trtbuild("all", env=root).code == 0
+    env = two_models.lock()["models"]["static"]["components"]["env"]
+    assert (env["device_model"], env["gpu"], env["compute_capability"], env["sm_count"]) == (
+        "NVIDIA Jetson AGX Orin Developer Kit", "Orin (Ampere)", "8.7", 16)
+
+
+def test_a_modified_engine_is_rebuilt(two_models: ProjectDir) -> None:
+    assert two_models.trtbuild("all").code == 0
+    engine = two_models.root / "engines/dynamic.engine"
+    good = engine.read_bytes()
+    engine.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+    run = two_models.trtbuild("all", "--json")
+    assert run.json()["models"]["dynamic"]["status"] == "built"
+    assert run.json()["models"]["dynamic"]["reasons"] == ["engine modified"]
+    assert sha256(engine) == two_models.lock()["models"]["dynamic"]["engine"]["sha256"]
+
+
+def test_a_deleted_engine_is_rebuilt(two_models: ProjectDir) -> None:
+    assert two_models.trtbuild("all").code == 0
+    (two_models.root / "engines/static.engine").unlink()
+    run = two_models.trtbuild("all", "--json")
+    assert run.json()["models"]["static"]["reasons"] == ["engine missing"]
+    assert (two_models.root / "engines/static.engine").is_file()
+
+
+def test_unparseable_onnx_fails_that_model_only_with_the_parsers_message(project: ProjectDir) -> None:
+    conv_net(project.root / "good.onnx", seed=3)
+    unsupported_op_net(project.root / "bad.onnx")
+    project.write_manifest("""
+        models:
+          good: {source: good.onnx}
+          bad: {source: bad.onnx}
+    """)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 1
+    models = run.json()["models"]
+    assert models["good"]["status"] == "built"
+    assert models["bad"]["status"] == "failed"
+    assert "TotallyUnknownOp" in run.stderr  # the parser's own words, with the op ...
+    assert "mystery" in run.stderr  # ... and the node name
+    assert not (project.root / "engines/bad.engine").exists()
+    assert not list((project.root / "engines").glob(".*partial"))
+    assert "bad" not in project.lock()["models"]
+    assert "TotallyUnknownOp" in (project.root / ".trtbuild/logs/bad.log").read_text()
+
+
+def test_settings_change_gives_a_per_field_reason_and_cosmetic_edits_do_not(two_models: ProjectDir) -> None:
+    assert two_models.trtbuild("all").code == 0
+    manifest = two_models.root / "builds.yaml"
+    manifest.write_text("# fleet manifest, reformatted\n" + manifest.read_text().replace("workspace: 256MiB", "workspace: 268435456  # same"))
+    assert two_models.trtbuild("plan", "--check").code == 0
+    manifest.write_text(manifest.read_text().replace("268435456  # same", "512MiB") + "    builder_optimization_level: 2\n")
+    plan = two_models.trtbuild("plan", "--json").json()["models"]
+    assert plan["static"]["reasons"] == ["workspace 268435456 -> 536870912"]
+    assert plan["dynamic"]["reasons"] == ["builder_optimization_level 3 -> 2", "workspace 268435456 -> 536870912"]
+
+
+def test_builder_version_change_is_reported_per_component(two_models: ProjectDir) -> None:
+    assert two_models.trtbuild("all").code == 0
+    lock_path = two_models.root / "builds.lock"
+    lock = two_models.lock()
+    current = lock["models"]["static"]["components"]["env"]["builder_version"]
+    flavour = lock["models"]["static"]["components"]["env"]["builder"]
+    lock["models"]["static"]["components"]["env"]["builder_version"] = "0.9.0"
+    lock["models"]["static"]["key"] = "0" * 64
+    import json
+
+    lock_path.write_text(json.dumps(lock))
+    plan = two_models.trtbuild("plan", "--json").json()["models"]
+    assert plan["static"]["reasons"] == [f"{flavour} 0.9.0 -> {current}"]
+    assert plan["dynamic"]["status"] == "fresh"
+
+
+def test_parallel_jobs_build_every_engine(project: ProjectDir) -> None:
+    lines = ["models:"]
+    for index in range(4):
+        conv_net(project.root / f"m{index}.onnx", seed=index)
+        lines.append(f"  m{index}: {{source: m{index}.onnx, workspace: 128MiB}}")
+    project.write_manifest("\n".join(lines) + "\n")
+    run = project.trtbuild("all", "-j", "2", "--json")
+    assert run.code == 0, run.stderr
+    assert set(run.statuses().values()) == {"built"}
+    assert sorted(project.lock()["models"]) == ["m0", "m1", "m2", "m3"]
+
+
+def test_build_names_only_the_selected_models(two_models: ProjectDir) -> None:
+    run = two_models.trtbuild("build", "dynamic", "--json")
+    assert run.statuses() == {"dynamic": "built"}
+    assert not (two_models.root / "engines/static.engine").exists()
+    unknown = two_models.trtbuild("build", "nope")
+    assert unknown.code == 2 and "no model named nope" in unknown.stderr
+
+
+def test_missing_source_fails_its_model_and_skips_its_engine(project: ProjectDir) -> None:
+    conv_net(project.root / "present.onnx")
+    project.write_manifest("""
+        models:
+          present: {source: present.onnx}
+          absent: {source: absent.onnx}
+    """)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 1
+    assert run.json()["models"]["present"]["status"] == "built"
+    assert run.json()["models"]["absent"]["status"] == "failed"
+    assert run.json()["models"]["absent"]["reasons"] == ["source absent.onnx does not exist"]
+
+
+def test_clean_removes_engines_and_lock_entries(two_models: ProjectDir) -> None:
+    assert two_models.trtbuild("all").code == 0
+    run = two_models.trtbuild("clean", "static")
+    assert run.code == 0 and "removed engines/static.engine" in run.stdout
+    assert not (two_models.root / "engines/static.engine").exists()
+    assert sorted(two_models.lock()["models"]) == ["dynamic"]
+    assert two_models.trtbuild("plan", "--json").json()["models"]["static"]["reasons"] == ["never built"]
+
+
+def test_a_no_op_run_hashes_no_file(two_models: ProjectDir) -> None:
+    import os
+    import time
+
+    assert two_models.trtbuild("all").code == 0
+    past = time.time_ns() - 60 * 1_000_000_000
+    for path in [*two_models.root.glob("*.onnx"), *(two_models.root / "engines").glob("*.engine")]:
+        os.utime(path, ns=(past, past))
+    assert two_models.trtbuild("all").code == 0  # re-hashes the files whose mtimes moved
+    cache = two_models.root / ".trtbuild/statcache.json"
+    before = cache.read_bytes()
+    assert two_models.trtbuild("all").code == 0
+    assert cache.read_bytes() == before  # no entry re-recorded: neither ONNX nor engine was read

@@ -1,0 +1,140 @@
+"""State layer on real files: stat cache, ONNX digests with external data, keys and their reasons, lock."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx_models import conv_net
+from trtbuild.errors import ManifestError, StateError
+from trtbuild.state import keys
+from trtbuild.state.lockfile import LockFile
+from trtbuild.state.onnx_digest import onnx_digest
+from trtbuild.state.statcache import RACY_WINDOW_NS, StatCache
+
+
+def age(path: Path) -> None:
+    """Move a file's mtime out of the racy window, as if it was written a minute ago."""
+    past = time.time_ns() - 60 * 1_000_000_000
+    os.utime(path, ns=(past, past))
+
+
+def test_stat_cache_reads_an_unchanged_file_once(tmp_path: Path) -> None:
+    data = tmp_path / "weights.bin"
+    data.write_bytes(os.urandom(1 << 20))
+    age(data)
+    first = StatCache(tmp_path / "cache.json")
+    digest = first.sha256(data)
+    assert digest == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert first.hashed_bytes == 1 << 20
+    first.save()
+
+    second = StatCache(tmp_path / "cache.json")
+    assert second.sha256(data) == digest
+    assert second.hashed_bytes == 0
+
+    data.write_bytes(os.urandom(1 << 20))  # same size, new content, new mtime
+    assert second.sha256(data) == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert second.hashed_bytes == 1 << 20
+
+
+def test_a_file_written_in_the_racy_window_is_hashed_again(tmp_path: Path) -> None:
+    data = tmp_path / "fresh.bin"
+    data.write_bytes(b"a" * 100)
+    cache = StatCache(tmp_path / "cache.json")
+    cache.sha256(data)
+    assert cache.lookup(data) is None  # mtime within RACY_WINDOW_NS of the hash: not trusted
+    assert RACY_WINDOW_NS >= 1_000_000_000
+
+
+def test_a_corrupt_stat_cache_is_reported_and_discarded(tmp_path: Path) -> None:
+    (tmp_path / "cache.json").write_text("{ not json")
+    cache = StatCache(tmp_path / "cache.json")
+    assert cache.warnings and "stat cache unreadable" in cache.warnings[0]
+    data = tmp_path / "x"
+    data.write_bytes(b"x")
+    assert cache.sha256(data) == hashlib.sha256(b"x").hexdigest()
+
+
+def external_model(folder: Path, location: str = "weights.bin") -> Path:
+    weights = numpy_helper.from_array(np.arange(4096, dtype=np.float32).reshape(64, 64), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "ext",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [weights],
+    )
+    path = folder / "ext.onnx"
+    onnx.save_model(helper.make_model(graph), str(path), save_as_external_data=True, location=location, size_threshold=0)
+    return path
+
+
+def test_onnx_digest_covers_external_data(tmp_path: Path) -> None:
+    path = external_model(tmp_path)
+    cache = StatCache(tmp_path / "cache.json")
+    before = onnx_digest(cache, path)
+    assert before != hashlib.sha256(path.read_bytes()).hexdigest()
+    weights = tmp_path / "weights.bin"
+    raw = bytearray(weights.read_bytes())
+    raw[100] ^= 0x01
+    weights.write_bytes(bytes(raw))
+    assert onnx_digest(cache, path) != before
+
+
+def test_onnx_digest_without_external_data_is_the_file_hash(tmp_path: Path) -> None:
+    path = conv_net(tmp_path / "plain.onnx")
+    assert onnx_digest(StatCache(tmp_path / "c.json"), path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path) -> None:
+    path = external_model(tmp_path)
+    model = onnx.load_model(str(path), load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = "../../etc/passwd"
+    onnx.save_model(model, str(path))
+    with pytest.raises(ManifestError, match="outside the model's folder"):
+        onnx_digest(StatCache(tmp_path / "c.json"), path)
+
+
+def test_keys_are_canonical_and_reasons_name_each_change() -> None:
+    env = {"builder": "tensorrt", "builder_version": "10.3.0", "l4t": "36.4.0", "gpu": "Orin (Ampere)"}
+    settings = {"precision": "fp16", "workspace": 1 << 30, "profiles": []}
+    old = keys.engine_components("a" * 64, settings, {"libplug.so": "1" * 64}, env)
+    reordered = json.loads(json.dumps(old, sort_keys=False))
+    assert keys.key_of(old) == keys.key_of(dict(reversed(list(reordered.items()))))
+    new = keys.engine_components(
+        "b" * 64, {**settings, "precision": "fp32"}, {"libplug.so": "2" * 64},
+        {**env, "builder_version": "10.7.0", "l4t": "36.4.3"},
+    )
+    assert keys.key_of(new) != keys.key_of(old)
+    assert keys.diff_reasons(old, new) == [
+        "onnx changed", "precision fp16 -> fp32", "plugin libplug.so changed",
+        "tensorrt 10.3.0 -> 10.7.0", "l4t 36.4.0 -> 36.4.3",
+    ]
+
+
+def test_lock_is_written_sorted_with_a_schema_and_refuses_garbage(tmp_path: Path) -> None:
+    lock = LockFile(tmp_path / "builds.lock")
+    lock.set("zeta", {"key": "k", "components": {}, "engine": {"path": "engines/zeta.engine"}})
+    lock.set("alpha", {"key": "k", "components": {}, "engine": {"path": "engines/alpha.engine"}})
+    lock.save()
+    text = (tmp_path / "builds.lock").read_text()
+    assert json.loads(text)["schema"] == 1
+    assert text.index('"alpha"') < text.index('"zeta"')
+    assert not list(tmp_path.glob("*.partial"))
+    assert LockFile(tmp_path / "builds.lock").entries == lock.entries
+
+    (tmp_path / "builds.lock").write_text(json.dumps({"schema": 99, "models": {}}))
+    with pytest.raises(StateError, match="not a trtbuild lock of schema 1"):
+        LockFile(tmp_path / "builds.lock")
+    (tmp_path / "builds.lock").write_text(json.dumps({"schema": 1, "models": {"a": {"key": "k"}}}))
+    with pytest.raises(StateError, match="models.a: missing components, engine"):
+        LockFile(tmp_path / "builds.lock")
