@@ -1,16 +1,12 @@
 """The builder's child process: ONNX -> serialized engine (plan) through Polygraphy's TensorRT backend.
 
-Run as ``python -m trtbuild.builder.child REQUEST.json``. It writes the plan to the request's
-``partial`` path and a small result JSON to ``result``; the parent checks both and renames the plan into
-place. Everything TensorRT and Polygraphy log goes to this process's stdout/stderr, which the parent
-keeps as the model's build log. A crash or an out-of-memory kill here fails this model only.
-
-Exit codes: 0 built; 1 build failed (message on the last log line); anything else: the process died.
+Run by ``trtbuild.isolation.run_isolated`` as ``python -m trtbuild.builder.child REQUEST.json``.
+Everything TensorRT and Polygraphy log goes to this process's stdout/stderr, which the parent keeps as
+the model's build log.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,6 +14,7 @@ from typing import Any
 
 from trtbuild.builder import compat
 from trtbuild.errors import BuildError
+from trtbuild.isolation import child_main
 
 
 def _profiles(request: dict[str, Any]) -> list[Any]:
@@ -81,17 +78,5 @@ def build(request: dict[str, Any]) -> dict[str, Any]:
     return {"builder": features.describe(), "seconds": time.monotonic() - started}
 
 
-def main(argv: list[str]) -> int:
-    """Entry point: ``argv[0]`` is the request JSON path. Returns the exit code."""
-    request = json.loads(Path(argv[0]).read_text())
-    try:
-        result = build(request)
-    except BuildError as exc:
-        print(f"trtbuild: {exc}", flush=True)
-        return 1
-    Path(request["result"]).write_text(json.dumps(result))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(child_main(build, sys.argv[1:]))

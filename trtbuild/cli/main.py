@@ -46,7 +46,7 @@ def _guarded(function: Callable[..., int]) -> Callable[..., None]:
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        from trtbuild.builder.process import CHILDREN
+        from trtbuild.isolation import CHILDREN
 
         try:
             code = function(*args, **kwargs)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from trtbuild.builder.process import build_engine
+from trtbuild.isolation import Produced, run_isolated
 from trtbuild.errors import BuildError
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.state.lockfile import LockFile
@@ -101,14 +101,14 @@ class EngineBuild:
         if assessment.components is None:
             return Outcome(FAILED, assessment.reasons)
         try:
-            built = build_engine(self._request(ctx, assessment.components), self.target.engine, self._log(ctx), ctx.project.state_dir / "tmp")
+            built = run_isolated(
+                "trtbuild.builder.child", self._request(ctx, assessment.components), self.target.engine,
+                ctx.project.state_dir / "logs" / f"{self.model}.log", ctx.project.state_dir / "tmp",
+            )
         except BuildError as exc:
             return Outcome(FAILED, [str(exc)], time.monotonic() - started, exc.log_tail)
         self._record(ctx, assessment.components, assessment.key or "", built)
         return Outcome(BUILT, assessment.reasons, time.monotonic() - started)
-
-    def _log(self, ctx: Context) -> Path:
-        return ctx.project.state_dir / "logs" / f"{self.model}.log"
 
     def _request(self, ctx: Context, components: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -118,13 +118,13 @@ class EngineBuild:
             **components["settings"],
         }
 
-    def _record(self, ctx: Context, components: dict[str, Any], key: str, built: Any) -> None:
+    def _record(self, ctx: Context, components: dict[str, Any], key: str, built: Produced) -> None:
         entry = {
             "key": key,
             "components": components,
             "engine": {"path": ctx.project.relative(self.target.engine), "sha256": built.sha256, "size": built.size},
-            "build_seconds": round(built.seconds, 3),
-            "builder": built.builder,
+            "build_seconds": round(built.result["seconds"], 3),
+            "builder": built.result["builder"],
             "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         with ctx.lock_mutex:

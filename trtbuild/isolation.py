@@ -1,8 +1,13 @@
-"""The parent's side of an engine build: run the child, keep its log, put the plan in place atomically.
+"""Steps that run in a child process and produce one file: engine builds and ONNX exports.
 
-The plan is written to ``.<engine>.<random>.partial`` beside the engine and renamed over the engine only
-after the child exited 0 and the file is non-empty, so no half-written engine is ever where a good one
-is expected. The build log goes to ``.trtbuild/logs/<model>.log``.
+The child writes to ``.<target>.<random>.partial`` beside the target; the parent renames it over the
+target only after the child exited 0 and the file is non-empty, so no half-written engine or ONNX is ever
+where a good one is expected. A crash or an out-of-memory kill in TensorRT or torch fails that step
+only. Everything the child prints is its log (``.trtbuild/logs/<model>.<step>.log``).
+
+Protocol: the child module is run as ``python -m MODULE REQUEST.json``; the request carries ``partial``
+(where to write) and ``result`` (a JSON file for a small result dict). ``child_main`` implements the
+child's side: exit 0 done, 1 failed with a ``trtbuild: message`` last line.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trtbuild.errors import BuildError
+from trtbuild.errors import BuildError, TrtbuildError
 from trtbuild.state.atomic import partial_path, publish, remove_partials
 from trtbuild.state.statcache import sha256_file
 
@@ -24,20 +30,18 @@ LOG_TAIL_LINES = 25
 
 
 @dataclass(frozen=True)
-class BuiltEngine:
-    """A plan the child wrote and the parent renamed into place.
+class Produced:
+    """A file a child wrote and the parent renamed into place.
 
     Attributes:
-        sha256: hex digest of the plan file.
+        sha256: hex digest of the file.
         size: bytes.
-        seconds: the builder's own build time (excluding process start-up).
-        builder: ``flavour version``.
+        result: the child's result dict.
     """
 
     sha256: str
     size: int
-    seconds: float
-    builder: str
+    result: dict[str, Any]
 
 
 class ChildProcesses:
@@ -80,8 +84,8 @@ def _death(returncode: int) -> str:
     if returncode < 0:
         name = signal.Signals(-returncode).name
         hint = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"the builder was killed by {name}{hint}"
-    return f"the builder exited with code {returncode}"
+        return f"the child process was killed by {name}{hint}"
+    return f"the child process exited with code {returncode}"
 
 
 def _failure_message(returncode: int, tail: str) -> str:
@@ -94,28 +98,29 @@ def _failure_message(returncode: int, tail: str) -> str:
     return f"{message}: {node_error.removeprefix('[E] ')}" if node_error else message
 
 
-def build_engine(request: dict[str, Any], engine: Path, log: Path, work_dir: Path) -> BuiltEngine:
-    """Build one engine in a child process and rename it to ``engine``.
+def run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, work_dir: Path) -> Produced:
+    """Run ``python -m module`` on ``request`` and rename the file it wrote to ``target``.
 
     Args:
-        request: the child's request (see ``builder.child.build``), without the ``partial``/``result`` paths.
-        engine: where the plan goes.
-        log: the build log file (overwritten).
+        module: the child's module (it calls ``child_main``).
+        request: the child's request, without the ``partial``/``result`` paths.
+        target: where the produced file goes.
+        log: the step's log file (overwritten).
         work_dir: a folder for the request and result files.
 
     Raises:
-        BuildError: the child failed or died; ``log_tail`` carries the log's error lines. The old engine,
+        BuildError: the child failed or died; ``log_tail`` carries the log's error lines. The old target,
             if any, is left untouched and no partial file remains.
     """
-    remove_partials(engine.parent, engine.name)
+    remove_partials(target.parent, target.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
-    with partial_path(engine) as partial, partial_path(work_dir / f"{engine.name}.result") as result:
-        request_file = work_dir / f"{engine.name}.request.json"
+    with partial_path(target) as partial, partial_path(work_dir / f"{target.name}.result") as result:
+        request_file = work_dir / f"{target.name}.request.json"
         request_file.write_text(json.dumps({**request, "partial": str(partial), "result": str(result)}))
         with open(log, "wb") as log_handle:
             process = subprocess.Popen(
-                [sys.executable, "-m", "trtbuild.builder.child", str(request_file)],
+                [sys.executable, "-m", module, str(request_file)],
                 stdin=subprocess.DEVNULL, stdout=log_handle, stderr=subprocess.STDOUT,
             )
             CHILDREN.add(process)
@@ -130,7 +135,23 @@ def build_engine(request: dict[str, Any], engine: Path, log: Path, work_dir: Pat
         outcome = json.loads(result.read_text())
         size = partial.stat().st_size
         if size == 0:
-            raise BuildError("the builder wrote an empty plan", log_tail=log_tail(log))
+            raise BuildError(f"the child process wrote an empty {target.name}", log_tail=log_tail(log))
         digest = sha256_file(partial)
-        publish(partial, engine)
-    return BuiltEngine(sha256=digest, size=size, seconds=outcome["seconds"], builder=outcome["builder"])
+        publish(partial, target)
+    return Produced(sha256=digest, size=size, result=outcome)
+
+
+def child_main(step: Callable[[dict[str, Any]], dict[str, Any]], argv: list[str]) -> int:
+    """The child's side: read the request, run ``step``, write its result. Returns the exit code.
+
+    ``step`` writes its file to ``request["partial"]``; a ``TrtbuildError`` it raises becomes a
+    ``trtbuild: message`` last line and exit code 1.
+    """
+    request = json.loads(Path(argv[0]).read_text())
+    try:
+        result = step(request)
+    except TrtbuildError as exc:
+        print(f"trtbuild: {exc}", flush=True)
+        return 1
+    Path(request["result"]).write_text(json.dumps(result))
+    return 0
