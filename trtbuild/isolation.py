@@ -98,7 +98,8 @@ def _failure_message(returncode: int, tail: str) -> str:
     return f"{message}: {node_error.removeprefix('[E] ')}" if node_error else message
 
 
-def run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, work_dir: Path) -> Produced:
+def run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, work_dir: Path,
+                 verify: Callable[[Path], None] | None = None) -> Produced:
     """Run ``python -m module`` on ``request`` and rename the file it wrote to ``target``.
 
     Args:
@@ -107,6 +108,7 @@ def run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, 
         target: where the produced file goes.
         log: the step's log file (overwritten).
         work_dir: a folder for the request and result files.
+        verify: called on the produced file before it is renamed into place; raises to refuse it.
 
     Raises:
         BuildError: the child failed or died; ``log_tail`` carries the log's error lines. The old target,
@@ -136,6 +138,8 @@ def run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, 
         size = partial.stat().st_size
         if size == 0:
             raise BuildError(f"the child process wrote an empty {target.name}", log_tail=log_tail(log))
+        if verify is not None:
+            verify(partial)
         digest = sha256_file(partial)
         publish(partial, target)
     return Produced(sha256=digest, size=size, result=outcome)

@@ -16,13 +16,15 @@ import networkx as nx
 from trtbuild.env.fingerprint import fingerprint
 from trtbuild.errors import BusyError, ManifestError
 from trtbuild.graph.dag import build_graph, engine_node_id, select
-from trtbuild.graph.nodes import FAILED, Context, EngineBuild, OnnxFile, Outcome
+from trtbuild.graph.engine_node import EngineBuild
+from trtbuild.graph.nodes import BUILT, FAILED, Context, Outcome
+from trtbuild.graph.sources import SourceFile
 from trtbuild.graph.runner import Reporter, run_graph
 from trtbuild.manifest.loader import Project
 from trtbuild.manifest.onnx_inputs import verify_inputs
 from trtbuild.state.atomic import remove_partials
 from trtbuild.state.lockfile import LockFile
-from trtbuild.state.staleness import assess
+from trtbuild.state.staleness import assess, assess_export
 from trtbuild.state.statcache import StatCache
 
 
@@ -101,9 +103,11 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
     results = {}
     for name in names:
         target = project.models[name]
-        assessment = assess(target, project.root, ctx.cache, ctx.lock, ctx.env)
-        status = "fresh" if assessment.fresh else "stale"
-        results[name] = ModelResult(status, assessment.reasons, project.relative(target.engine))
+        reasons = []
+        if target.recipe is not None:
+            reasons += [f"export: {reason}" for reason in assess_export(target, ctx.cache, ctx.lock).reasons]
+        reasons += assess(target, project.root, ctx.cache, ctx.lock, ctx.env).reasons
+        results[name] = ModelResult("stale" if reasons else "fresh", reasons, project.relative(target.engine))
     ctx.cache.save()
     return results
 
@@ -120,7 +124,7 @@ def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
         if not isinstance(node, EngineBuild):
             continue
         upstream = [graph.nodes[p]["node"] for p in graph.predecessors(node_id)]
-        if not all(isinstance(p, OnnxFile) for p in upstream) or not node.target.onnx.is_file():
+        if not all(isinstance(p, SourceFile) for p in upstream) or not node.target.onnx.is_file():
             continue
         try:
             if not assess(node.target, ctx.project.root, ctx.cache, ctx.lock, ctx.env).fresh:
@@ -155,13 +159,20 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
 
 
 def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Project, name: str) -> ModelResult:
+    """The engine's outcome, with the reasons of every upstream node that did work; an upstream failure
+    is the model's failure."""
     engine_id = engine_node_id(graph, name)
-    for node_id in sorted(nx.ancestors(graph, engine_id)):  # a failed upstream node is the model's failure
+    engine = project.relative(project.models[name].engine)
+    upstream = [node_id for node_id in nx.topological_sort(graph) if node_id in nx.ancestors(graph, engine_id)]
+    for node_id in upstream:
         if outcomes[node_id].status == FAILED:
             failed = outcomes[node_id]
-            return ModelResult(FAILED, failed.reasons, project.relative(project.models[name].engine), failed.seconds, failed.log_tail)
+            return ModelResult(FAILED, failed.reasons, engine, failed.seconds, failed.log_tail)
     outcome = outcomes[engine_id]
-    return ModelResult(outcome.status, outcome.reasons, project.relative(project.models[name].engine), outcome.seconds, outcome.log_tail)
+    work = [outcomes[node_id] for node_id in upstream if outcomes[node_id].status == BUILT]
+    reasons = [reason for done in work for reason in done.reasons] + outcome.reasons
+    seconds = sum(done.seconds for done in work) + outcome.seconds
+    return ModelResult(outcome.status, reasons, engine, seconds, outcome.log_tail)
 
 
 def clean(project: Project, names: list[str] | None, wait_seconds: float = 0) -> list[str]:

@@ -7,7 +7,8 @@ import sys
 import threading
 from typing import TextIO
 
-from trtbuild.graph.nodes import BUILT, FAILED, FRESH, SKIPPED, EngineBuild, Node, Outcome
+from trtbuild.graph.engine_node import EngineBuild
+from trtbuild.graph.nodes import BUILT, FAILED, FRESH, SKIPPED, Node, Outcome
 from trtbuild.session import ModelResult
 
 _STYLE = {BUILT: "green", FRESH: "dim", FAILED: "red", SKIPPED: "yellow", "stale": "yellow"}

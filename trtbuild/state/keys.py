@@ -19,9 +19,6 @@ from trtbuild.manifest.loader import ModelTarget
 
 KEY_SCHEMA = 1
 
-#: Labels used in reasons for environment fields (``tensorrt 10.3.0 -> 10.7.0``).
-_ENV_LABELS = {"builder_version": "builder version"}
-
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: equal values give equal bytes."""
@@ -54,45 +51,68 @@ def key_of(components: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(components).encode()).hexdigest()
 
 
+def export_components(source: str, recipe: str, code: str, params: dict[str, Any], exporters: dict[str, Any], version: int) -> dict[str, Any]:
+    """The key components of an export: source hash, recipe name, code hash and version, params, exporter versions."""
+    return {"schema": KEY_SCHEMA, "source": source, "recipe": recipe, "code": code, "recipe_version": version,
+            "params": params, "exporters": exporters}
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "none"
     return value if isinstance(value, str) else canonical_json(value)
 
 
-def _env_reason(field: str, old: Any, new: Any, env: dict[str, Any]) -> str:
-    if field == "builder_version":
-        return f"{env.get('builder', 'builder')} {_show(old)} -> {_show(new)}"
-    return f"{_ENV_LABELS.get(field, field.replace('_', ' '))} {_show(old)} -> {_show(new)}"
-
-
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [field for field in sorted(set(old) | set(new)) if old.get(field) != new.get(field)]
+
+
+def _field_reasons(old: dict[str, Any], new: dict[str, Any], label: Any) -> list[str]:
+    return [f"{label(field, new)} {_show(old.get(field))} -> {_show(new.get(field))}" for field in _changed(old, new)]
+
+
+def _plain_label(field: str, _: dict[str, Any]) -> str:
+    return field
+
+
+def _env_label(field: str, env: dict[str, Any]) -> str:
+    """``builder_version`` is shown as the flavour: ``tensorrt 10.3.0 -> 10.7.0``."""
+    if field == "builder_version":
+        return str(env.get("builder", "builder"))
+    return field.replace("_", " ")
+
+
+def _plugin_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    reasons = []
+    for plugin in _changed(old, new):
+        state = "added" if plugin not in old else "removed" if plugin not in new else "changed"
+        reasons.append(f"plugin {plugin} {state}")
+    return reasons
+
+
+#: Components compared as one hash: reason "<label> changed".
+_HASHES = {"onnx": "onnx", "source": "source", "code": "recipe code", "recipe": "recipe"}
 
 
 def diff_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Why the components ``old`` (from the lock) and ``new`` (now) give different keys.
 
     Returns:
-        human-readable reasons, one per changed component field, e.g. ``onnx changed``,
-        ``precision fp16 -> fp32``, ``tensorrt 10.3.0 -> 10.7.0``, ``l4t 35.4.1 -> 36.4.3``.
+        human-readable reasons, one per changed field, e.g. ``onnx changed``, ``precision fp16 -> fp32``,
+        ``tensorrt 10.3.0 -> 10.7.0``, ``l4t 35.4.1 -> 36.4.3``, ``imgsz 640 -> 320``, ``torch 2.12.0 -> 2.13.0``.
     """
     reasons: list[str] = []
-    if old.get("schema") != new.get("schema"):
-        reasons.append(f"key schema {_show(old.get('schema'))} -> {_show(new.get('schema'))}")
-    if old.get("onnx") != new.get("onnx"):
-        reasons.append("onnx changed")
+    for field in ("schema", "recipe_version"):
+        if old.get(field) != new.get(field):
+            reasons.append(f"{field.replace('_', ' ')} {_show(old.get(field))} -> {_show(new.get(field))}")
+    reasons += [f"{label} changed" for field, label in _HASHES.items() if old.get(field) != new.get(field)]
     old_settings, new_settings = old.get("settings") or {}, new.get("settings") or {}
-    for field in _changed(old_settings, new_settings):
-        if field == "profiles":
-            reasons.append("optimization profiles changed")
-        else:
-            reasons.append(f"{field} {_show(old_settings.get(field))} -> {_show(new_settings.get(field))}")
-    old_plugins, new_plugins = old.get("plugins") or {}, new.get("plugins") or {}
-    for plugin in _changed(old_plugins, new_plugins):
-        state = "added" if plugin not in old_plugins else "removed" if plugin not in new_plugins else "changed"
-        reasons.append(f"plugin {plugin} {state}")
-    old_env, new_env = old.get("env") or {}, new.get("env") or {}
-    for field in _changed(old_env, new_env):
-        reasons.append(_env_reason(field, old_env.get(field), new_env.get(field), new_env))
+    if old_settings.get("profiles") != new_settings.get("profiles"):
+        reasons.append("optimization profiles changed")
+    reasons += _field_reasons({k: v for k, v in old_settings.items() if k != "profiles"},
+                              {k: v for k, v in new_settings.items() if k != "profiles"}, _plain_label)
+    reasons += _field_reasons(old.get("params") or {}, new.get("params") or {}, _plain_label)
+    reasons += _plugin_reasons(old.get("plugins") or {}, new.get("plugins") or {})
+    reasons += _field_reasons(old.get("exporters") or {}, new.get("exporters") or {}, _plain_label)
+    reasons += _field_reasons(old.get("env") or {}, new.get("env") or {}, _env_label)
     return reasons or ["key changed"]

@@ -83,3 +83,35 @@ def assess(target: ModelTarget, root: Path, cache: StatCache, lock: LockFile, en
     if entry["key"] != key:
         reasons += keys.diff_reasons(entry["components"], components)
     return Assessment(components, key, reasons)
+
+
+def assess_export(target: ModelTarget, cache: StatCache, lock: LockFile) -> Assessment:
+    """Compare ``target``'s exported ONNX and its inputs now with the lock's export entry.
+
+    Reasons: ``source missing``, ``never exported``, ``exported onnx missing``, ``exported onnx
+    modified``, then one per changed component (source, recipe code, params, exporter versions).
+    """
+    recipe = target.recipe
+    assert recipe is not None
+    if not target.source.is_file():
+        return Assessment(None, None, ["source missing"])
+    components = keys.export_components(
+        source=cache.sha256(target.source),
+        recipe=recipe.name,
+        code=cache.sha256(recipe.file),
+        params=recipe.module.Params.model_validate(target.spec.recipe.params()).model_dump(mode="json"),
+        exporters=recipe.exporter_versions(),
+        version=recipe.module.VERSION,
+    )
+    key = keys.key_of(components)
+    entry = lock.exports.get(target.name)
+    if entry is None:
+        return Assessment(components, key, ["never exported"])
+    reasons = []
+    if not target.onnx.is_file():
+        reasons.append("exported onnx missing")
+    elif cache.sha256(target.onnx) != entry["onnx"].get("sha256"):
+        reasons.append("exported onnx modified")
+    if entry["key"] != key:
+        reasons += keys.diff_reasons(entry["components"], components)
+    return Assessment(components, key, reasons)

@@ -1,0 +1,53 @@
+"""The export's child process: source -> canonical, checked ONNX through a recipe.
+
+Run by ``trtbuild.isolation.run_isolated`` as ``python -m trtbuild.export.child REQUEST.json``. After the
+recipe's ``export``: canonical ordering (``export.canonical``), then ``onnx.checker.check_model`` with
+``full_check=True`` (which runs strict shape inference); only a model that passes is written.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import BuildError
+from trtbuild.export.canonical import canonicalize
+from trtbuild.export.registry import ExportContext, load_recipe
+from trtbuild.isolation import child_main
+
+
+def export(request: dict[str, Any]) -> dict[str, Any]:
+    """Run the recipe named in ``request`` and write the canonical ONNX to ``request["partial"]``.
+
+    ``request`` keys: ``recipe``, ``project_root``, ``source``, ``params``.
+
+    Raises:
+        BuildError: the recipe failed, or its ONNX fails the checker / shape inference.
+    """
+    import onnx
+
+    started = time.monotonic()
+    root = Path(request["project_root"])
+    recipe = load_recipe(request["recipe"], root)
+    params = recipe.module.Params.model_validate(request["params"])
+    with tempfile.TemporaryDirectory(prefix="trtbuild-export-") as folder:
+        raw = Path(folder) / "exported.onnx"
+        workdir = Path(folder) / "work"
+        workdir.mkdir()
+        recipe.module.export(Path(request["source"]), raw, params, ExportContext(workdir, root))
+        if not raw.is_file():
+            raise BuildError(f"recipe {recipe.name} wrote no ONNX")
+        model = canonicalize(onnx.load_model(str(raw)))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise BuildError(f"recipe {recipe.name}: exported ONNX fails onnx.checker: {exc}") from None
+    onnx.save_model(model, request["partial"])
+    return {"seconds": time.monotonic() - started, "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))}
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(export, sys.argv[1:]))

@@ -1,0 +1,63 @@
+"""The engine node: ONNX -> serialized TensorRT engine (plan), built only when stale."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import BuildError
+from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, Outcome, utc_now
+from trtbuild.isolation import Produced, run_isolated
+from trtbuild.manifest.loader import ModelTarget
+from trtbuild.state.staleness import assess
+
+
+@dataclass
+class EngineBuild:
+    """Build ``target``'s engine from its ONNX when its assessment says it is stale."""
+
+    id: str
+    model: str
+    produces: Path
+    consumes: tuple[Path, ...]
+    target: ModelTarget
+
+    def run(self, ctx: Context) -> Outcome:
+        started = time.monotonic()
+        assessment = assess(self.target, ctx.project.root, ctx.cache, ctx.lock, ctx.env)
+        if assessment.fresh:
+            return Outcome(FRESH)
+        if assessment.components is None:
+            return Outcome(FAILED, assessment.reasons)
+        try:
+            built = run_isolated(
+                "trtbuild.builder.child", self._request(ctx, assessment.components), self.target.engine,
+                ctx.project.state_dir / "logs" / f"{self.model}.log", ctx.project.state_dir / "tmp",
+            )
+        except BuildError as exc:
+            return Outcome(FAILED, [str(exc)], time.monotonic() - started, exc.log_tail)
+        self._record(ctx, assessment.components, assessment.key or "", built)
+        return Outcome(BUILT, assessment.reasons, time.monotonic() - started)
+
+    def _request(self, ctx: Context, components: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "flavour": ctx.env["builder"],
+            "onnx": str(self.target.onnx),
+            "plugins": [str(path) for path in self.target.plugins],
+            **components["settings"],
+        }
+
+    def _record(self, ctx: Context, components: dict[str, Any], key: str, built: Produced) -> None:
+        entry = {
+            "key": key,
+            "components": components,
+            "engine": {"path": ctx.project.relative(self.target.engine), "sha256": built.sha256, "size": built.size},
+            "build_seconds": round(built.result["seconds"], 3),
+            "builder": built.result["builder"],
+            "built_at": utc_now(),
+        }
+        with ctx.lock_mutex:
+            ctx.lock.set(self.model, entry)
+            ctx.lock.save()

