@@ -24,7 +24,7 @@ from trtbuild.manifest.loader import Project
 from trtbuild.manifest.onnx_inputs import verify_inputs
 from trtbuild.state.atomic import remove_partials
 from trtbuild.state.lockfile import LockFile
-from trtbuild.state.staleness import assess, assess_export
+from trtbuild.state.staleness import assess, assess_export, assess_fp16
 from trtbuild.state.statcache import StatCache
 
 
@@ -106,6 +106,8 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
         reasons = []
         if target.recipe is not None:
             reasons += [f"export: {reason}" for reason in assess_export(target, ctx.cache, ctx.lock).reasons]
+        if target.uses_fp16_onnx(ctx.env):
+            reasons += [f"fp16: {reason}" for reason in assess_fp16(target, ctx.cache, ctx.lock).reasons]
         reasons += assess(target, project.root, ctx.cache, ctx.lock, ctx.env).reasons
         results[name] = ModelResult("stale" if reasons else "fresh", reasons, project.relative(target.engine))
     ctx.cache.save()
@@ -147,9 +149,9 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
     """
     names = names or list(project.models)
     _check_names(project, names)
-    graph = select(build_graph(project), names)
     with run_lock(project, wait_seconds):
         ctx = open_context(project)
+        graph = select(build_graph(project, ctx.env), names)
         try:
             _preflight(graph, ctx)
             outcomes = run_graph(graph, ctx, jobs, reporter)

@@ -74,6 +74,17 @@ def cuda_of_distribution(name: str) -> str | None:
     return match.group(1) if match else None
 
 
+def strongly_typed(flavour: str, version: str | None) -> bool:
+    """Whether the builder takes tensor types from the network only: TensorRT-RTX, TensorRT >= 11.
+
+    Decided from the flavour and version string (no import), so the graph can be planned on a no-op run.
+    """
+    if flavour == "tensorrt-rtx":
+        return True
+    major = (version or "0").split(".")[0]
+    return major.isdigit() and int(major) >= 11
+
+
 def activate(flavour: str) -> None:
     """Point Polygraphy at ``flavour``. Must run before Polygraphy's TensorRT backend is imported."""
     os.environ["POLYGRAPHY_USE_TENSORRT_RTX"] = "1" if flavour == "tensorrt-rtx" else "0"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -15,13 +16,15 @@ from trtbuild.errors import ManifestError
 from trtbuild.graph.engine_node import EngineBuild
 from trtbuild.graph.export_node import Export
 from trtbuild.graph.nodes import Node
+from trtbuild.graph.precision_node import Fp16Convert
 from trtbuild.graph.sources import PypiFetch, SourceFile
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.schema import PypiSource
 
 
-def model_nodes(target: ModelTarget, project: Project) -> list[Node]:
-    """A model's nodes: its source, its export when it has a recipe, its engine."""
+def model_nodes(target: ModelTarget, project: Project, env: dict[str, Any]) -> list[Node]:
+    """A model's nodes: its source, its export when it has a recipe, its FP16 conversion when the builder
+    (described by the environment fingerprint ``env``) needs one, its engine."""
     spec = target.spec
     nodes: list[Node] = []
     if isinstance(spec.source, PypiSource):
@@ -33,18 +36,22 @@ def model_nodes(target: ModelTarget, project: Project) -> list[Node]:
     if target.recipe is not None:
         nodes.append(Export(id=f"export:{project.relative(target.onnx)}", model=target.name, produces=target.onnx,
                             consumes=(target.source,), target=target))
+    if target.uses_fp16_onnx(env):
+        nodes.append(Fp16Convert(id=f"fp16:{project.relative(target.fp16_onnx)}", model=target.name,
+                                 produces=target.fp16_onnx, consumes=(target.onnx,), target=target))
     nodes.append(EngineBuild(id=f"engine:{project.relative(target.engine)}", model=target.name,
-                             produces=target.engine, consumes=(target.onnx,), target=target))
+                             produces=target.engine, consumes=(target.engine_onnx(env),), target=target))
     return nodes
 
 
-def build_graph(project: Project) -> nx.DiGraph:
-    """The graph of every model in ``project``. Node attribute ``node`` holds the ``Node`` object.
+def build_graph(project: Project, env: dict[str, Any]) -> nx.DiGraph:
+    """The graph of every model in ``project`` for the builder described by ``env``. Node attribute
+    ``node`` holds the ``Node`` object.
 
     Raises:
         ManifestError: the graph has a cycle (``engine:a -> engine:b -> engine:a``).
     """
-    nodes = [node for target in project.models.values() for node in model_nodes(target, project)]
+    nodes = [node for target in project.models.values() for node in model_nodes(target, project, env)]
     producers: dict[Path, Node] = {}
     for node in nodes:  # a path some node builds is that node, not a source file
         if node.produces not in producers or isinstance(producers[node.produces], SourceFile):

@@ -44,7 +44,7 @@ class EngineBuild:
     def _request(self, ctx: Context, components: dict[str, Any]) -> dict[str, Any]:
         return {
             "flavour": ctx.env["builder"],
-            "onnx": str(self.target.onnx),
+            "onnx": str(self.target.engine_onnx(ctx.env)),
             "plugins": [str(path) for path in self.target.plugins],
             **components["settings"],
         }

@@ -10,11 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from trtbuild.errors import BuildError
-from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, Outcome, utc_now
-from trtbuild.isolation import Produced, run_isolated
+from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, Outcome, record_onnx
+from trtbuild.isolation import run_isolated
 from trtbuild.manifest.loader import ModelTarget
 from trtbuild.manifest.onnx_inputs import check_inputs, onnx_input_dims
 from trtbuild.state.staleness import assess_export
@@ -59,24 +58,10 @@ class Export:
             )
         except BuildError as exc:
             return Outcome(FAILED, [str(exc)], time.monotonic() - started, exc.log_tail)
-        self._record(ctx, assessment.components, assessment.key or "", produced)
+        record_onnx(ctx, self.model, assessment.components, assessment.key or "", self.target.onnx, produced)
         return Outcome(BUILT, [f"export: {reason}" for reason in assessment.reasons], time.monotonic() - started)
 
     def _verify_inputs(self, onnx_path: Path) -> None:
         problems = check_inputs(self.target, onnx_input_dims(onnx_path))
         if problems:
             raise BuildError("; ".join(problems))
-
-    def _record(self, ctx: Context, components: dict[str, Any], key: str, produced: Produced) -> None:
-        entry = {
-            "key": key,
-            "components": components,
-            "onnx": {"path": ctx.project.relative(self.target.onnx), "sha256": produced.sha256, "size": produced.size},
-            "export_seconds": round(produced.result["seconds"], 3),
-            "exported_at": utc_now(),
-        }
-        with ctx.lock_mutex:
-            ctx.lock.exports[self.model] = entry
-            ctx.lock.save()
-
-

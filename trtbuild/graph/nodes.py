@@ -68,3 +68,21 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+
+
+def record_onnx(ctx: Context, entry: str, components: dict[str, Any], key: str, path: Path, produced: Any) -> None:
+    """Record an ONNX trtbuild produced (export or conversion) in the lock's ``exports`` section.
+
+    Args:
+        produced: the ``isolation.Produced`` of the step (sha256, size, result with ``seconds``).
+    """
+    record = {
+        "key": key,
+        "components": components,
+        "onnx": {"path": ctx.project.relative(path), "sha256": produced.sha256, "size": produced.size},
+        "export_seconds": round(produced.result["seconds"], 3),
+        "exported_at": utc_now(),
+    }
+    with ctx.lock_mutex:
+        ctx.lock.exports[entry] = record
+        ctx.lock.save()

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from trtbuild.builder.compat import strongly_typed
 from trtbuild.errors import ManifestError
 from trtbuild.export.registry import Recipe, load_recipe
 from trtbuild.manifest.schema import (
@@ -41,7 +42,8 @@ class ModelTarget:
         spec: its validated settings, defaults merged.
         source: absolute path of the source file: the local path, or the pin's entry in the source cache.
         recipe: the recipe that exports the source to ONNX; ``None`` when the source is the ONNX.
-        onnx: absolute path of the ONNX the engine is built from (``exports/<name>.onnx`` after a recipe).
+        onnx: absolute path of the model's FP32 ONNX (the source, or ``exports/<name>.onnx`` after a recipe).
+        fp16_onnx: where its FP16 conversion goes (``exports/<name>.fp16.onnx``) when one is needed.
         engine: absolute path of the engine (plan) file.
         plugins: absolute paths of the plugin libraries.
         field_lines: field name -> ``file:line`` where its value was written (model or defaults).
@@ -52,9 +54,21 @@ class ModelTarget:
     source: Path
     recipe: Recipe | None
     onnx: Path
+    fp16_onnx: Path
     engine: Path
     plugins: tuple[Path, ...]
     field_lines: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def uses_fp16_onnx(self, env: dict[str, Any]) -> bool:
+        """Whether the engine is built from the FP16 conversion, for the builder described by ``env``."""
+        if self.spec.precision != "fp16":
+            return False
+        via = self.spec.fp16_via
+        return via == "onnx" or (via == "auto" and strongly_typed(env["builder"], env.get("builder_version")))
+
+    def engine_onnx(self, env: dict[str, Any]) -> Path:
+        """The ONNX the engine is built from: the FP16 conversion or the model's ONNX."""
+        return self.fp16_onnx if self.uses_fp16_onnx(env) else self.onnx
 
     def where(self, *path: str | int) -> str:
         """``file:line: models.NAME.path`` for error messages about this model's field ``path``."""
@@ -170,6 +184,7 @@ def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, err
         source=source,
         recipe=recipe,
         onnx=root / EXPORT_DIR / f"{name}.onnx" if spec.exports() else source,
+        fp16_onnx=root / EXPORT_DIR / f"{name}.fp16.onnx",
         engine=engine,
         plugins=tuple(root / plugin for plugin in spec.plugins),
         field_lines=field_lines,

@@ -187,6 +187,9 @@ class BuildSettings(_Strict):
         plugins: shared libraries of TensorRT plugins to load before parsing, relative to the manifest.
         compute_capabilities: TensorRT-RTX only: the target compute capabilities of an ahead-of-time
             build, e.g. ``["8.6", "8.9"]``. ``None``: the builder's default targets.
+        fp16_via: how ``precision: fp16`` is obtained. ``flag``: the FP16 builder flag on the FP32 ONNX
+            (TensorRT <= 10 only); ``onnx``: an FP16 ONNX made by a conversion node (I/O kept FP32);
+            ``auto``: ``flag`` where the builder has precision flags, else ``onnx``.
     """
 
     precision: Precision = "fp32"
@@ -195,6 +198,7 @@ class BuildSettings(_Strict):
     dla_core: Annotated[int, Field(ge=0, le=7, strict=True)] | None = None
     plugins: list[Annotated[str, Field(min_length=1)]] = []
     compute_capabilities: list[Annotated[str, Field(pattern=COMPUTE_CAPABILITY_PATTERN)]] | None = None
+    fp16_via: Literal["auto", "flag", "onnx"] = "auto"
 
 
 class ModelSpec(BuildSettings):

@@ -34,6 +34,7 @@ def build_settings(target: ModelTarget) -> dict[str, Any]:
         "builder_optimization_level": spec.builder_optimization_level,
         "dla_core": spec.dla_core,
         "compute_capabilities": spec.compute_capabilities,
+        "fp16_via": spec.fp16_via,
         "profiles": [
             {name: {"min": lo, "opt": opt, "max": hi} for name, (lo, opt, hi) in sorted(profile.items())}
             for profile in spec.profiles()
@@ -55,6 +56,12 @@ def export_components(source: str, recipe: str, code: str, params: dict[str, Any
     """The key components of an export: source hash, recipe name, code hash and version, params, exporter versions."""
     return {"schema": KEY_SCHEMA, "source": source, "recipe": recipe, "code": code, "recipe_version": version,
             "params": params, "exporters": exporters}
+
+
+def conversion_components(onnx: str, converter: str, code: str, block_list: list[str], versions: dict[str, Any]) -> dict[str, Any]:
+    """The key components of a precision conversion (e.g. FP16): input digest, converter, its code and settings."""
+    return {"schema": KEY_SCHEMA, "onnx": onnx, "recipe": converter, "code": code,
+            "params": {"block_list": block_list, "keep_io_types": True}, "exporters": versions}
 
 
 def _show(value: Any) -> str:

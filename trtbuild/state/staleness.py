@@ -63,10 +63,11 @@ def assess(target: ModelTarget, root: Path, cache: StatCache, lock: LockFile, en
         FileNotFoundError: a plugin library is missing.
         ManifestError: the ONNX is unreadable or its external data points outside its folder.
     """
-    if not target.onnx.is_file():
+    onnx = target.engine_onnx(env)
+    if not onnx.is_file():
         return Assessment(None, None, ["onnx missing"])
     components = keys.engine_components(
-        onnx=onnx_digest(cache, target.onnx),
+        onnx=onnx_digest(cache, onnx),
         settings=keys.build_settings(target),
         plugins=plugin_digests(cache, target.plugins, root),
         env=env,
@@ -85,14 +86,29 @@ def assess(target: ModelTarget, root: Path, cache: StatCache, lock: LockFile, en
     return Assessment(components, key, reasons)
 
 
+def _assess_output(components: dict[str, Any], output: Path, entry: dict[str, Any] | None, cache: StatCache, never: str) -> Assessment:
+    """Staleness of an ONNX that trtbuild produces (export or conversion) from its lock ``entry``."""
+    key = keys.key_of(components)
+    if entry is None:
+        return Assessment(components, key, [never])
+    reasons = []
+    if not output.is_file():
+        reasons.append(f"{output.name} missing")
+    elif cache.sha256(output) != entry["onnx"].get("sha256"):
+        reasons.append(f"{output.name} modified")
+    if entry["key"] != key:
+        reasons += keys.diff_reasons(entry["components"], components)
+    return Assessment(components, key, reasons)
+
+
 def assess_export(target: ModelTarget, cache: StatCache, lock: LockFile) -> Assessment:
     """Compare ``target``'s exported ONNX and its inputs now with the lock's export entry.
 
-    Reasons: ``source missing``, ``never exported``, ``exported onnx missing``, ``exported onnx
-    modified``, then one per changed component (source, recipe code, params, exporter versions).
+    Reasons: ``source missing``, ``never exported``, ``<name>.onnx missing`` / ``modified``, then one per
+    changed component (source, recipe code, params, exporter versions).
     """
     recipe = target.recipe
-    assert recipe is not None
+    assert recipe is not None and target.spec.recipe is not None
     if not target.source.is_file():
         return Assessment(None, None, ["source missing"])
     components = keys.export_components(
@@ -103,15 +119,37 @@ def assess_export(target: ModelTarget, cache: StatCache, lock: LockFile) -> Asse
         exporters=recipe.exporter_versions(),
         version=recipe.module.VERSION,
     )
-    key = keys.key_of(components)
-    entry = lock.exports.get(target.name)
-    if entry is None:
-        return Assessment(components, key, ["never exported"])
-    reasons = []
+    return _assess_output(components, target.onnx, lock.exports.get(target.name), cache, "never exported")
+
+
+def fp16_entry_name(model: str) -> str:
+    """The lock's ``exports`` entry of a model's FP16 conversion."""
+    return f"{model}:fp16"
+
+
+def assess_fp16(target: ModelTarget, cache: StatCache, lock: LockFile) -> Assessment:
+    """Compare ``target``'s FP16 conversion with the lock: input ONNX, converter code, version, block list."""
+    from trtbuild.precision import fp16
+
     if not target.onnx.is_file():
-        reasons.append("exported onnx missing")
-    elif cache.sha256(target.onnx) != entry["onnx"].get("sha256"):
-        reasons.append("exported onnx modified")
-    if entry["key"] != key:
-        reasons += keys.diff_reasons(entry["components"], components)
-    return Assessment(components, key, reasons)
+        return Assessment(None, None, ["onnx missing"])
+    components = keys.conversion_components(
+        onnx=onnx_digest(cache, target.onnx),
+        converter=f"fp16 v{fp16.VERSION}",
+        code=cache.sha256(Path(fp16.__file__)),
+        block_list=list(fp16.SENSITIVE_OPS),
+        versions=_versions("onnxconverter-common", "onnx"),
+    )
+    return _assess_output(components, target.fp16_onnx, lock.exports.get(fp16_entry_name(target.name)), cache, "never converted")
+
+
+def _versions(*distributions: str) -> dict[str, str | None]:
+    from importlib import metadata
+
+    found: dict[str, str | None] = {}
+    for name in distributions:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
