@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import BuildError
-from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, Outcome, utc_now
+from trtbuild.graph.nodes import ModelStep, BUILT, FAILED, FRESH, Context, Outcome, utc_now
 from trtbuild.isolation import Produced, run_isolated
-from trtbuild.manifest.loader import ModelTarget
 from trtbuild.state.staleness import assess
 
 
 @dataclass
-class EngineBuild:
+class EngineBuild(ModelStep):
     """Build ``target``'s engine from its ONNX when its assessment says it is stale."""
-
-    id: str
-    model: str
-    produces: Path
-    consumes: tuple[Path, ...]
-    target: ModelTarget
 
     def run(self, ctx: Context) -> Outcome:
         started = time.monotonic()

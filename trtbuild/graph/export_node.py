@@ -12,22 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trtbuild.errors import BuildError
-from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, Outcome, record_onnx
+from trtbuild.graph.nodes import ModelStep, BUILT, FAILED, FRESH, Context, Outcome, record_onnx
 from trtbuild.isolation import run_isolated
-from trtbuild.manifest.loader import ModelTarget
 from trtbuild.manifest.onnx_inputs import check_inputs, onnx_input_dims
 from trtbuild.state.staleness import assess_export
 
 
 @dataclass
-class Export:
+class Export(ModelStep):
     """Export ``target``'s source with its recipe to ``target.onnx``."""
-
-    id: str
-    model: str
-    produces: Path
-    consumes: tuple[Path, ...]
-    target: ModelTarget
 
     def run(self, ctx: Context) -> Outcome:
         recipe = self.target.recipe

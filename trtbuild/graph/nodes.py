@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
 
@@ -61,6 +61,17 @@ class Node(Protocol):
     consumes: tuple[Path, ...]
 
     def run(self, ctx: Context) -> Outcome: ...
+
+
+@dataclass
+class ModelStep:
+    """The fields of a node that produces one artefact of one model (export, conversion, engine)."""
+
+    id: str
+    model: str
+    produces: Path
+    consumes: tuple[Path, ...]
+    target: ModelTarget
 
 
 def utc_now() -> str:

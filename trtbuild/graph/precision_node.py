@@ -8,24 +8,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from trtbuild.errors import BuildError
-from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, Outcome, record_onnx
+from trtbuild.graph.nodes import ModelStep, BUILT, FAILED, FRESH, Context, Outcome, record_onnx
 from trtbuild.isolation import run_isolated
-from trtbuild.manifest.loader import ModelTarget
 from trtbuild.state.staleness import assess_fp16, fp16_entry_name
 
 
 @dataclass
-class Fp16Convert:
+class Fp16Convert(ModelStep):
     """Convert ``target.onnx`` to ``target.fp16_onnx`` (I/O kept FP32) when stale."""
-
-    id: str
-    model: str
-    produces: Path
-    consumes: tuple[Path, ...]
-    target: ModelTarget
 
     def run(self, ctx: Context) -> Outcome:
         assessment = assess_fp16(self.target, ctx.cache, ctx.lock)

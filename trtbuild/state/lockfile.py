@@ -54,7 +54,7 @@ class LockFile:
             text = self.path.read_bytes()
         except FileNotFoundError:
             return
-        advice = f"move it aside (or delete it) and run again; every engine it listed will be rebuilt"
+        advice = "move it aside (or delete it) and run again; every engine it listed will be rebuilt"
         try:
             raw = json.loads(text)
         except ValueError as exc:
