@@ -157,5 +157,9 @@ def child_main(step: Callable[[dict[str, Any]], dict[str, Any]], argv: list[str]
     except TrtbuildError as exc:
         print(f"trtbuild: {exc}", flush=True)
         return 1
+    except OSError as exc:  # e.g. ENOSPC while writing the plan: one clear line, not a traceback
+        where = exc.filename or Path(request["partial"]).parent
+        print(f"trtbuild: {exc.strerror or exc} (writing to {where})", flush=True)
+        return 1
     Path(request["result"]).write_text(json.dumps(result))
     return 0

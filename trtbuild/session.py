@@ -7,6 +7,7 @@ human table and ``--json`` come from the same values.
 from __future__ import annotations
 
 import contextlib
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -150,7 +151,10 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
     names = names or list(project.models)
     _check_names(project, names)
     with run_lock(project, wait_seconds):
+        _remove_leftovers(project)
         ctx = open_context(project)
+        for warning in ctx.cache.warnings:
+            reporter.warn(warning)
         graph = select(build_graph(project, ctx.env), names)
         try:
             _preflight(graph, ctx)
@@ -158,6 +162,18 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
         finally:
             ctx.cache.save()
     return {name: _model_result(graph, outcomes, project, name) for name in names}
+
+
+def _remove_leftovers(project: Project) -> None:
+    """Delete what a killed run may have left: request/result files and partial state files.
+
+    Partial engines and exports are removed when their target is next built. Nothing here was ever
+    trusted: partial files never carry a target's name.
+    """
+    shutil.rmtree(project.state_dir / "tmp", ignore_errors=True)
+    remove_partials(project.lock_path.parent, project.lock_path.name)
+    for state_file in ("statcache.json", "env.json"):
+        remove_partials(project.state_dir, state_file)
 
 
 def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Project, name: str) -> ModelResult:
@@ -172,7 +188,8 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
             return ModelResult(FAILED, failed.reasons, engine, failed.seconds, failed.log_tail)
     outcome = outcomes[engine_id]
     work = [outcomes[node_id] for node_id in upstream if outcomes[node_id].status == BUILT]
-    reasons = [reason for done in work for reason in done.reasons] + outcome.reasons
+    upstream_reasons = [reason for done in work for reason in done.reasons]
+    reasons = outcome.reasons + upstream_reasons if outcome.status == FAILED else upstream_reasons + outcome.reasons
     seconds = sum(done.seconds for done in work) + outcome.seconds
     return ModelResult(outcome.status, reasons, engine, seconds, outcome.log_tail)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,14 @@ def _building(function: Callable[..., Any]) -> Callable[..., Any]:
                         help="Seconds to wait for another run on this project to finish.")(function)
 
 
+def _stop_children_and_interrupt(signum: int, frame: Any) -> None:
+    """SIGINT / SIGTERM: terminate the builders at once, then unwind as a KeyboardInterrupt."""
+    from trtbuild.isolation import CHILDREN
+
+    CHILDREN.terminate_all()
+    raise KeyboardInterrupt
+
+
 def _guarded(function: Callable[..., int]) -> Callable[..., None]:
     """Run a command, map trtbuild errors to red messages and exit codes, never a traceback."""
 
@@ -48,6 +57,8 @@ def _guarded(function: Callable[..., int]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         from trtbuild.isolation import CHILDREN
 
+        signal.signal(signal.SIGINT, _stop_children_and_interrupt)
+        signal.signal(signal.SIGTERM, _stop_children_and_interrupt)
         try:
             code = function(*args, **kwargs)
         except KeyboardInterrupt:

@@ -30,6 +30,9 @@ class PlainReporter:
         why = f"  ({'; '.join(outcome.reasons)})" if outcome.reasons and outcome.status != FAILED else ""
         self._line(f"{outcome.status:<8}{node.model}  {outcome.seconds:.1f}s{why}")
 
+    def warn(self, message: str) -> None:
+        self._line(f"warning: {message}")
+
     def _line(self, text: str) -> None:
         with self._lock:
             print(text, file=self.stream, flush=True)
@@ -65,6 +68,9 @@ class RichReporter:
         style = _STYLE.get(outcome.status, "")
         why = f" [dim]({'; '.join(outcome.reasons)})[/dim]" if outcome.reasons and outcome.status != FAILED else ""
         self.console.print(f"[{style}]{outcome.status:<8}[/{style}]{node.model}  {outcome.seconds:.1f}s{why}", highlight=False)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
     def close(self) -> None:
         self.progress.stop()

@@ -18,11 +18,13 @@ from trtbuild.graph.nodes import FAILED, SKIPPED, Context, Node, Outcome
 
 
 class Reporter(Protocol):
-    """Receives progress: a node starts, a node ends."""
+    """Receives progress: a node starts, a node ends, something worth a warning happened."""
 
     def started(self, node: Node) -> None: ...
 
     def finished(self, node: Node, outcome: Outcome) -> None: ...
+
+    def warn(self, message: str) -> None: ...
 
 
 def _run_one(node: Node, ctx: Context, reporter: Reporter) -> Outcome:
@@ -38,6 +40,22 @@ def _run_one(node: Node, ctx: Context, reporter: Reporter) -> Outcome:
     return outcome
 
 
+def _run_wave(wave: list[str], graph: nx.DiGraph, ctx: Context, pool: ThreadPoolExecutor, reporter: Reporter,
+              outcomes: dict[str, Outcome]) -> None:
+    """Run one wave's nodes in ``pool``; a node whose predecessor failed or was skipped is skipped."""
+    futures = {}
+    for node_id in wave:
+        node: Node = graph.nodes[node_id]["node"]
+        blocked = [p for p in graph.predecessors(node_id) if outcomes[p].status in (FAILED, SKIPPED)]
+        if blocked:
+            outcomes[node_id] = Outcome(SKIPPED, [f"{blocked[0]} did not succeed"])
+            reporter.finished(node, outcomes[node_id])
+            continue
+        futures[pool.submit(_run_one, node, ctx, reporter)] = node_id
+    for future in as_completed(futures):
+        outcomes[futures[future]] = future.result()
+
+
 def run_graph(graph: nx.DiGraph, ctx: Context, jobs: int, reporter: Reporter) -> dict[str, Outcome]:
     """Run every node of ``graph``; returns node id -> outcome.
 
@@ -45,17 +63,12 @@ def run_graph(graph: nx.DiGraph, ctx: Context, jobs: int, reporter: Reporter) ->
         jobs: how many nodes of one wave run at once (each engine build is its own child process).
     """
     outcomes: dict[str, Outcome] = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         for wave in nx.topological_generations(graph):
-            futures = {}
-            for node_id in sorted(wave):
-                node: Node = graph.nodes[node_id]["node"]
-                blocked = [p for p in graph.predecessors(node_id) if outcomes[p].status in (FAILED, SKIPPED)]
-                if blocked:
-                    outcomes[node_id] = Outcome(SKIPPED, [f"{blocked[0]} did not succeed"])
-                    reporter.finished(node, outcomes[node_id])
-                    continue
-                futures[pool.submit(_run_one, node, ctx, reporter)] = node_id
-            for future in as_completed(futures):
-                outcomes[futures[future]] = future.result()
+            _run_wave(sorted(wave), graph, ctx, pool, reporter, outcomes)
+    except BaseException:  # Ctrl-C: start nothing new; running children are being terminated
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return outcomes

