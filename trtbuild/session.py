@@ -89,7 +89,7 @@ def run_lock(project: Project, wait_seconds: float) -> Iterator[None]:
 def _check_names(project: Project, names: list[str]) -> None:
     unknown = [name for name in names if name not in project.models]
     if unknown:
-        raise ManifestError(f"{project.manifest}: no model named {', '.join(unknown)} (models: {', '.join(project.models)})")
+        raise ManifestError(f"{project.manifest.name}: no model named {', '.join(unknown)} (models: {', '.join(project.models)})")
 
 
 def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelResult]:

@@ -208,7 +208,7 @@ def load_project(manifest: Path) -> Project:
     manifest = Path(os.path.abspath(manifest))
     data = doc.data
     if not isinstance(data, dict):
-        raise ManifestError(f"{manifest}:1: the manifest must be a mapping with 'models:'")
+        raise ManifestError(f"{doc.file}:1: the manifest must be a mapping with 'models:'")
     errors: list[str] = []
     raw_defaults = data.get("defaults") or {}
     try:  # everything but the models; models are validated one by one below, defaults merged
@@ -218,20 +218,20 @@ def load_project(manifest: Path) -> Project:
         raw_defaults = {}  # reported once here, not again under every model
     raw_models = data.get("models")
     if raw_models is None:
-        errors.append(f"{manifest}:1: models: missing (declare at least one model)")
+        errors.append(f"{doc.file}:1: models: missing (declare at least one model)")
         raw_models = {}
     if not isinstance(raw_models, dict):
-        errors.append(f"{manifest}:{doc.line_of(('models',))}: models: must be a mapping of name -> model")
+        errors.append(f"{doc.file}:{doc.line_of(('models',))}: models: must be a mapping of name -> model")
         raw_models = {}
     root = manifest.parent
     models: dict[str, ModelTarget] = {}
     for name, raw in raw_models.items():
         if not is_valid_name(name):
-            errors.append(f"{manifest}:{doc.line_of(('models', name))}: models.{name}: invalid name (letters, digits, '_', '.', '-')")
+            errors.append(f"{doc.file}:{doc.line_of(('models', name))}: models.{name}: invalid name (letters, digits, '_', '.', '-')")
             continue
         raw = raw if raw is not None else {}
         if not isinstance(raw, dict):
-            errors.append(f"{manifest}:{doc.line_of(('models', name))}: models.{name}: must be a mapping")
+            errors.append(f"{doc.file}:{doc.line_of(('models', name))}: models.{name}: must be a mapping")
             continue
         merged = {**(raw_defaults if isinstance(raw_defaults, dict) else {}), **raw}
         origin = {key: ("defaults", key) for key in raw_defaults if key not in raw} if isinstance(raw_defaults, dict) else {}

