@@ -7,21 +7,25 @@ human table and ``--json`` come from the same values.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import filelock
 import networkx as nx
 
 from trtbuild.env.fingerprint import fingerprint
+from trtbuild.env.jetson import device_of
 from trtbuild.errors import BusyError, ManifestError
 from trtbuild.graph.dag import build_graph, engine_node_id, select
 from trtbuild.graph.engine_node import EngineBuild
 from trtbuild.graph.nodes import BUILT, FAILED, Context, Outcome
 from trtbuild.graph.sources import SourceFile
 from trtbuild.graph.runner import Reporter, run_graph
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.devices import known_devices
+from trtbuild.manifest.loader import Project, load_project
 from trtbuild.manifest.onnx_inputs import verify_inputs
 from trtbuild.state.atomic import remove_partials
 from trtbuild.state.lockfile import LockFile
@@ -46,6 +50,24 @@ class ModelResult:
     engine: str = ""
     seconds: float = 0.0
     log_tail: str = ""
+
+
+def load(manifest: Path, device: str | None) -> Project:
+    """Load ``manifest`` for ``device``: the one asked for, else the one detected when the project has
+    ``devices/``, else none (a single-device project with ``builds.lock``).
+
+    Raises:
+        ManifestError: an unknown device, or one that cannot be detected (the message lists the known ones).
+    """
+    root = Path(os.path.abspath(manifest)).parent
+    known = known_devices(root)
+    if device is None and known:
+        env = fingerprint(root / ".trtbuild" / "env.json")
+        device = device_of(env)
+        if device not in known:
+            seen = env.get("device_model") or f"no device tree; builder {env['builder']}"
+            raise ManifestError(f"cannot match this machine ({seen}) to a device: pass --device, one of: {', '.join(known)}")
+    return load_project(manifest, device)
 
 
 def open_context(project: Project) -> Context:
@@ -155,6 +177,9 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
         ctx = open_context(project)
         for warning in ctx.cache.warnings:
             reporter.warn(warning)
+        if project.device and project.device != device_of(ctx.env):
+            reporter.warn(f"building devices/{project.device}.yaml on a {device_of(ctx.env)} machine "
+                          f"({ctx.env['builder']} {ctx.env['builder_version']}); its engines are for this builder")
         graph = select(build_graph(project, ctx.env), names)
         try:
             _preflight(graph, ctx)

@@ -28,6 +28,7 @@ def _common(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-f", "--file", "manifest", type=click.Path(path_type=Path), default=Path("builds.yaml"),
                      show_default=True, help="The manifest."),
         click.option("--json", "json_mode", is_flag=True, help="Print a machine-readable summary on stdout."),
+        click.option("-d", "--device", default=None, help="Apply devices/DEVICE.yaml (default: detected when devices/ exists)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -73,17 +74,17 @@ def _guarded(function: Callable[..., int]) -> Callable[..., None]:
     return wrapper
 
 
-def _load(manifest: Path) -> Any:
-    from trtbuild.manifest.loader import load_project
+def _load(manifest: Path, device: str | None) -> Any:
+    from trtbuild.session import load
 
-    return load_project(manifest)
+    return load(manifest, device)
 
 
-def _run_build(manifest: Path, names: list[str] | None, jobs: int, json_mode: bool, wait: float) -> int:
+def _run_build(manifest: Path, device: str | None, names: list[str] | None, jobs: int, json_mode: bool, wait: float) -> int:
     from trtbuild.cli import report
     from trtbuild.session import build
 
-    project = _load(manifest)
+    project = _load(manifest, device)
     stream = report.default_stream(json_mode)
     reporter = report.make_reporter(stream, total=len(names or project.models))
     try:
@@ -106,9 +107,9 @@ def cli() -> None:
 @_common
 @_building
 @_guarded
-def all_command(manifest: Path, json_mode: bool, jobs: int, wait: float) -> int:
+def all_command(manifest: Path, json_mode: bool, device: str | None, jobs: int, wait: float) -> int:
     """Build every stale engine of the manifest."""
-    return _run_build(manifest, None, jobs, json_mode, wait)
+    return _run_build(manifest, device, None, jobs, json_mode, wait)
 
 
 @cli.command("build")
@@ -116,16 +117,16 @@ def all_command(manifest: Path, json_mode: bool, jobs: int, wait: float) -> int:
 @_common
 @_building
 @_guarded
-def build_command(names: tuple[str, ...], manifest: Path, json_mode: bool, jobs: int, wait: float) -> int:
+def build_command(names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, jobs: int, wait: float) -> int:
     """Build the named models' engines (and what they depend on) if stale."""
-    return _run_build(manifest, list(names), jobs, json_mode, wait)
+    return _run_build(manifest, device, list(names), jobs, json_mode, wait)
 
 
-def _plan(names: tuple[str, ...], manifest: Path, json_mode: bool, check: bool) -> int:
+def _plan(names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, check: bool) -> int:
     from trtbuild.cli import report
     from trtbuild.session import plan
 
-    results = plan(_load(manifest), list(names) or None)
+    results = plan(_load(manifest, device), list(names) or None)
     report.print_summary(results, report.default_stream(json_mode))
     if json_mode:
         click.echo(report.summary_json(results))
@@ -145,15 +146,71 @@ for _name, _help in (("plan", "Show which engines are stale and why; build nothi
 @_common
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another run.")
 @_guarded
-def clean_command(names: tuple[str, ...], manifest: Path, json_mode: bool, wait: float) -> int:
+def clean_command(names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, wait: float) -> int:
     """Delete engines and forget them in the lock (all models, or the named ones)."""
     from trtbuild.session import clean
 
-    removed = clean(_load(manifest), list(names) or None, wait)
+    removed = clean(_load(manifest, device), list(names) or None, wait)
     if json_mode:
         click.echo(json.dumps({"removed": removed}))
     else:
         click.echo("\n".join(f"removed {path}" for path in removed) or "nothing to remove")
+    return 0
+
+
+@cli.command("devices")
+@_common
+@_guarded
+def devices_command(manifest: Path, json_mode: bool, device: str | None) -> int:
+    """List the device manifests (devices/*.yaml), the detected one and their locks."""
+    from trtbuild.env.fingerprint import fingerprint
+    from trtbuild.env.jetson import device_of
+    from trtbuild.manifest.devices import known_devices
+
+    root = manifest.resolve().parent
+    detected = device_of(fingerprint(root / ".trtbuild" / "env.json"))
+    rows = [{"device": name, "detected": name == detected, "lock": (root / "locks" / f"{name}.lock").is_file()}
+            for name in known_devices(root)]
+    if json_mode:
+        click.echo(json.dumps({"detected": detected, "devices": rows}, indent=2))
+    else:
+        for row in rows:
+            click.echo(f"{row['device']:<20} {'detected' if row['detected'] else '':<9} {'locked' if row['lock'] else 'no lock'}")
+        click.echo(f"this machine: {detected}" + ("" if any(r["detected"] for r in rows) else " (no manifest for it)"))
+    return 0
+
+
+@cli.command("config")
+@_common
+@_guarded
+def config_command(manifest: Path, json_mode: bool, device: str | None) -> int:
+    """Print the manifest with the device overlay merged in."""
+    import yaml
+
+    project = _load(manifest, device)
+    if json_mode:
+        click.echo(json.dumps(project.document, indent=2))
+    else:
+        click.echo(f"# {manifest} + devices/{project.device}.yaml" if project.device else f"# {manifest}")
+        click.echo(yaml.safe_dump(project.document, sort_keys=False, default_flow_style=None).rstrip())
+    return 0
+
+
+@cli.command("env")
+@click.option("--json", "json_mode", is_flag=True, help="Print JSON.")
+@_guarded
+def env_command(json_mode: bool) -> int:
+    """Print the environment fingerprint that goes into every engine's key (probed now, not cached)."""
+    from trtbuild.env.fingerprint import probe
+    from trtbuild.env.jetson import device_of
+
+    found = probe()
+    if json_mode:
+        click.echo(json.dumps({**found, "device": device_of(found)}, indent=2))
+    else:
+        width = max(len(key) for key in found)
+        for key, value in {**found, "device": device_of(found)}.items():
+            click.echo(f"{key:<{width}}  {'-' if value is None else value}")
     return 0
 
 

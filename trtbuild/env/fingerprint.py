@@ -6,7 +6,12 @@ Fields (``None`` where not applicable)::
     builder_version     e.g. 10.3.0.30 or 1.7.1.116
     cuda                e.g. 12.6.68 (system CUDA) or 13 (the wheel's CUDA major)
     l4t                 e.g. 36.4.3, from <sysroot>/etc/nv_tegra_release
+    jetpack             the JetPack release of that L4T release (table in ``env.jetson``)
     device_model        from <sysroot>/proc/device-tree/model
+    memory_gib          MemTotal from <sysroot>/proc/meminfo, GiB, one decimal
+    dla_cores           Jetson: from the module table; else 0
+    cudnn               from <sysroot>/usr/include/cudnn_version.h (JetPack) where present
+    driver              nvidia-smi's driver version, else <sysroot>/proc/driver/nvidia/version
     gpu, compute_capability, sm_count
                         Jetson: from the module table (``env.jetson``); x86 with TensorRT: nvidia-smi;
                         TensorRT-RTX without a GPU: gpu "none (ahead-of-time build)" — the target
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.builder import compat
-from trtbuild.env.jetson import jetson_gpu, parse_l4t_release, parse_mem_total_gib
+from trtbuild.env.jetson import dla_cores, jetpack_of, jetson_gpu, parse_l4t_release, parse_mem_total_gib
 from trtbuild.state.atomic import write_atomic
 
 SYSROOT_VARIABLE = "TRTBUILD_SYSROOT"
@@ -41,6 +47,9 @@ DEVICE_MODEL = "proc/device-tree/model"
 MEMINFO = "proc/meminfo"
 CUDA_VERSION_JSON = "usr/local/cuda/version.json"
 CUDA_VERSION_TXT = "usr/local/cuda/version.txt"
+CUDNN_HEADERS = ("usr/include/cudnn_version.h", "usr/include/aarch64-linux-gnu/cudnn_version_v9.h",
+                 "usr/include/x86_64-linux-gnu/cudnn_version_v9.h", "usr/include/aarch64-linux-gnu/cudnn_version_v8.h")
+DRIVER_VERSION = "proc/driver/nvidia/version"
 NVINFER_GLOBS = ("usr/lib/aarch64-linux-gnu/libnvinfer.so.*", "usr/lib/x86_64-linux-gnu/libnvinfer.so.*")
 
 
@@ -67,6 +76,23 @@ def _system_cuda(root: Path) -> str | None:
     if text and "Version" in text:
         return text.split("Version", 1)[1].strip()
     return None
+
+
+def _cudnn(root: Path) -> str | None:
+    for header in CUDNN_HEADERS:
+        text = _read(root, header)
+        if text:
+            parts = [re.search(rf"#define CUDNN_{field}\s+(\d+)", text) for field in ("MAJOR", "MINOR", "PATCHLEVEL")]
+            if all(parts):
+                return ".".join(match.group(1) for match in parts if match)
+    return None
+
+
+def _driver(root: Path, smi: dict[str, Any]) -> str | None:
+    if smi.get("driver"):
+        return str(smi["driver"])
+    match = re.search(r"Kernel Module\s+(?:for \w+\s+)?([0-9.]+)", _read(root, DRIVER_VERSION) or "")
+    return match.group(1) if match else None
 
 
 def _builder_version(flavour: str, root: Path) -> tuple[str | None, str | None]:
@@ -106,30 +132,41 @@ def probe() -> dict[str, Any]:
     flavour = compat.select_flavour()
     version, wheel_cuda = _builder_version(flavour, root)
     model = _read(root, DEVICE_MODEL)
+    l4t = parse_l4t_release(_read(root, L4T_RELEASE) or "")
+    memory = parse_mem_total_gib(_read(root, MEMINFO) or "")
     fingerprint: dict[str, Any] = {
         "builder": flavour,
         "builder_version": version,
         "cuda": _system_cuda(root) or wheel_cuda,
-        "l4t": parse_l4t_release(_read(root, L4T_RELEASE) or ""),
+        "cudnn": _cudnn(root),
+        "l4t": l4t,
+        "jetpack": jetpack_of(l4t),
         "device_model": model,
+        "memory_gib": round(memory, 1) if memory is not None else None,
         "gpu": None,
         "compute_capability": None,
         "sm_count": None,
+        "dla_cores": dla_cores(model or ""),
+        "driver": None,
     }
-    jetson = jetson_gpu(model or "", parse_mem_total_gib(_read(root, MEMINFO) or ""))
+    smi = _nvidia_smi() if root == Path("/") else {}
+    jetson = jetson_gpu(model or "", memory)
     if jetson:
         fingerprint.update(gpu=jetson.gpu, compute_capability=jetson.compute_capability, sm_count=jetson.sm_count)
-    elif root == Path("/") and (smi := _nvidia_smi()):
+    elif smi:
         fingerprint.update(gpu=smi["gpu"], compute_capability=smi["compute_capability"])
     elif flavour == "tensorrt-rtx":
         fingerprint["gpu"] = NO_GPU
+    fingerprint["driver"] = _driver(root, smi)
     return fingerprint
 
 
 def _signature() -> dict[str, Any]:
     """What the cached probe is valid for: variables and the stat of every path the probe depends on."""
     root = sysroot()
-    paths = [str(root / rel) for rel in (L4T_RELEASE, DEVICE_MODEL, CUDA_VERSION_JSON, CUDA_VERSION_TXT)]
+    paths = [str(root / rel) for rel in (L4T_RELEASE, DEVICE_MODEL, CUDA_VERSION_JSON, CUDA_VERSION_TXT, *CUDNN_HEADERS)]
+    if root != Path("/"):  # in a real /proc these are regenerated on every read; a sysroot's are files
+        paths += [str(root / MEMINFO), str(root / DRIVER_VERSION)]
     paths += [entry for entry in sys.path if entry]
     if smi := shutil.which("nvidia-smi"):
         paths.append(smi)

@@ -26,7 +26,8 @@ from trtbuild.manifest.schema import (
     is_valid_name,
 )
 from trtbuild.sources.cache import source_path
-from trtbuild.manifest.yamlsource import LocatedData, load_located
+from trtbuild.manifest.devices import LOCK_DIR, overlay_path
+from trtbuild.manifest.yamlsource import LocatedData, load_located, overlay
 
 TOP_LEVEL_KEYS = set(Manifest.model_fields)
 DEFAULT_ENGINE_DIR = "engines"
@@ -86,11 +87,15 @@ class Project:
         manifest: the builds.yaml path (absolute).
         root: the folder relative paths are resolved against (the manifest's folder).
         models: name -> ``ModelTarget``, in manifest order.
+        device: the device overlay applied (``devices/<device>.yaml``), or ``None``.
+        document: the merged manifest as plain data (what ``trtbuild config`` prints).
     """
 
     manifest: Path
     root: Path
     models: dict[str, ModelTarget]
+    device: str | None = None
+    document: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def state_dir(self) -> Path:
@@ -99,7 +104,9 @@ class Project:
 
     @property
     def lock_path(self) -> Path:
-        """The lock file: ``builds.lock`` beside ``builds.yaml`` (``<stem>.lock`` in general)."""
+        """``builds.lock`` beside ``builds.yaml`` (``<stem>.lock``); ``locks/<device>.lock`` for a device."""
+        if self.device:
+            return self.root / LOCK_DIR / f"{self.device}.lock"
         return self.manifest.with_suffix(".lock")
 
     def relative(self, path: Path) -> str:
@@ -129,14 +136,14 @@ def _messages(error: ValidationError, doc: LocatedData, prefix: tuple[str, ...],
     for item in error.errors():
         loc = _format_loc(item["loc"])
         yaml_base = origin.get(str(loc[0]), prefix) if loc else prefix
-        line = doc.line_of(yaml_base + loc[1:] if loc and yaml_base != prefix else prefix + loc)
+        where = doc.where(yaml_base + loc[1:] if loc and yaml_base != prefix else prefix + loc)
         dotted = ".".join(str(part) for part in prefix + loc)
         if loc and yaml_base != prefix:
             dotted += f" (from {'.'.join(str(p) for p in yaml_base)})"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field"
-        lines.append(f"{doc.file}:{line or ''}: {dotted}: {message}")
+        lines.append(f"{where}: {dotted}: {message}")
     return lines
 
 
@@ -167,13 +174,20 @@ def _recipe(name: str, spec: ModelSpec, doc: LocatedData, root: Path, field_line
     return recipe
 
 
-def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, errors: list[str]) -> ModelTarget:
-    field_lines = {key: f"{doc.file}:{doc.line_of(('models', name, key))}" for key in spec.model_fields}
+def artefact_dirs(device: str | None) -> tuple[str, str]:
+    """(engine folder, export folder) relative to the project: per device when there is one."""
+    suffix = f"/{device}" if device else ""
+    return DEFAULT_ENGINE_DIR + suffix, EXPORT_DIR + suffix
+
+
+def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, device: str | None, errors: list[str]) -> ModelTarget:
+    field_lines = {key: doc.where(('models', name, key)) for key in spec.model_fields}
     for key in BuildSettings.model_fields:
         if key not in (doc.data["models"][name] or {}):
-            field_lines[key] = f"{doc.file}:{doc.line_of(('defaults', key)) or doc.line_of(('models', name))}"
-    field_lines[""] = f"{doc.file}:{doc.line_of(('models', name))}"
-    output = spec.output or f"{DEFAULT_ENGINE_DIR}/{name}.engine"
+            field_lines[key] = doc.where(('defaults', key)) if ('defaults', key) in doc.lines else doc.where(('models', name))
+    field_lines[""] = doc.where(("models", name))
+    engine_dir, export_dir = artefact_dirs(device)
+    output = spec.output or f"{engine_dir}/{name}.engine"
     engine = root / output
     source = source_path(spec.source.sha256) if isinstance(spec.source, PypiSource) else root / (
         spec.source if isinstance(spec.source, str) else spec.source.path)
@@ -183,8 +197,8 @@ def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, err
         spec=spec,
         source=source,
         recipe=recipe,
-        onnx=root / EXPORT_DIR / f"{name}.onnx" if spec.exports() else source,
-        fp16_onnx=root / EXPORT_DIR / f"{name}.fp16.onnx",
+        onnx=root / export_dir / f"{name}.onnx" if spec.exports() else source,
+        fp16_onnx=root / export_dir / f"{name}.fp16.onnx",
         engine=engine,
         plugins=tuple(root / plugin for plugin in spec.plugins),
         field_lines=field_lines,
@@ -194,8 +208,8 @@ def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, err
     return target
 
 
-def load_project(manifest: Path) -> Project:
-    """Load and validate ``manifest`` (builds.yaml).
+def load_project(manifest: Path, device: str | None = None) -> Project:
+    """Load and validate ``manifest`` (builds.yaml), with ``devices/<device>.yaml`` merged over it.
 
     Returns:
         the ``Project`` with every model's defaults merged and paths resolved.
@@ -205,6 +219,8 @@ def load_project(manifest: Path) -> Project:
             an engine output outside the project folder; one line per problem with ``file:line``.
     """
     doc = load_located(Path(manifest))  # messages name the file as the user wrote it
+    if device is not None:
+        doc = overlay(doc, load_located(overlay_path(Path(manifest).parent, device)))
     manifest = Path(os.path.abspath(manifest))
     data = doc.data
     if not isinstance(data, dict):
@@ -221,17 +237,17 @@ def load_project(manifest: Path) -> Project:
         errors.append(f"{doc.file}:1: models: missing (declare at least one model)")
         raw_models = {}
     if not isinstance(raw_models, dict):
-        errors.append(f"{doc.file}:{doc.line_of(('models',))}: models: must be a mapping of name -> model")
+        errors.append(f"{doc.where(('models',))}: models: must be a mapping of name -> model")
         raw_models = {}
     root = manifest.parent
     models: dict[str, ModelTarget] = {}
     for name, raw in raw_models.items():
         if not is_valid_name(name):
-            errors.append(f"{doc.file}:{doc.line_of(('models', name))}: models.{name}: invalid name (letters, digits, '_', '.', '-')")
+            errors.append(f"{doc.where(('models', name))}: models.{name}: invalid name (letters, digits, '_', '.', '-')")
             continue
         raw = raw if raw is not None else {}
         if not isinstance(raw, dict):
-            errors.append(f"{doc.file}:{doc.line_of(('models', name))}: models.{name}: must be a mapping")
+            errors.append(f"{doc.where(('models', name))}: models.{name}: must be a mapping")
             continue
         merged = {**(raw_defaults if isinstance(raw_defaults, dict) else {}), **raw}
         origin = {key: ("defaults", key) for key in raw_defaults if key not in raw} if isinstance(raw_defaults, dict) else {}
@@ -240,11 +256,11 @@ def load_project(manifest: Path) -> Project:
         except ValidationError as exc:
             errors += _messages(exc, doc, ("models", name), origin)
             continue
-        models[name] = _resolve_model(name, spec, doc, root, errors)
+        models[name] = _resolve_model(name, spec, doc, root, device, errors)
     _check_unique_outputs(models, errors)
     if errors:
         raise ManifestError(errors)
-    return Project(manifest=manifest, root=root, models=models)
+    return Project(manifest=manifest, root=root, models=models, device=device, document=data)
 
 
 def _check_unique_outputs(models: dict[str, ModelTarget], errors: list[str]) -> None:

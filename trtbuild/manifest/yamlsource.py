@@ -26,32 +26,59 @@ _PLAIN_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:
 
 
 class LocatedData:
-    """YAML data and the 1-based line of every mapping key and sequence item.
+    """YAML data and where every mapping key and sequence item was written.
 
     Attributes:
         data: the document as dicts, lists and scalars.
-        lines: ``{("models", "pose", "precision"): 14, ...}``.
-        file: the file the document came from (used in error messages).
+        lines: ``{("models", "pose", "precision"): "builds.yaml:14", ...}`` — file and 1-based line.
+        file: the file the document came from (the base file of a merged document).
     """
 
-    def __init__(self, data: Any, lines: dict[Path_, int], file: Path) -> None:
+    def __init__(self, data: Any, lines: dict[Path_, str], file: Path) -> None:
         self.data = data
         self.lines = lines
         self.file = file
 
-    def line_of(self, path: Path_) -> int | None:
-        """The line of ``path`` or of its nearest ancestor that has one."""
+    def where(self, path: Path_) -> str:
+        """``file:line`` of ``path`` or of its nearest ancestor that has one (``file:1`` at worst)."""
         for end in range(len(path), -1, -1):
-            line = self.lines.get(tuple(path[:end]))
-            if line is not None:
-                return line
-        return None
+            location = self.lines.get(tuple(path[:end]))
+            if location is not None:
+                return location
+        return f"{self.file}:1"
+
+
+def _merge(base: Any, top: Any) -> Any:
+    if isinstance(base, dict) and isinstance(top, dict):
+        merged = dict(base)
+        for key, value in top.items():
+            merged[key] = _merge(base.get(key), value)
+        return merged
+    return top
+
+
+def overlay(base: LocatedData, top: LocatedData) -> LocatedData:
+    """``top`` merged over ``base``: mappings merge key by key, anything else is replaced.
+
+    Locations follow the values: a field set by ``top`` points into ``top``'s file; a replaced list
+    forgets ``base``'s item locations.
+    """
+    replaced = [path for path in top.lines if not isinstance(_get(top.data, path), dict)]
+    lines = {path: where for path, where in base.lines.items() if not any(path[: len(r)] == r and len(path) > len(r) for r in replaced)}
+    lines.update(top.lines)
+    return LocatedData(_merge(base.data, top.data), lines, base.file)
+
+
+def _get(data: Any, path: Path_) -> Any:
+    for part in path:
+        data = data[part]
+    return data
 
 
 class _Walker:
     def __init__(self, file: Path) -> None:
         self.file = file
-        self.lines: dict[Path_, int] = {}
+        self.lines: dict[Path_, str] = {}
         self.visited = 0
         self.constructor = yaml.SafeLoader("")
 
@@ -69,7 +96,7 @@ class _Walker:
         if isinstance(node, yaml.SequenceNode):
             items = []
             for index, item in enumerate(node.value):
-                self.lines[path + (index,)] = item.start_mark.line + 1
+                self.lines[path + (index,)] = f"{self.file}:{item.start_mark.line + 1}"
                 items.append(self.walk(item, path + (index,)))
             return items
         try:
@@ -87,9 +114,9 @@ class _Walker:
                 raise self.error(key_node, f"{_dotted(path)}: mapping keys must be strings")
             key = str(key)
             if key in result:
-                first = self.lines[path + (key,)]
+                first = self.lines[path + (key,)].rsplit(":", 1)[1]
                 raise self.error(key_node, f"{_dotted(path + (key,))}: duplicate key (first at line {first})")
-            self.lines[path + (key,)] = key_node.start_mark.line + 1
+            self.lines[path + (key,)] = f"{self.file}:{key_node.start_mark.line + 1}"
             result[key] = self.walk(value_node, path + (key,))
         return result
 
