@@ -70,7 +70,7 @@ def test_another_l4t_release_rebuilds_every_engine(two_models: ProjectDir, tmp_p
     reflashed = two_models.trtbuild("all", "--json", env=sysroot(tmp_path / "jp6", JETPACK_6_2))
     assert reflashed.statuses() == {"static": "built", "dynamic": "built"}
     for model in reflashed.json()["models"].values():
-        assert model["reasons"] == ["l4t 35.4.1 -> 36.4.3"]
+        assert model["reasons"] == ["jetpack 5.1.2 -> 6.2", "l4t 35.4.1 -> 36.4.3"]
 
 
 def test_jetson_device_model_enters_the_fingerprint(two_models: ProjectDir, tmp_path: Path) -> None:
