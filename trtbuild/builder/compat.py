@@ -187,7 +187,7 @@ def dla_options(features: Features, dla_core: int | None) -> dict[str, Any]:
 
 
 def target_options(features: Features, compute_capabilities: list[str] | None) -> dict[str, Any]:
-    """``CreateConfigRTX`` keyword arguments for the target compute capabilities.
+    """``CreateConfigRTX`` keyword arguments for the target compute capabilities (none on TensorRT).
 
     Raises:
         BuildError: targets were given to a builder that builds for the GPU it runs on (TensorRT).

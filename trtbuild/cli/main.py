@@ -214,6 +214,57 @@ def env_command(json_mode: bool) -> int:
     return 0
 
 
+@cli.command("inspect")
+@click.argument("name")
+@_common
+@_guarded
+def inspect_command(name: str, manifest: Path, json_mode: bool, device: str | None) -> int:
+    """Show an engine's I/O tensors, profiles, size, layer count and precision mix."""
+    from trtbuild.engine_info import describe
+
+    description = describe(_load(manifest, device), name)
+    if json_mode:
+        click.echo(json.dumps(description, indent=2))
+        return 0
+    click.echo(f"{description['model']}: {description['engine']} ({description['size']:,} bytes, sha256 {description['sha256'][:16]}...)")
+    click.echo(f"  built by {description['builder']} at {description['built_at']}; precision {description['precision']}, "
+               f"workspace {description['workspace']:,} bytes")
+    click.echo(f"  from: {description['source']}")
+    for index, profile in enumerate(description["profiles"]):
+        for tensor, bounds in profile.items():
+            click.echo(f"  profile {index}: {tensor} min {bounds['min']} opt {bounds['opt']} max {bounds['max']}")
+    io = description["io"]
+    tensors = io if isinstance(io, list) else [dict(t, mode=mode) for mode in ("inputs", "outputs") for t in (io.get(mode) or [])]
+    for tensor in tensors:
+        click.echo(f"  {tensor.get('mode', ''):<8} {tensor['name']:<20} {tensor['dtype']:<6} {tensor['shape']}")
+    click.echo(f"  layers: {description['layers']}; precision mix: {description['precisions']}")
+    return 0
+
+
+@cli.command("audit")
+@click.option("--rebuild", is_flag=True, help="Rebuild every engine from its recorded settings and compare.")
+@_common
+@_guarded
+def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: str | None) -> int:
+    """Check every engine in the lock: file, hash, key, drift; with --rebuild, reproducibility."""
+    from trtbuild.audit import audit
+    from trtbuild.session import open_context
+
+    project = _load(manifest, device)
+    ctx = open_context(project)
+    results = audit(project, ctx, rebuild)
+    ctx.cache.save()
+    if json_mode:
+        click.echo(json.dumps({name: vars(result) for name, result in results.items()}, indent=2))
+    else:
+        width = max(len(name) for name in results)
+        for name, result in results.items():
+            click.echo(f"{name:<{width}}  {'ok' if result.ok else 'MISMATCH':<8}  rebuild: {result.rebuild}")
+            for finding in result.findings:
+                click.echo(f"{'':<{width}}    - {finding}")
+    return 0 if all(result.ok for result in results.values()) else EXIT_FAILED
+
+
 @cli.command("schema")
 @_guarded
 def schema_command() -> int:

@@ -9,7 +9,18 @@ from typing import Any
 from trtbuild.errors import BuildError
 from trtbuild.graph.nodes import ModelStep, BUILT, FAILED, FRESH, Context, Outcome, utc_now
 from trtbuild.isolation import Produced, run_isolated
+from trtbuild.manifest.loader import ModelTarget
 from trtbuild.state.staleness import assess
+
+
+def engine_request(target: ModelTarget, env: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The builder child's request for ``target`` with ``settings`` (``state.keys.build_settings``)."""
+    return {
+        "flavour": env["builder"],
+        "onnx": str(target.engine_onnx(env)),
+        "plugins": [str(path) for path in target.plugins],
+        **settings,
+    }
 
 
 @dataclass
@@ -25,21 +36,13 @@ class EngineBuild(ModelStep):
             return Outcome(FAILED, assessment.reasons)
         try:
             built = run_isolated(
-                "trtbuild.builder.child", self._request(ctx, assessment.components), self.target.engine,
+                "trtbuild.builder.child", engine_request(self.target, ctx.env, assessment.components["settings"]), self.target.engine,
                 ctx.project.state_dir / "logs" / f"{self.model}.log", ctx.project.state_dir / "tmp",
             )
         except BuildError as exc:
             return Outcome(FAILED, [str(exc)], time.monotonic() - started, exc.log_tail)
         self._record(ctx, assessment.components, assessment.key or "", built)
         return Outcome(BUILT, assessment.reasons, time.monotonic() - started)
-
-    def _request(self, ctx: Context, components: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "flavour": ctx.env["builder"],
-            "onnx": str(self.target.engine_onnx(ctx.env)),
-            "plugins": [str(path) for path in self.target.plugins],
-            **components["settings"],
-        }
 
     def _record(self, ctx: Context, components: dict[str, Any], key: str, built: Produced) -> None:
         entry = {
@@ -48,6 +51,7 @@ class EngineBuild(ModelStep):
             "engine": {"path": ctx.project.relative(self.target.engine), "sha256": built.sha256, "size": built.size},
             "build_seconds": round(built.result["seconds"], 3),
             "builder": built.result["builder"],
+            "network": built.result.get("network"),
             "built_at": utc_now(),
         }
         with ctx.lock_mutex:

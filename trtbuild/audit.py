@@ -1,0 +1,128 @@
+"""``trtbuild audit``: prove that every engine in the lock is exactly what its inputs say.
+
+Per engine in the lock:
+
+- the file is present and its sha256 and size are the lock's;
+- the lock entry is intact: its key is the sha256 of its own components;
+- the key still matches the current manifest and environment (drift reported per component, as
+  ``trtbuild plan`` does);
+- with ``--rebuild``: the engine is built again into a temporary folder from the *recorded* settings and
+  the current ONNX (whose digest must be the recorded one) and compared: byte-identical, or else
+  structurally (I/O, layer count, precision mix from the build-time network summary).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trtbuild.builder.summary import differences
+from trtbuild.errors import BuildError, ManifestError
+from trtbuild.graph.engine_node import engine_request
+from trtbuild.graph.nodes import Context
+from trtbuild.isolation import run_isolated
+from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.state import keys
+from trtbuild.state.onnx_digest import onnx_digest
+from trtbuild.state.staleness import assess
+
+
+@dataclass
+class AuditResult:
+    """One engine's audit.
+
+    Attributes:
+        ok: nothing differs (a structurally identical rebuild with other bytes counts as ok, noted).
+        findings: one line per check that failed, or per note.
+        rebuild: ``byte-identical``, ``structurally identical``, ``differs``, ``not attempted`` or why not.
+    """
+
+    ok: bool = True
+    findings: list[str] = field(default_factory=list)
+    rebuild: str = "not attempted"
+
+    def fail(self, finding: str) -> None:
+        self.ok = False
+        self.findings.append(finding)
+
+
+def _check_file(project: Project, entry: dict[str, Any], ctx: Context, result: AuditResult) -> bool:
+    engine = project.root / entry["engine"]["path"]
+    if not engine.is_file():
+        result.fail(f"engine {entry['engine']['path']} is missing")
+        return False
+    size, digest = engine.stat().st_size, ctx.cache.sha256(engine)
+    if digest != entry["engine"]["sha256"]:
+        result.fail(f"engine sha256 {digest} differs from the lock's {entry['engine']['sha256']}")
+    if size != entry["engine"]["size"]:
+        result.fail(f"engine size {size} differs from the lock's {entry['engine']['size']}")
+    return True
+
+
+def _check_key(target: ModelTarget | None, entry: dict[str, Any], ctx: Context, result: AuditResult) -> None:
+    if keys.key_of(entry["components"]) != entry["key"]:
+        result.fail("lock entry edited: its key is not the sha256 of its recorded components")
+    if target is None:
+        result.fail("the model is no longer in the manifest")
+        return
+    now = assess(target, ctx.project.root, ctx.cache, ctx.lock, ctx.env).components
+    if now is None:
+        result.fail("its ONNX is missing, so its key cannot be checked")
+    elif keys.key_of(now) != entry["key"]:
+        for reason in keys.diff_reasons(entry["components"], now):
+            result.fail(f"drift: {reason}")
+
+
+def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: AuditResult) -> None:
+    recorded = entry["components"]
+    if recorded["env"] != ctx.env:
+        drift = "; ".join(keys.diff_reasons({"env": recorded["env"]}, {"env": ctx.env}))
+        result.rebuild = f"not attempted: this machine is not the one recorded ({drift})"
+        return
+    onnx = target.engine_onnx(ctx.env)
+    if not onnx.is_file() or onnx_digest(ctx.cache, onnx) != recorded["onnx"]:
+        result.fail(f"cannot rebuild: {ctx.project.relative(onnx)} is not the ONNX the engine was built from")
+        result.rebuild = "not attempted: ONNX differs"
+        return
+    with tempfile.TemporaryDirectory(prefix="trtbuild-audit-", dir=ctx.project.state_dir) as folder:
+        try:
+            produced = run_isolated("trtbuild.builder.child", engine_request(target, ctx.env, recorded["settings"]),
+                                    Path(folder) / f"{target.name}.engine",
+                                    ctx.project.state_dir / "logs" / f"{target.name}.audit.log", Path(folder))
+        except BuildError as exc:
+            result.fail(f"rebuild failed: {exc}")
+            result.rebuild = "failed"
+            return
+    if produced.sha256 == entry["engine"]["sha256"]:
+        result.rebuild = "byte-identical"
+        return
+    changes = differences(entry.get("network"), produced.result.get("network"))
+    if changes:
+        result.rebuild = "differs"
+        for change in changes:
+            result.fail(f"rebuild differs: {change}")
+    else:
+        result.rebuild = "structurally identical"
+        result.findings.append("rebuilt bytes differ (tactic choices), I/O, layers and precisions are identical")
+
+
+def audit(project: Project, ctx: Context, rebuild: bool) -> dict[str, AuditResult]:
+    """Audit every engine in the lock of ``project`` (see the module docstring).
+
+    Raises:
+        ManifestError: the lock records no engine at all.
+    """
+    if not ctx.lock.entries:
+        raise ManifestError(f"{project.relative(project.lock_path)}: no engine recorded; nothing to audit")
+    results = {}
+    for name, entry in sorted(ctx.lock.entries.items()):
+        result = AuditResult()
+        target = project.models.get(name)
+        present = _check_file(project, entry, ctx, result)
+        _check_key(target, entry, ctx, result)
+        if rebuild and present and target is not None:
+            _rebuild(target, entry, ctx, result)
+        results[name] = result
+    return results
