@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -29,7 +27,7 @@ def test_an_engine_output_behind_a_symlink_pointing_out_is_refused(project: Proj
     (project.root / "out").symlink_to(outside, target_is_directory=True)
     conv_net(project.root / "m.onnx")
     stderr = refused(project, "models:\n  m:\n    source: m.onnx\n    output: out/m.engine\n")
-    assert f"builds.yaml:4: models.m.output: 'out/m.engine' is outside the project folder" in stderr
+    assert "builds.yaml:4: models.m.output: 'out/m.engine' is outside the project folder" in stderr
     assert list(outside.iterdir()) == []
 
 

@@ -88,7 +88,7 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
         return
     with tempfile.TemporaryDirectory(prefix="trtbuild-audit-", dir=ctx.project.state_dir) as folder:
         try:
-            produced = run_isolated("trtbuild.builder.child", engine_request(target, ctx.env, recorded["settings"]),
+            produced = run_isolated("trtbuild.builder.child", engine_request(target, ctx.env, recorded["settings"], ctx.project.timing_cache),
                                     Path(folder) / f"{target.name}.engine",
                                     ctx.project.state_dir / "logs" / f"{target.name}.audit.log", Path(folder))
         except BuildError as exc:

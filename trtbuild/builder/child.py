@@ -48,7 +48,7 @@ def _parse(request: dict[str, Any]) -> tuple[Any, Any, Any]:
         raise BuildError(f"the ONNX parser rejected {request['onnx']}: {exc}") from None
 
 
-def _config(features: compat.Features, trt: Any, network: Any, request: dict[str, Any]) -> Any:
+def _config(features: compat.Features, trt: Any, network: Any, request: dict[str, Any], timing: dict[str, Any]) -> Any:
     """Polygraphy's config loader for the request's settings (feature checks in ``compat``)."""
     from polygraphy.backend.trt import PostprocessConfig
 
@@ -59,6 +59,7 @@ def _config(features: compat.Features, trt: Any, network: Any, request: dict[str
         **compat.precision_options(features, request["precision"], trt, network),
         **compat.dla_options(features, request["dla_core"]),
         **compat.target_options(features, request["compute_capabilities"]),
+        **timing,
     }
     config = compat.config_loader(features)(**options)
     if request["dla_core"] is not None:
@@ -69,7 +70,8 @@ def _config(features: compat.Features, trt: Any, network: Any, request: dict[str
 def build(request: dict[str, Any]) -> dict[str, Any]:
     """Build the engine described by ``request`` and write it to ``request["partial"]``.
 
-    ``request`` keys: ``flavour``, ``onnx``, ``plugins``, and the build settings from
+    ``request`` keys: ``flavour``, ``onnx``, ``plugins``, ``timing_cache`` (a path, used where the builder
+    supports timing caches), and the build settings from
     ``state.keys.build_settings`` (``precision``, ``workspace`` in bytes, ``builder_optimization_level``,
     ``dla_core``, ``compute_capabilities``, ``profiles``).
 
@@ -87,9 +89,10 @@ def build(request: dict[str, Any]) -> dict[str, Any]:
     features = compat.Features.of(request["flavour"], trt)
     started = time.monotonic()
     builder, network, parser = _parse(request)
-    config = _config(features, trt, network, request)
+    timing, save_timing = compat.timing_cache_options(features, request.get("timing_cache"))
+    config = _config(features, trt, network, request, timing)
     try:
-        plan = engine_bytes_from_network((builder, network, parser), config=config)
+        plan = engine_bytes_from_network((builder, network, parser), config=config, save_timing_cache=save_timing)
     except PolygraphyException as exc:
         raise BuildError(f"the builder failed: {exc}") from None
     Path(request["partial"]).write_bytes(memoryview(plan))

@@ -111,6 +111,9 @@ class Features:
         dla: Deep Learning Accelerator cores can be targeted (TensorRT on Jetson Xavier / Orin).
         compute_capability_targets: the build config chooses target compute capabilities
             (TensorRT-RTX ahead-of-time builds).
+        timing_cache: tactic timings can be loaded and saved (``ITimingCache``), so a rebuild on the same
+            GPU picks the same tactics (TensorRT developer guide, "Determinism and Reproducibility").
+            TensorRT-RTX's ahead-of-time builder times nothing, so it does not use one.
     """
 
     flavour: str
@@ -119,6 +122,7 @@ class Features:
     precision_flags: bool
     dla: bool
     compute_capability_targets: bool
+    timing_cache: bool
 
     @classmethod
     def of(cls, flavour: str, trt: Any) -> Features:
@@ -133,6 +137,7 @@ class Features:
             precision_flags=flags and major < 11,
             dla=not rtx,
             compute_capability_targets=rtx and hasattr(trt, "ComputeCapability"),
+            timing_cache=not rtx and hasattr(trt, "ITimingCache"),
         )
 
     def describe(self) -> str:
@@ -200,6 +205,13 @@ def target_options(features: Features, compute_capabilities: list[str] | None) -
             "target compute capabilities are a TensorRT-RTX setting"
         )
     return {"compute_capabilities": [tuple(int(part) for part in cc.split(".")) for cc in compute_capabilities]}
+
+
+def timing_cache_options(features: Features, path: str | None) -> tuple[dict[str, Any], str | None]:
+    """(``CreateConfig`` keyword arguments, ``save_timing_cache`` path) for a timing cache at ``path``."""
+    if not features.timing_cache or not path:
+        return {}, None
+    return ({"load_timing_cache": path} if os.path.exists(path) else {}), path
 
 
 def config_loader(features: Features) -> Any:

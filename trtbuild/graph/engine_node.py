@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import BuildError
@@ -13,10 +14,15 @@ from trtbuild.manifest.loader import ModelTarget
 from trtbuild.state.staleness import assess
 
 
-def engine_request(target: ModelTarget, env: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
-    """The builder child's request for ``target`` with ``settings`` (``state.keys.build_settings``)."""
+def engine_request(target: ModelTarget, env: dict[str, Any], settings: dict[str, Any], timing_cache: Path) -> dict[str, Any]:
+    """The builder child's request for ``target`` with ``settings`` (``state.keys.build_settings``).
+
+    ``timing_cache`` is shared by the project's builds (and audit rebuilds), so the same GPU picks the
+    same tactics; it is an accelerator, not part of any key.
+    """
     return {
         "flavour": env["builder"],
+        "timing_cache": str(timing_cache),
         "onnx": str(target.engine_onnx(env)),
         "plugins": [str(path) for path in target.plugins],
         **settings,
@@ -36,7 +42,8 @@ class EngineBuild(ModelStep):
             return Outcome(FAILED, assessment.reasons)
         try:
             built = run_isolated(
-                "trtbuild.builder.child", engine_request(self.target, ctx.env, assessment.components["settings"]), self.target.engine,
+                "trtbuild.builder.child", engine_request(self.target, ctx.env, assessment.components["settings"], ctx.project.timing_cache),
+                self.target.engine,
                 ctx.project.state_dir / "logs" / f"{self.model}.log", ctx.project.state_dir / "tmp",
             )
         except BuildError as exc:

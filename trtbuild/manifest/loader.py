@@ -109,6 +109,11 @@ class Project:
             return self.root / LOCK_DIR / f"{self.device}.lock"
         return self.manifest.with_suffix(".lock")
 
+    @property
+    def timing_cache(self) -> Path:
+        """The builder's timing cache for this project (and device): ``.trtbuild/timing[-device].cache``."""
+        return self.state_dir / (f"timing-{self.device}.cache" if self.device else "timing.cache")
+
     def relative(self, path: Path) -> str:
         """``path`` relative to the project root, with forward slashes, for the lock and reports."""
         try:
