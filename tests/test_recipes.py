@@ -163,10 +163,10 @@ def test_a_project_recipe_is_found_in_its_recipes_folder_and_its_code_is_keyed(p
     assert project.trtbuild("all", "--json").statuses() == {"custom": "fresh"}
     recipe.write_text(recipe.read_text() + "\n# a comment changes the code hash\n")
     plan = project.trtbuild("plan", "--json").json()["models"]["custom"]["reasons"]
-    assert plan == ["export: recipe code changed"]
+    assert plan == ["export: code changed"]
     rerun = project.trtbuild("all", "--json").json()["models"]["custom"]
     assert rerun["status"] == "fresh"  # same canonical ONNX: the engine is not rebuilt
-    assert rerun["reasons"] == ["export: recipe code changed"]
+    assert rerun["reasons"] == ["export: code changed"]
 
 
 def test_canonical_export_drops_volatile_metadata_and_orders_initializers(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from trtbuild.manifest.loader import Project, load_project
 from trtbuild.manifest.onnx_inputs import verify_inputs
 from trtbuild.state.atomic import remove_partials
 from trtbuild.state.lockfile import LockFile
-from trtbuild.state.staleness import assess, assess_export, assess_fp16
+from trtbuild.state.staleness import assess, assess_accuracy, assess_export, assess_fp16, assess_int8
 from trtbuild.state.statcache import StatCache
 
 
@@ -129,8 +129,12 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
         reasons = []
         if target.recipe is not None:
             reasons += [f"export: {reason}" for reason in assess_export(target, ctx.cache, ctx.lock).reasons]
-        if target.uses_fp16_onnx(ctx.env):
+        if target.needs_fp16_onnx(ctx.env):
             reasons += [f"fp16: {reason}" for reason in assess_fp16(target, ctx.cache, ctx.lock).reasons]
+        if target.spec.precision == "int8":
+            reasons += [f"int8: {reason}" for reason in assess_int8(target, project.root, ctx.cache, ctx.lock).reasons]
+        if target.gated(ctx.env):
+            reasons += [f"accuracy: {r}" for r in assess_accuracy(target, project.root, ctx.cache, ctx.lock, ctx.env).reasons]
         reasons += assess(target, project.root, ctx.cache, ctx.lock, ctx.env).reasons
         results[name] = ModelResult("stale" if reasons else "fresh", reasons, project.relative(target.engine))
     ctx.cache.save()

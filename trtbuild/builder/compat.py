@@ -154,6 +154,11 @@ def _network_has_fp16(trt: Any, network: Any) -> bool:
     return False
 
 
+def _network_has_qdq(trt: Any, network: Any) -> bool:
+    kinds = (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE)
+    return any(network.get_layer(index).type in kinds for index in range(network.num_layers))
+
+
 def precision_options(features: Features, precision: str, trt: Any, network: Any) -> dict[str, Any]:
     """``CreateConfig`` keyword arguments that give the requested precision.
 
@@ -175,6 +180,10 @@ def precision_options(features: Features, precision: str, trt: Any, network: Any
             f"precision fp16: {features.describe()} is strongly typed (no FP16 builder flag) and this ONNX "
             "has no FP16 tensors; give it an FP16 ONNX (converted with FP32 I/O) or set precision: fp32"
         )
+    if precision == "int8":
+        if not _network_has_qdq(trt, network):
+            raise BuildError(f"precision int8: this ONNX has no Q/DQ layers; {features.describe()} is built with explicit quantization only")
+        return {} if features.strongly_typed else {"int8": True}  # TensorRT <= 10 needs the flag for Q/DQ too
     raise BuildError(f"precision {precision}: not supported by {features.describe()}")
 
 

@@ -265,6 +265,19 @@ def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: str | 
     return 0 if all(result.ok for result in results.values()) else EXIT_FAILED
 
 
+@cli.command("accuracy")
+@_common
+@_guarded
+def accuracy_command(manifest: Path, json_mode: bool, device: str | None) -> int:
+    """Show the accuracy-gate reports of the reduced-precision models (FP32 vs FP16 / INT8 on the CPU)."""
+    from trtbuild.cli.report import accuracy_table
+
+    project = _load(manifest, device)
+    reports = {name: json.loads(target.report.read_text()) for name, target in project.models.items() if target.report.is_file()}
+    click.echo(json.dumps(reports, indent=2) if json_mode else accuracy_table(reports))
+    return 0 if all(report["passed"] for report in reports.values()) else EXIT_FAILED
+
+
 @cli.command("schema")
 @_guarded
 def schema_command() -> int:

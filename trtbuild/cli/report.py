@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from typing import TextIO
+from typing import Any, TextIO
 
 from trtbuild.graph.engine_node import EngineBuild
 from trtbuild.graph.nodes import BUILT, FAILED, FRESH, SKIPPED, Node, Outcome
@@ -109,3 +109,21 @@ def print_summary(results: dict[str, ModelResult], stream: TextIO) -> None:
 def default_stream(json_mode: bool) -> TextIO:
     """Human output goes to stdout, or to stderr when stdout carries ``--json``."""
     return sys.stderr if json_mode else sys.stdout
+
+
+def accuracy_table(reports: dict[str, dict[str, Any]]) -> str:
+    """One line per model output: precision, images, cosine, max/mean abs error, agreement, verdict."""
+    if not reports:
+        return "no accuracy reports (models in fp32, or not built yet)"
+    lines = [f"{'model':<20} {'prec':<5} {'imgs':>4}  {'output':<16} {'cosine':>9} {'max|err|':>10} {'mean|err|':>10}  {'agreement':<18} verdict"]
+    for name, report in reports.items():
+        agreement = ""
+        if "top1_agreement" in report:
+            agreement = f"top-1 {report['top1_agreement']:.3f}"
+        elif "detection_agreement" in report:
+            agreement = f"det {report['detection_agreement']:.3f} ({report['detections']})"
+        for output, figures in report["outputs"].items():
+            verdict = "pass" if report["passed"] else "FAIL: " + "; ".join(report["failures"])
+            lines.append(f"{name:<20} {report['precision']:<5} {report['images']:>4}  {output[:16]:<16} {figures['cosine']:>9.6f} "
+                         f"{figures['max_abs']:>10.4g} {figures['mean_abs']:>10.4g}  {agreement:<18} {verdict}")
+    return "\n".join(lines)

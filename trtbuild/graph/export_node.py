@@ -51,7 +51,7 @@ class Export(ModelStep):
             )
         except BuildError as exc:
             return Outcome(FAILED, [str(exc)], time.monotonic() - started, exc.log_tail)
-        record_onnx(ctx, self.model, assessment.components, assessment.key or "", self.target.onnx, produced)
+        record_onnx(ctx, self.target.export_owner, assessment.components, assessment.key or "", self.target.onnx, produced)
         return Outcome(BUILT, [f"export: {reason}" for reason in assessment.reasons], time.monotonic() - started)
 
     def _verify_inputs(self, onnx_path: Path) -> None:

@@ -6,8 +6,9 @@ together in one ``ManifestError`` (exit code 2).
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ from trtbuild.manifest.yamlsource import LocatedData, load_located, overlay
 TOP_LEVEL_KEYS = set(Manifest.model_fields)
 DEFAULT_ENGINE_DIR = "engines"
 EXPORT_DIR = "exports"
+#: Top-level keys with this prefix are ignored: a place for YAML anchors shared by models (as in Compose files).
+EXTENSION_PREFIX = "x-"
+REPORT_DIR = "reports"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ class ModelTarget:
         recipe: the recipe that exports the source to ONNX; ``None`` when the source is the ONNX.
         onnx: absolute path of the model's FP32 ONNX (the source, or ``exports/<name>.onnx`` after a recipe).
         fp16_onnx: where its FP16 conversion goes (``exports/<name>.fp16.onnx``) when one is needed.
+        int8_onnx: where its Q/DQ INT8 ONNX goes (``exports/<name>.int8.onnx``) for ``precision: int8``.
+        report: its accuracy-gate report (``reports/<name>.accuracy.json``) for reduced precision.
+        export_owner: the model whose export this one shares: models with the same source and recipe
+            (precision variants of one network) are exported once, to the first one's ``exports/`` file.
         engine: absolute path of the engine (plan) file.
         plugins: absolute paths of the plugin libraries.
         field_lines: field name -> ``file:line`` where its value was written (model or defaults).
@@ -56,9 +64,12 @@ class ModelTarget:
     recipe: Recipe | None
     onnx: Path
     fp16_onnx: Path
+    int8_onnx: Path
+    report: Path
     engine: Path
     plugins: tuple[Path, ...]
     field_lines: dict[str, str] = field(default_factory=dict, compare=False)
+    export_owner: str = ""
 
     def uses_fp16_onnx(self, env: dict[str, Any]) -> bool:
         """Whether the engine is built from the FP16 conversion, for the builder described by ``env``."""
@@ -67,8 +78,22 @@ class ModelTarget:
         via = self.spec.fp16_via
         return via == "onnx" or (via == "auto" and strongly_typed(env["builder"], env.get("builder_version")))
 
+    def needs_fp16_onnx(self, env: dict[str, Any]) -> bool:
+        """Whether an FP16 conversion is made: to build from, or to validate an FP16-flag build with."""
+        return self.uses_fp16_onnx(env) or (self.spec.precision == "fp16" and self.spec.validation is not None)
+
+    def gated(self, env: dict[str, Any]) -> bool:
+        """Whether an accuracy gate stands before the engine (INT8 always; FP16 when validation is given)."""
+        return self.spec.precision == "int8" or (self.needs_fp16_onnx(env) and self.spec.validation is not None)
+
+    def reduced_onnx(self, env: dict[str, Any]) -> Path:
+        """The reduced-precision ONNX the accuracy gate judges (Q/DQ INT8 or FP16)."""
+        return self.int8_onnx if self.spec.precision == "int8" else self.fp16_onnx
+
     def engine_onnx(self, env: dict[str, Any]) -> Path:
-        """The ONNX the engine is built from: the FP16 conversion or the model's ONNX."""
+        """The ONNX the engine is built from: the Q/DQ ONNX, the FP16 conversion, or the model's ONNX."""
+        if self.spec.precision == "int8":
+            return self.int8_onnx
         return self.fp16_onnx if self.uses_fp16_onnx(env) else self.onnx
 
     def where(self, *path: str | int) -> str:
@@ -179,10 +204,10 @@ def _recipe(name: str, spec: ModelSpec, doc: LocatedData, root: Path, field_line
     return recipe
 
 
-def artefact_dirs(device: str | None) -> tuple[str, str]:
-    """(engine folder, export folder) relative to the project: per device when there is one."""
+def artefact_dirs(device: str | None) -> tuple[str, str, str]:
+    """(engine, export, report) folders relative to the project: per device when there is one."""
     suffix = f"/{device}" if device else ""
-    return DEFAULT_ENGINE_DIR + suffix, EXPORT_DIR + suffix
+    return DEFAULT_ENGINE_DIR + suffix, EXPORT_DIR + suffix, REPORT_DIR + suffix
 
 
 def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, device: str | None, errors: list[str]) -> ModelTarget:
@@ -191,7 +216,7 @@ def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, dev
         if key not in (doc.data["models"][name] or {}):
             field_lines[key] = doc.where(('defaults', key)) if ('defaults', key) in doc.lines else doc.where(('models', name))
     field_lines[""] = doc.where(("models", name))
-    engine_dir, export_dir = artefact_dirs(device)
+    engine_dir, export_dir, report_dir = artefact_dirs(device)
     output = spec.output or f"{engine_dir}/{name}.engine"
     engine = root / output
     source = source_path(spec.source.sha256) if isinstance(spec.source, PypiSource) else root / (
@@ -204,6 +229,8 @@ def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, dev
         recipe=recipe,
         onnx=root / export_dir / f"{name}.onnx" if spec.exports() else source,
         fp16_onnx=root / export_dir / f"{name}.fp16.onnx",
+        int8_onnx=root / export_dir / f"{name}.int8.onnx",
+        report=root / report_dir / f"{name}.accuracy.json",
         engine=engine,
         plugins=tuple(root / plugin for plugin in spec.plugins),
         field_lines=field_lines,
@@ -231,6 +258,7 @@ def load_project(manifest: Path, device: str | None = None) -> Project:
     if not isinstance(data, dict):
         raise ManifestError(f"{doc.file}:1: the manifest must be a mapping with 'models:'")
     errors: list[str] = []
+    data = {key: value for key, value in data.items() if not str(key).startswith(EXTENSION_PREFIX)}
     raw_defaults = data.get("defaults") or {}
     try:  # everything but the models; models are validated one by one below, defaults merged
         Manifest.model_validate({key: value for key, value in data.items() if key != "models"})
@@ -263,9 +291,25 @@ def load_project(manifest: Path, device: str | None = None) -> Project:
             continue
         models[name] = _resolve_model(name, spec, doc, root, device, errors)
     _check_unique_outputs(models, errors)
+    models = _share_exports(models)
     if errors:
         raise ManifestError(errors)
     return Project(manifest=manifest, root=root, models=models, device=device, document=data)
+
+
+def _share_exports(models: dict[str, ModelTarget]) -> dict[str, ModelTarget]:
+    """Point every model whose source and recipe equal an earlier model's at that model's export."""
+    owners: dict[str, ModelTarget] = {}
+    shared = {}
+    for name, target in models.items():
+        if target.recipe is None:
+            shared[name] = replace(target, export_owner=name)
+            continue
+        identity = json.dumps([target.spec.source if isinstance(target.spec.source, str) else target.spec.source.model_dump(),
+                               target.spec.recipe.model_dump() if target.spec.recipe else None], sort_keys=True)
+        owner = owners.setdefault(identity, target)
+        shared[name] = replace(target, export_owner=owner.name, onnx=owner.onnx)
+    return shared
 
 
 def _check_unique_outputs(models: dict[str, ModelTarget], errors: list[str]) -> None:

@@ -178,6 +178,63 @@ def _recipe_from_string(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
+class ImageSet(_Strict):
+    """Images: one glob or a list of globs, relative to the manifest or inside an installed package
+    (``{package: skimage, glob: [data/astronaut.png, data/coffee.png]}``: photos that ship with a
+    package, no download)."""
+
+    glob: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]]
+    package: str | None = None
+
+
+class ImageSample(_Strict):
+    """A deterministic sample of images: sorted files, each cut into ``crops`` fixed crops (whole image,
+    then the centre and the four corners at 80 %), the first ``count`` kept. Never random noise."""
+
+    images: ImageSet
+    count: int = Field(16, ge=1, le=4096)
+    crops: int = Field(1, ge=1, le=6)
+
+
+class Calibration(ImageSample):
+    """INT8 calibration: a sample of real images and the range algorithm (ONNX Runtime's calibrators:
+    ``minmax``, ``entropy`` (KL divergence, as TensorRT's entropy calibrator), ``percentile``)."""
+
+    algorithm: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+
+class Preprocess(_Strict):
+    """Image -> input tensor, applied in this order: resize (``stretch``, or ``letterbox`` keeping the
+    aspect ratio with grey 114 padding as Ultralytics does) to the input's opt height/width, colour order,
+    ``x * scale``, ``(x - mean) / std`` per channel, layout. The defaults give RGB NCHW in [0, 1]."""
+
+    resize: Literal["stretch", "letterbox"] = "stretch"
+    color: Literal["rgb", "bgr", "gray"] = "rgb"
+    layout: Literal["nchw", "nhwc"] = "nchw"
+    scale: float = 1.0 / 255.0
+    mean: list[float] = [0.0]
+    std: list[Annotated[float, Field(gt=0)]] = [1.0]
+
+
+class Head(_Strict):
+    """What the first output means: ``classifier`` ([N, classes] scores: top-1 agreement), ``yolo``
+    ([N, 4 + classes (+ keypoints), anchors]: detection agreement), or ``none`` (error metrics only)."""
+
+    kind: Literal["none", "classifier", "yolo"] = "none"
+    classes: int | None = Field(None, ge=1)
+    threshold: float = Field(0.25, gt=0, lt=1)
+
+
+class Tolerance(_Strict):
+    """Accuracy-gate bounds; a reduced-precision model outside them fails its build (unset: not checked)."""
+
+    cosine_min: float | None = Field(None, ge=-1, le=1)
+    max_abs: float | None = Field(None, ge=0)
+    mean_abs: float | None = Field(None, ge=0)
+    top1_min: float | None = Field(None, ge=0, le=1)
+    detection_min: float | None = Field(None, ge=0, le=1)
+
+
 Precision = Literal["fp32", "fp16", "int8"]
 
 
@@ -197,6 +254,7 @@ class BuildSettings(_Strict):
         fp16_via: how ``precision: fp16`` is obtained. ``flag``: the FP16 builder flag on the FP32 ONNX
             (TensorRT <= 10 only); ``onnx``: an FP16 ONNX made by a conversion node (I/O kept FP32);
             ``auto``: ``flag`` where the builder has precision flags, else ``onnx``.
+        tolerance: accuracy-gate bounds for reduced precision (``Tolerance``).
     """
 
     precision: Precision = "fp32"
@@ -206,6 +264,7 @@ class BuildSettings(_Strict):
     plugins: list[Annotated[str, Field(min_length=1)]] = []
     compute_capabilities: list[Annotated[str, Field(pattern=COMPUTE_CAPABILITY_PATTERN)]] | None = None
     fp16_via: Literal["auto", "flag", "onnx"] = "auto"
+    tolerance: Tolerance = Tolerance()
 
 
 class ModelSpec(BuildSettings):
@@ -218,22 +277,28 @@ class ModelSpec(BuildSettings):
         inputs: per input tensor name, a fixed shape ``[1, 3, 640, 640]``, one profile
             ``{min, opt, max}``, or a list of profiles (one per TensorRT optimization profile).
         output: the engine path, relative to the manifest; default ``engines/<name>.engine``.
+        preprocess: how an image becomes the model's input (calibration and validation).
+        head: what the outputs mean, for agreement metrics in the accuracy gate.
+        calibration: INT8 calibration images and algorithm (required for ``precision: int8``).
+        validation: images for the accuracy gate, kept apart from calibration (required for int8;
+            with fp16 the gate runs when given).
     """
 
     source: SourceSpec
     recipe: Annotated[RecipeSpec | None, BeforeValidator(_recipe_from_string)] = None
     inputs: dict[str, InputSpec] = {}
     output: Annotated[str, Field(min_length=1)] | None = None
+    preprocess: Preprocess = Preprocess()
+    head: Head = Head()
+    calibration: Calibration | None = Field(None, validate_default=True)
+    validation: ImageSample | None = Field(None, validate_default=True)
 
-    @field_validator("precision")
+    @field_validator("calibration", "validation")
     @classmethod
-    def _int8_needs_calibration(cls, precision: str) -> str:
-        if precision == "int8":
-            raise ValueError(
-                "int8 needs calibration data (explicit Q/DQ quantization), which this trtbuild version "
-                "cannot produce yet; use fp16 or fp32"
-            )
-        return precision
+    def _int8_needs_images(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.data.get("precision") == "int8":
+            raise ValueError(f"precision int8 needs a {info.field_name}: spec (real images; see docs/precision.md)")
+        return value
 
     @field_validator("inputs")
     @classmethod

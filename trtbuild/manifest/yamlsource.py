@@ -106,13 +106,21 @@ class _Walker:
             raise self.error(node, f"{_dotted(path)}: {problem}") from None
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
-        self.constructor.flatten_mapping(node)  # resolves YAML merge keys (<<)
+        own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        self.constructor.flatten_mapping(node)  # resolves merge keys (<<): merged pairs first, then own
+        merged = len(node.value) - own
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        from_merge: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = self.walk(key_node, path)
             if not isinstance(key, (str, int)):
                 raise self.error(key_node, f"{_dotted(path)}: mapping keys must be strings")
             key = str(key)
+            if index < merged:
+                from_merge.add(key)
+            elif key in from_merge:  # an explicit key overrides a merged one (YAML merge semantics)
+                from_merge.discard(key)
+                result.pop(key)
             if key in result:
                 first = self.lines[path + (key,)].rsplit(":", 1)[1]
                 raise self.error(key_node, f"{_dotted(path + (key,))}: duplicate key (first at line {first})")

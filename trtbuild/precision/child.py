@@ -1,30 +1,29 @@
-"""The FP16 conversion's child process (``python -m trtbuild.precision.child REQUEST.json``).
+"""Precision steps in a child process: ``python -m trtbuild.precision.child REQUEST.json``.
 
-Reads ``request["onnx"]``, converts it (``precision.fp16``), checks it with ``onnx.checker`` and writes
-it to ``request["partial"]``. Runs apart from the orchestrator like every step that loads a model.
+``request["step"]`` is ``fp16`` (FP16 conversion), ``int8`` (Q/DQ quantization from calibration
+images) or ``accuracy`` (the gate's figures, written as a JSON report). Each writes its file to
+``request["partial"]``; ONNX Runtime, onnxconverter-common and PIL are imported only here.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import BuildError
 from trtbuild.isolation import child_main
-from trtbuild.precision import fp16
+from trtbuild.manifest.schema import Calibration, Head, ImageSample, Preprocess, Tolerance
+from trtbuild.precision import accuracy, fp16, images, int8
 
 
-def convert(request: dict[str, Any]) -> dict[str, Any]:
-    """Write the FP16 version of ``request["onnx"]`` to ``request["partial"]``.
-
-    Raises:
-        BuildError: the conversion failed or its result fails ``onnx.checker``.
-    """
+def _fp16(request: dict[str, Any]) -> dict[str, Any]:
     import onnx
 
-    started = time.monotonic()
     with warnings.catch_warnings(record=True) as caught:  # "truncated to 1e-07" for every tiny weight
         warnings.simplefilter("always")
         try:
@@ -34,8 +33,61 @@ def convert(request: dict[str, Any]) -> dict[str, Any]:
             raise BuildError(f"FP16 conversion failed: {exc}") from None
     onnx.save_model(converted, request["partial"])
     print(f"FP16 conversion: {len(caught)} converter warnings (values clamped to the FP16 range)")
-    return {"seconds": time.monotonic() - started}
+    return {}
+
+
+def _feeds(request: dict[str, Any], sample: ImageSample) -> list[dict[str, Any]]:
+    return images.batches(sample, Path(request["project_root"]), Preprocess.model_validate(request["preprocess"]),
+                          request["input"], request["shape"])
+
+
+def _int8(request: dict[str, Any]) -> dict[str, Any]:
+    import onnx
+
+    calibration = Calibration.model_validate(request["calibration"])
+    feeds = _feeds(request, calibration)
+    try:
+        with tempfile.TemporaryDirectory(prefix="trtbuild-int8-") as scratch:
+            int8.quantize(Path(request["onnx"]), Path(request["partial"]), feeds, calibration.algorithm, Path(scratch))
+    except (ValueError, RuntimeError) as exc:
+        raise BuildError(f"INT8 quantization failed: {exc}") from None
+    points = int8.zero_points(onnx.load_model(request["partial"], load_external_data=False))
+    asymmetric = sorted(name for name, value in points.items() if value != 0)
+    if asymmetric:
+        raise BuildError(f"INT8 quantization produced non-zero zero points (TensorRT needs symmetric): {asymmetric[:5]}")
+    print(f"INT8: calibrated on {len(feeds)} images ({calibration.algorithm}); {len(points)} zero points, all 0")
+    return {"calibration_images": len(feeds), "zero_points": len(points)}
+
+
+def _run(session: Any, feeds: list[dict[str, Any]]) -> list[list[Any]]:
+    return [session.run(None, feed) for feed in feeds]
+
+
+def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    feeds = _feeds(request, ImageSample.model_validate(request["validation"]))
+    options = {"providers": ["CPUExecutionProvider"]}
+    reference = ort.InferenceSession(request["reference"], **options)
+    reduced = ort.InferenceSession(request["reduced"], **options)
+    names = [output.name for output in reference.get_outputs()]
+    figures = accuracy.measure(names, _run(reference, feeds), _run(reduced, feeds), Head.model_validate(request["head"]))
+    failures = accuracy.judge(figures, Tolerance.model_validate(request["tolerance"]))
+    report = {"model": request["model"], "precision": request["precision"], "images": len(feeds),
+              **figures, "tolerance": request["tolerance"], "passed": not failures, "failures": failures}
+    Path(request["partial"]).write_text(json.dumps(report, indent=2, sort_keys=True))
+    return {"passed": not failures, "failures": failures}
+
+
+STEPS = {"fp16": _fp16, "int8": _int8, "accuracy": _accuracy}
+
+
+def run(request: dict[str, Any]) -> dict[str, Any]:
+    """Run ``request["step"]``; returns its result with ``seconds``."""
+    started = time.monotonic()
+    result = STEPS[request["step"]](request)
+    return {**result, "seconds": time.monotonic() - started}
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(convert, sys.argv[1:]))
+    sys.exit(child_main(run, sys.argv[1:]))

@@ -58,10 +58,11 @@ def export_components(source: str, recipe: str, code: str, params: dict[str, Any
             "params": params, "exporters": exporters}
 
 
-def conversion_components(onnx: str, converter: str, code: str, block_list: list[str], versions: dict[str, Any]) -> dict[str, Any]:
-    """The key components of a precision conversion (e.g. FP16): input digest, converter, its code and settings."""
-    return {"schema": KEY_SCHEMA, "onnx": onnx, "recipe": converter, "code": code,
-            "params": {"block_list": block_list, "keep_io_types": True}, "exporters": versions}
+def conversion_components(onnx: str, converter: str, code: str, params: dict[str, Any], versions: dict[str, Any]) -> dict[str, Any]:
+    """The key components of a precision step (FP16 conversion, INT8 quantization, accuracy gate): the
+    input ONNX digest, the step's name and version, its code's hash, its parameters (for INT8 and the gate
+    including every image's sha256) and the versions of the libraries doing the work."""
+    return {"schema": KEY_SCHEMA, "onnx": onnx, "recipe": converter, "code": code, "params": params, "exporters": versions}
 
 
 def _show(value: Any) -> str:
@@ -74,8 +75,16 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [field for field in sorted(set(old) | set(new)) if old.get(field) != new.get(field)]
 
 
-def _field_reasons(old: dict[str, Any], new: dict[str, Any], label: Any) -> list[str]:
-    return [f"{label(field, new)} {_show(old.get(field))} -> {_show(new.get(field))}" for field in _changed(old, new)]
+def _field_reasons(old: dict[str, Any], new: dict[str, Any], label: Any, prefix: str = "") -> list[str]:
+    """One reason per changed field; nested mappings are followed (``calibration.algorithm minmax -> entropy``)."""
+    reasons = []
+    for field in _changed(old, new):
+        before, after = old.get(field), new.get(field)
+        if isinstance(before, dict) and isinstance(after, dict):
+            reasons += _field_reasons(before, after, label, f"{prefix}{field}.")
+        else:
+            reasons.append(f"{prefix}{label(field, new)} {_show(before)} -> {_show(after)}")
+    return reasons
 
 
 def _plain_label(field: str, _: dict[str, Any]) -> str:
@@ -98,7 +107,7 @@ def _plugin_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 #: Components compared as one hash: reason "<label> changed".
-_HASHES = {"onnx": "onnx", "source": "source", "code": "recipe code", "recipe": "recipe"}
+_HASHES = {"onnx": "onnx", "source": "source", "code": "code"}
 
 
 def diff_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -109,7 +118,7 @@ def diff_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         ``tensorrt 10.3.0 -> 10.7.0``, ``l4t 35.4.1 -> 36.4.3``, ``imgsz 640 -> 320``, ``torch 2.12.0 -> 2.13.0``.
     """
     reasons: list[str] = []
-    for field in ("schema", "recipe_version"):
+    for field in ("schema", "recipe", "recipe_version"):
         if old.get(field) != new.get(field):
             reasons.append(f"{field.replace('_', ' ')} {_show(old.get(field))} -> {_show(new.get(field))}")
     reasons += [f"{label} changed" for field, label in _HASHES.items() if old.get(field) != new.get(field)]

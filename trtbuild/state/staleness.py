@@ -119,7 +119,7 @@ def assess_export(target: ModelTarget, cache: StatCache, lock: LockFile) -> Asse
         exporters=recipe.exporter_versions(),
         version=recipe.module.VERSION,
     )
-    return _assess_output(components, target.onnx, lock.exports.get(target.name), cache, "never exported")
+    return _assess_output(components, target.onnx, lock.exports.get(target.export_owner), cache, "never exported")
 
 
 def fp16_entry_name(model: str) -> str:
@@ -137,10 +137,71 @@ def assess_fp16(target: ModelTarget, cache: StatCache, lock: LockFile) -> Assess
         onnx=onnx_digest(cache, target.onnx),
         converter=f"fp16 v{fp16.VERSION}",
         code=cache.sha256(Path(fp16.__file__)),
-        block_list=list(fp16.SENSITIVE_OPS),
+        params={"block_list": list(fp16.SENSITIVE_OPS), "keep_io_types": True},
         versions=_versions("onnxconverter-common", "onnx"),
     )
     return _assess_output(components, target.fp16_onnx, lock.exports.get(fp16_entry_name(target.name)), cache, "never converted")
+
+
+def image_hashes(cache: StatCache, sample: Any, root: Path) -> dict[str, str]:
+    """file name -> sha256 of every image a sample uses (crops come from the same files).
+
+    Raises:
+        ManifestError: no image matches, or the package holding them is not installed.
+    """
+    from trtbuild.precision.images import sample_plan
+
+    return {path.name: cache.sha256(path) for path, _ in sample_plan(sample, root)}
+
+
+def int8_entry_name(model: str) -> str:
+    """The lock's ``exports`` entry of a model's Q/DQ INT8 ONNX."""
+    return f"{model}:int8"
+
+
+def accuracy_entry_name(model: str) -> str:
+    """The lock's ``exports`` entry of a model's accuracy report."""
+    return f"{model}:accuracy"
+
+
+def assess_int8(target: ModelTarget, root: Path, cache: StatCache, lock: LockFile) -> Assessment:
+    """Compare ``target``'s Q/DQ ONNX with the lock: input ONNX, calibration images and settings, code."""
+    from trtbuild.precision import images, int8
+
+    spec = target.spec
+    if not target.onnx.is_file():
+        return Assessment(None, None, ["onnx missing"])
+    assert spec.calibration is not None
+    components = keys.conversion_components(
+        onnx=onnx_digest(cache, target.onnx),
+        converter=f"int8 v{int8.VERSION}",
+        code=keys.key_of({"int8": cache.sha256(Path(int8.__file__)), "images": cache.sha256(Path(images.__file__))}),
+        params={"calibration": spec.calibration.model_dump(mode="json"), "preprocess": spec.preprocess.model_dump(mode="json"),
+                "images": image_hashes(cache, spec.calibration, root)},
+        versions=_versions("onnxruntime", "onnx", "pillow"),
+    )
+    return _assess_output(components, target.int8_onnx, lock.exports.get(int8_entry_name(target.name)), cache, "never quantized")
+
+
+def assess_accuracy(target: ModelTarget, root: Path, cache: StatCache, lock: LockFile, env: dict[str, Any]) -> Assessment:
+    """Compare ``target``'s accuracy report with the lock: both ONNX, validation images, tolerance, code."""
+    from trtbuild.precision import accuracy, images
+
+    spec = target.spec
+    reduced = target.reduced_onnx(env)
+    if not target.onnx.is_file() or not reduced.is_file():
+        return Assessment(None, None, ["onnx missing"])
+    assert spec.validation is not None
+    components = keys.conversion_components(
+        onnx=keys.key_of({"reference": onnx_digest(cache, target.onnx), "reduced": onnx_digest(cache, reduced)}),
+        converter="accuracy v1",
+        code=keys.key_of({"accuracy": cache.sha256(Path(accuracy.__file__)), "images": cache.sha256(Path(images.__file__))}),
+        params={"validation": spec.validation.model_dump(mode="json"), "preprocess": spec.preprocess.model_dump(mode="json"),
+                "head": spec.head.model_dump(mode="json"), "tolerance": spec.tolerance.model_dump(mode="json"),
+                "images": image_hashes(cache, spec.validation, root)},
+        versions=_versions("onnxruntime", "pillow"),
+    )
+    return _assess_output(components, target.report, lock.exports.get(accuracy_entry_name(target.name)), cache, "never validated")
 
 
 def _versions(*distributions: str) -> dict[str, str | None]:

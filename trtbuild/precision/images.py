@@ -1,0 +1,83 @@
+"""Calibration and validation images: real photos, varied only by deterministic crops and resizes.
+
+A sample (``manifest.schema.ImageSample``) is the sorted list of files matching its glob — in the
+project, or inside an installed package such as scikit-image's ``data/*.png`` — each cut into a fixed
+sequence of crops, the first ``count`` kept. The same files always give the same tensors, so the
+calibration's key is the files' sha256s plus the settings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import ManifestError
+
+#: (left, top, right, bottom) as fractions of the image: whole, centre 80 %, then the four corners at 80 %.
+CROPS = ((0.0, 0.0, 1.0, 1.0), (0.1, 0.1, 0.9, 0.9), (0.0, 0.0, 0.8, 0.8), (0.2, 0.0, 1.0, 0.8),
+         (0.0, 0.2, 0.8, 1.0), (0.2, 0.2, 1.0, 1.0))
+SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def image_files(images: Any, root: Path) -> list[Path]:
+    """The files of an ``ImageSet``, sorted.
+
+    Raises:
+        ManifestError: the package is not installed, or nothing matches.
+    """
+    base = root
+    if images.package:
+        spec = importlib.util.find_spec(images.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ManifestError(f"images: package {images.package!r} is not installed")
+        base = Path(list(spec.submodule_search_locations)[0])
+    patterns = [images.glob] if isinstance(images.glob, str) else images.glob
+    files = sorted({path for pattern in patterns for path in base.glob(pattern) if path.suffix.lower() in SUFFIXES})
+    if not files:
+        raise ManifestError(f"images: nothing matches {images.glob!r} in {base}")
+    return files
+
+
+def sample_plan(sample: Any, root: Path) -> list[tuple[Path, int]]:
+    """(file, crop index) pairs of a sample, in order: every file's first crop, then second, ..."""
+    files = image_files(sample.images, root)
+    plan = [(path, crop) for crop in range(sample.crops) for path in files]
+    return plan[: sample.count]
+
+
+def _resize(image: Any, size: tuple[int, int], mode: str) -> Any:
+    from PIL import Image
+
+    height, width = size
+    if mode == "stretch":
+        return image.resize((width, height), Image.BILINEAR)
+    ratio = min(width / image.width, height / image.height)
+    scaled = image.resize((max(1, round(image.width * ratio)), max(1, round(image.height * ratio))), Image.BILINEAR)
+    canvas = Image.new(image.mode, (width, height), (114,) * len(image.getbands()))
+    canvas.paste(scaled, ((width - scaled.width) // 2, (height - scaled.height) // 2))
+    return canvas
+
+
+def tensor(path: Path, crop: int, preprocess: Any, shape: list[int]) -> Any:
+    """One image as a float32 array of ``shape`` with batch 1 (``[1, C, H, W]`` or ``[1, H, W, C]``)."""
+    import numpy as np
+    from PIL import Image
+
+    nchw = preprocess.layout == "nchw"
+    height, width = (shape[2], shape[3]) if nchw else (shape[1], shape[2])
+    image = Image.open(path).convert("L" if preprocess.color == "gray" else "RGB")
+    left, top, right, bottom = CROPS[crop]
+    image = image.crop((round(left * image.width), round(top * image.height), round(right * image.width), round(bottom * image.height)))
+    array = np.asarray(_resize(image, (height, width), preprocess.resize), dtype=np.float32)
+    array = array[:, :, None] if array.ndim == 2 else array
+    if preprocess.color == "bgr":
+        array = array[:, :, ::-1]
+    array = (array * preprocess.scale - np.asarray(preprocess.mean, np.float32)) / np.asarray(preprocess.std, np.float32)
+    array = array.transpose(2, 0, 1) if nchw else array
+    return np.ascontiguousarray(array[None], dtype=np.float32)
+
+
+def batches(sample: Any, root: Path, preprocess: Any, input_name: str, shape: list[int]) -> list[dict[str, Any]]:
+    """The sample as ONNX Runtime feeds: ``[{input_name: array}, ...]``, one image each."""
+    return [{input_name: tensor(path, crop, preprocess, shape)} for path, crop in sample_plan(sample, root)]
