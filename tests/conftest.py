@@ -113,3 +113,39 @@ def report_fidelity(model: str, reference: str, expected: Any, actual: Any) -> t
     relative = error / max(float(np.max(np.abs(expected))), 1e-12)
     FIDELITY.append(f"{model:<28} vs {reference:<22} max|err| {error:.3e}  relative {relative:.3e}  shape {list(expected.shape)}")
     return error, relative
+
+
+WIDTHFILE_RECIPE = '''
+"""A project's own recipe: a conv net whose width is read from a text file."""
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+VERSION = 1
+EXTRA = "none"
+REQUIRES = ("onnx",)
+EXPORTERS = ("onnx",)
+NEEDS_PIN = False
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    size: int = 32
+    seed: int = 0
+
+
+def export(source: Path, output: Path, params: Params, context: Any) -> None:
+    import sys
+    sys.path.insert(0, {tests!r})
+    from onnx_models import conv_net
+    conv_net(output, batch=1, channels=int(source.read_text()), size=params.size, seed=params.seed)
+'''
+
+
+def write_widthfile_recipe(root: Path) -> Path:
+    """Put the ``widthfile`` project recipe into ``root/recipes/`` (a real user recipe, loaded by path)."""
+    (root / "recipes").mkdir(exist_ok=True)
+    recipe = root / "recipes" / "widthfile.py"
+    recipe.write_text(WIDTHFILE_RECIPE.format(tests=str(Path(__file__).parent)))
+    return recipe

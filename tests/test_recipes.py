@@ -13,7 +13,7 @@ import onnxruntime as ort
 import torch
 
 import photos
-from conftest import ProjectDir, report_fidelity
+from conftest import ProjectDir, report_fidelity, write_widthfile_recipe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -119,37 +119,8 @@ def test_an_unknown_recipe_is_a_manifest_error(project: ProjectDir) -> None:
     assert run.code == 2 and "builds.yaml:4: models.m.recipe: no recipe 'nonesuch'" in run.stderr
 
 
-PROJECT_RECIPE = '''
-"""A project's own recipe: a conv net whose width is read from a text file."""
-from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict
-
-VERSION = 1
-EXTRA = "none"
-REQUIRES = ("onnx",)
-EXPORTERS = ("onnx",)
-NEEDS_PIN = False
-
-
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    size: int = 32
-
-
-def export(source: Path, output: Path, params: Params, context: Any) -> None:
-    import sys
-    sys.path.insert(0, {tests!r})
-    from onnx_models import conv_net
-    conv_net(output, batch=1, channels=int(source.read_text()), size=params.size)
-'''
-
-
 def test_a_project_recipe_is_found_in_its_recipes_folder_and_its_code_is_keyed(project: ProjectDir) -> None:
-    (project.root / "recipes").mkdir()
-    recipe = project.root / "recipes/widthfile.py"
-    recipe.write_text(PROJECT_RECIPE.format(tests=str(Path(__file__).parent)))
+    recipe = write_widthfile_recipe(project.root)
     (project.root / "width.txt").write_text("6")
     project.write_manifest("""
         models:

@@ -16,36 +16,16 @@ from pathlib import Path
 import filelock
 import pytest
 
-from conftest import ProjectDir
+from conftest import ProjectDir, write_widthfile_recipe
 from onnx_models import conv_net
 
 KILL_POINTS = 16
-
-RECIPE = '''
-from pathlib import Path
-from typing import Any
-from pydantic import BaseModel
-VERSION = 1
-EXTRA = "none"
-REQUIRES = ("onnx",)
-EXPORTERS = ("onnx",)
-NEEDS_PIN = False
-class Params(BaseModel):
-    pass
-def export(source: Path, output: Path, params: Params, context: Any) -> None:
-    import sys
-    sys.path.insert(0, {tests!r})
-    from onnx_models import conv_net
-    conv_net(output, batch=1, channels=int(source.read_text()), seed=5)
-'''
-
 
 def small_fleet(project: ProjectDir) -> ProjectDir:
     """Three engines from local ONNX files and one through an export recipe."""
     for index in range(3):
         conv_net(project.root / f"m{index}.onnx", batch="N" if index == 2 else 1, seed=index, channels=16)
-    (project.root / "recipes").mkdir(exist_ok=True)
-    (project.root / "recipes/widthfile.py").write_text(RECIPE.format(tests=str(Path(__file__).parent)))
+    write_widthfile_recipe(project.root)
     (project.root / "width.txt").write_text("12")
     project.write_manifest("""
         defaults: {workspace: 128MiB}
@@ -55,7 +35,7 @@ def small_fleet(project: ProjectDir) -> ProjectDir:
           m2:
             source: m2.onnx
             inputs: {input: {min: [1, 3, 32, 32], opt: [2, 3, 32, 32], max: [4, 3, 32, 32]}}
-          exported: {source: width.txt, recipe: widthfile}
+          exported: {source: width.txt, recipe: {name: widthfile, seed: 5}}
     """)
     return project
 
