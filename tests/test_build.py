@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from conftest import ProjectDir
+from conftest import ProjectDir, Run
 from onnx_models import conv_net, unsupported_op_net
 
 JETPACK_5_1_2 = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n"
@@ -205,3 +205,46 @@ def test_a_no_op_run_hashes_no_file(two_models: ProjectDir) -> None:
     before = cache.read_bytes()
     assert two_models.trtbuild("all").code == 0
     assert cache.read_bytes() == before  # no entry re-recorded: neither ONNX nor engine was read
+
+
+def _age_project(project: ProjectDir) -> None:
+    import os
+    import time
+
+    past = time.time_ns() - 60 * 1_000_000_000
+    for path in [*project.root.rglob("*"), project.root]:
+        if "fresh." not in path.name:
+            os.utime(path, ns=(past, past))
+
+
+def _imports_of_all(project: ProjectDir, env: dict[str, str] | None = None) -> tuple[set[str], Run]:
+    import os
+    import subprocess
+    import sys
+
+    full_env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "trtbuild", "all", "--json"], cwd=project.root,
+                          env={**full_env, **(env or {})}, capture_output=True, text=True, timeout=600)
+    modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    human = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("import time:"))
+    return modules, Run(done.returncode, done.stdout, human)
+
+
+def test_a_no_op_run_takes_the_fast_path_and_any_change_leaves_it(two_models: ProjectDir, tmp_path: Path) -> None:
+    assert two_models.trtbuild("all").code == 0
+    _age_project(two_models)
+    assert two_models.trtbuild("all").code == 0  # full path: re-hashes the aged files, writes a trusted stamp
+    modules, run = _imports_of_all(two_models)
+    assert run.code == 0 and run.statuses() == {"static": "fresh", "dynamic": "fresh"}
+    assert not {"pydantic", "click", "onnx", "networkx", "polygraphy", "tensorrt_rtx", "torch"} & modules
+    engine = two_models.root / "engines/static.engine"
+    data = bytearray(engine.read_bytes())
+    data[100] ^= 0xFF
+    engine.write_bytes(bytes(data))
+    modules, run = _imports_of_all(two_models)
+    assert "pydantic" in modules  # the stamp no longer holds: the full path decides
+    assert run.json()["models"]["static"]["reasons"] == ["engine modified"]
+    _age_project(two_models)
+    assert two_models.trtbuild("all").code == 0
+    modules, _ = _imports_of_all(two_models, env=sysroot(tmp_path / "jp", JETPACK_6_2))
+    assert "pydantic" in modules  # another environment never takes the fast path

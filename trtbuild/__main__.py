@@ -1,5 +1,5 @@
-"""``python -m trtbuild`` runs the CLI."""
+"""``python -m trtbuild`` runs the CLI (through the no-op fast path, like the console script)."""
 
-from trtbuild.cli.main import main
+from trtbuild.fastpath import main
 
 main()

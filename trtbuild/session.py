@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
@@ -28,28 +27,11 @@ from trtbuild.manifest.devices import known_devices
 from trtbuild.manifest.loader import Project, load_project
 from trtbuild.manifest.onnx_inputs import verify_inputs
 from trtbuild.state.atomic import remove_partials
+from trtbuild.state.freshstamp import remove_stamps, write_stamp
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.staleness import assess, assess_accuracy, assess_export, assess_fp16, assess_int8
 from trtbuild.state.statcache import StatCache
-
-
-@dataclass
-class ModelResult:
-    """The outcome for one model, as reported by ``all``/``build``/``plan`` and ``--json``.
-
-    Attributes:
-        status: ``built``, ``fresh``, ``failed``, ``skipped`` (build) or ``stale``/``fresh`` (plan).
-        reasons: why it was or would be built, or why it failed.
-        engine: engine path relative to the project.
-        seconds: wall time spent on the model in this run.
-        log_tail: builder log lines worth showing for a failure.
-    """
-
-    status: str
-    reasons: list[str] = field(default_factory=list)
-    engine: str = ""
-    seconds: float = 0.0
-    log_tail: str = ""
+from trtbuild.results import ModelResult
 
 
 def load(manifest: Path, device: str | None) -> Project:
@@ -166,8 +148,12 @@ def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
         raise ManifestError(problems)
 
 
-def build(project: Project, names: list[str] | None, jobs: int, reporter: Reporter, wait_seconds: float = 0) -> dict[str, ModelResult]:
+def build(project: Project, names: list[str] | None, jobs: int, reporter: Reporter, wait_seconds: float = 0,
+          stamp_device: str | None | bool = False) -> dict[str, ModelResult]:
     """Build the stale engines of ``names`` (all models when ``None``) and what they depend on.
+
+    ``stamp_device``: for ``trtbuild all``, the device as requested (``None``: detected); when every
+    model ends fresh or built, a fresh stamp is written for the no-op fast path (``trtbuild.fastpath``).
 
     Raises:
         ManifestError: unknown names, a cycle, or inputs that do not match an ONNX (nothing built).
@@ -177,6 +163,7 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
     names = names or list(project.models)
     _check_names(project, names)
     with run_lock(project, wait_seconds):
+        remove_stamps(project)
         _remove_leftovers(project)
         ctx = open_context(project)
         for warning in ctx.cache.warnings:
@@ -190,7 +177,10 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
             outcomes = run_graph(graph, ctx, jobs, reporter)
         finally:
             ctx.cache.save()
-    return {name: _model_result(graph, outcomes, project, name) for name in names}
+        results = {name: _model_result(graph, outcomes, project, name) for name in names}
+        if stamp_device is not False and all(result.status in (BUILT, "fresh") for result in results.values()):
+            write_stamp(project, stamp_device or None)
+    return results
 
 
 def _remove_leftovers(project: Project) -> None:
@@ -233,6 +223,7 @@ def clean(project: Project, names: list[str] | None, wait_seconds: float = 0) ->
     _check_names(project, names)
     removed = []
     with run_lock(project, wait_seconds):
+        remove_stamps(project)
         lock = LockFile(project.lock_path)
         for name in names:
             engine = project.models[name].engine

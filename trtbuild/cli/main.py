@@ -82,18 +82,19 @@ def _load(manifest: Path, device: str | None) -> Any:
 
 def _run_build(manifest: Path, device: str | None, names: list[str] | None, jobs: int, json_mode: bool, wait: float) -> int:
     from trtbuild.cli import report
+    from trtbuild.results import default_stream, print_summary, summary_json
     from trtbuild.session import build
 
     project = _load(manifest, device)
-    stream = report.default_stream(json_mode)
+    stream = default_stream(json_mode)
     reporter = report.make_reporter(stream, total=len(names or project.models))
     try:
-        results = build(project, names, jobs, reporter, wait_seconds=wait)
+        results = build(project, names, jobs, reporter, wait_seconds=wait, stamp_device=device if names is None else False)
     finally:
         reporter.close()
-    report.print_summary(results, stream)
+    print_summary(results, stream)
     if json_mode:
-        click.echo(report.summary_json(results))
+        click.echo(summary_json(results))
     return EXIT_FAILED if any(r.status in ("failed", "skipped") for r in results.values()) else 0
 
 
@@ -123,13 +124,13 @@ def build_command(names: tuple[str, ...], manifest: Path, json_mode: bool, devic
 
 
 def _plan(names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, check: bool) -> int:
-    from trtbuild.cli import report
+    from trtbuild.results import default_stream, print_summary, summary_json
     from trtbuild.session import plan
 
     results = plan(_load(manifest, device), list(names) or None)
-    report.print_summary(results, report.default_stream(json_mode))
+    print_summary(results, default_stream(json_mode))
     if json_mode:
-        click.echo(report.summary_json(results))
+        click.echo(summary_json(results))
     return EXIT_FAILED if check and any(r.status != "fresh" for r in results.values()) else 0
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import threading
 from typing import Any, TextIO
 
 from trtbuild.graph.engine_node import EngineBuild
 from trtbuild.graph.nodes import BUILT, FAILED, FRESH, SKIPPED, Node, Outcome
-from trtbuild.session import ModelResult
 
 _STYLE = {BUILT: "green", FRESH: "dim", FAILED: "red", SKIPPED: "yellow", "stale": "yellow"}
 
@@ -79,36 +76,6 @@ class RichReporter:
 def make_reporter(stream: TextIO, total: int) -> PlainReporter | RichReporter:
     """Rich progress when ``stream`` is a terminal, plain lines otherwise."""
     return RichReporter(stream, total) if stream.isatty() else PlainReporter(stream)
-
-
-def summary_json(results: dict[str, ModelResult]) -> str:
-    """``{"models": {NAME: {"status", "reasons", "engine", "seconds"}}}``."""
-    models = {
-        name: {"status": r.status, "reasons": r.reasons, "engine": r.engine, "seconds": round(r.seconds, 3)}
-        for name, r in results.items()
-    }
-    return json.dumps({"models": models}, indent=2)
-
-
-def print_summary(results: dict[str, ModelResult], stream: TextIO) -> None:
-    """A table of the results, then the log lines of every failure."""
-    counts: dict[str, int] = {}
-    for result in results.values():
-        counts[result.status] = counts.get(result.status, 0) + 1
-    width = max([len(name) for name in results] + [5])
-    lines = [f"{'model':<{width}}  {'status':<8}  reasons"]
-    for name, result in results.items():
-        lines.append(f"{name:<{width}}  {result.status:<8}  {'; '.join(result.reasons)}")
-    for name, result in results.items():
-        if result.status == FAILED and result.log_tail:
-            lines.append(f"\n--- {name}: builder log (.trtbuild/logs/{name}.log) ---\n{result.log_tail}")
-    lines.append(", ".join(f"{count} {status}" for status, count in sorted(counts.items())) or "no models")
-    print("\n".join(lines), file=stream, flush=True)
-
-
-def default_stream(json_mode: bool) -> TextIO:
-    """Human output goes to stdout, or to stderr when stdout carries ``--json``."""
-    return sys.stderr if json_mode else sys.stdout
 
 
 def accuracy_table(reports: dict[str, dict[str, Any]]) -> str:
