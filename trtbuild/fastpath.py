@@ -41,7 +41,8 @@ def stamp_path(manifest: Path, device: str | None) -> Path:
 
 def environment() -> dict[str, Any]:
     """The process facts a stamp is valid for: interpreter and trtbuild's variables."""
-    return {"python": sys.executable, "variables": {name: os.environ.get(name) for name in VARIABLES}}
+    python = {"prefix": sys.prefix, "interpreter": os.path.realpath(sys.executable)}  # python == python3 in a venv
+    return {"python": python, "variables": {name: os.environ.get(name) for name in VARIABLES}}
 
 
 def _parse(argv: list[str]) -> tuple[Path, str | None, bool] | None:

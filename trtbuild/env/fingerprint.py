@@ -167,7 +167,7 @@ def _signature() -> dict[str, Any]:
     paths = [str(root / rel) for rel in (L4T_RELEASE, DEVICE_MODEL, CUDA_VERSION_JSON, CUDA_VERSION_TXT, *CUDNN_HEADERS)]
     if root != Path("/"):  # in a real /proc these are regenerated on every read; a sysroot's are files
         paths += [str(root / MEMINFO), str(root / DRIVER_VERSION)]
-    paths += [entry for entry in sys.path if entry]
+    paths += [entry for entry in sys.path[1:] if entry]  # [0] is the script's folder or the cwd, not packages
     if smi := shutil.which("nvidia-smi"):
         paths.append(smi)
     stats: dict[str, Any] = {}
