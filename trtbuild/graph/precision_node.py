@@ -153,12 +153,6 @@ class AccuracyGate(PrecisionStep):
                 "head": spec.head.model_dump(mode="json"), "tolerance": spec.tolerance.model_dump(mode="json"),
                 **_image_request(self.target, ctx)}
 
-    def run(self, ctx: Context) -> Outcome:
-        try:
-            return super().run(ctx)
-        except BuildError as exc:  # raised by request() before any child runs
-            return Outcome(FAILED, [str(exc)])
-
     def finish(self, ctx: Context, assessment: Assessment, produced: Produced, seconds: float) -> Outcome:
         if produced.result["passed"]:
             return super().finish(ctx, assessment, produced, seconds)

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import trtbuild
 from trtbuild.env import fingerprint
 from trtbuild.fastpath import STAMP_SCHEMA, environment, now_ns, signature, stamp_path
 from trtbuild.manifest.devices import DEVICE_DIR
