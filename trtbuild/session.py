@@ -29,7 +29,7 @@ from trtbuild.manifest.onnx_inputs import verify_inputs
 from trtbuild.state.atomic import remove_partials
 from trtbuild.state.freshstamp import remove_stamps, write_stamp
 from trtbuild.state.lockfile import LockFile
-from trtbuild.state.staleness import assess, assess_accuracy, assess_export, assess_fp16, assess_int8
+from trtbuild.state.staleness import assess
 from trtbuild.state.statcache import StatCache
 from trtbuild.results import ModelResult
 
@@ -96,6 +96,12 @@ def _check_names(project: Project, names: list[str]) -> None:
         raise ManifestError(f"{project.manifest.name}: no model named {', '.join(unknown)} (models: {', '.join(project.models)})")
 
 
+def _steps(graph: nx.DiGraph, engine_id: str) -> list[str]:
+    """The nodes a model's engine needs, in run order, the engine last."""
+    needed = nx.ancestors(graph, engine_id) | {engine_id}
+    return [node_id for node_id in nx.topological_sort(graph) if node_id in needed]
+
+
 def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelResult]:
     """What is stale and why, per model, without building anything.
 
@@ -105,20 +111,14 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
     names = names or list(project.models)
     _check_names(project, names)
     ctx = open_context(project)
+    graph = build_graph(project, ctx.env)
     results = {}
     for name in names:
-        target = project.models[name]
         reasons = []
-        if target.recipe is not None:
-            reasons += [f"export: {reason}" for reason in assess_export(target, ctx.cache, ctx.lock).reasons]
-        if target.needs_fp16_onnx(ctx.env):
-            reasons += [f"fp16: {reason}" for reason in assess_fp16(target, ctx.cache, ctx.lock).reasons]
-        if target.spec.precision == "int8":
-            reasons += [f"int8: {reason}" for reason in assess_int8(target, project.root, ctx.cache, ctx.lock).reasons]
-        if target.gated(ctx.env):
-            reasons += [f"accuracy: {r}" for r in assess_accuracy(target, project.root, ctx.cache, ctx.lock, ctx.env).reasons]
-        reasons += assess(target, project.root, ctx.cache, ctx.lock, ctx.env).reasons
-        results[name] = ModelResult("stale" if reasons else "fresh", reasons, project.relative(target.engine))
+        for node_id in _steps(graph, engine_node_id(graph, name)):  # the same nodes, in the same order, that `trtbuild all` would run
+            node = graph.nodes[node_id]["node"]
+            reasons += [f"{node.verb}: {reason}" if node.verb else reason for reason in node.stale_reasons(ctx)]
+        results[name] = ModelResult("stale" if reasons else "fresh", reasons, project.relative(project.models[name].engine))
     ctx.cache.save()
     return results
 
@@ -200,7 +200,7 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
     is the model's failure."""
     engine_id = engine_node_id(graph, name)
     engine = project.relative(project.models[name].engine)
-    upstream = [node_id for node_id in nx.topological_sort(graph) if node_id in nx.ancestors(graph, engine_id)]
+    upstream = _steps(graph, engine_id)[:-1]
     for node_id in upstream:
         if outcomes[node_id].status == FAILED:
             failed = outcomes[node_id]

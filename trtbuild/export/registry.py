@@ -19,10 +19,10 @@ import importlib
 import importlib.util
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
+from trtbuild.env.packages import installed_versions
 from trtbuild.errors import ManifestError
 
 BUILTIN_PACKAGE = "trtbuild.recipes"
@@ -58,13 +58,7 @@ class Recipe:
 
     def exporter_versions(self) -> dict[str, str | None]:
         """Installed version of every distribution in ``EXPORTERS``, from package metadata."""
-        versions: dict[str, str | None] = {}
-        for name in self.module.EXPORTERS:
-            try:
-                versions[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                versions[name] = None
-        return versions
+        return installed_versions(*self.module.EXPORTERS)
 
     def install_hint(self) -> str:
         """What to run to get the missing exporters."""

@@ -33,6 +33,11 @@ def engine_request(target: ModelTarget, env: dict[str, Any], settings: dict[str,
 class EngineBuild(ModelStep):
     """Build ``target``'s engine from its ONNX when its assessment says it is stale."""
 
+    verb = ""
+
+    def stale_reasons(self, ctx: Context) -> list[str]:
+        return assess(self.target, ctx.project.root, ctx.cache, ctx.lock, ctx.env).reasons
+
     def run(self, ctx: Context) -> Outcome:
         started = time.monotonic()
         assessment = assess(self.target, ctx.project.root, ctx.cache, ctx.lock, ctx.env)

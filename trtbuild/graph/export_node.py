@@ -22,6 +22,11 @@ from trtbuild.state.staleness import assess_export
 class Export(ModelStep):
     """Export ``target``'s source with its recipe to ``target.onnx``."""
 
+    verb = "export"
+
+    def stale_reasons(self, ctx: Context) -> list[str]:
+        return assess_export(self.target, ctx.cache, ctx.lock).reasons
+
     def run(self, ctx: Context) -> Outcome:
         recipe = self.target.recipe
         assert recipe is not None

@@ -53,12 +53,19 @@ class Context:
 
 
 class Node(Protocol):
-    """A graph node: ``id`` is ``kind:relative/path`` of the artefact it produces."""
+    """A graph node: ``id`` is ``kind:relative/path`` of the artefact it produces.
+
+    ``stale_reasons`` says why ``run`` would do work, without doing it (``trtbuild plan``); ``verb``
+    prefixes those reasons (``export: source changed``), empty for the engine itself.
+    """
 
     id: str
     model: str
     produces: Path
     consumes: tuple[Path, ...]
+    verb: str
+
+    def stale_reasons(self, ctx: Context) -> list[str]: ...
 
     def run(self, ctx: Context) -> Outcome: ...
 

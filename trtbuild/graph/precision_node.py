@@ -66,6 +66,9 @@ class PrecisionStep(ModelStep):
     def request(self, ctx: Context) -> dict[str, Any]:
         return {"onnx": str(self.target.onnx)}
 
+    def stale_reasons(self, ctx: Context) -> list[str]:
+        return self.assess(ctx).reasons
+
     def run(self, ctx: Context) -> Outcome:
         assessment = self.assess(ctx)
         if assessment.fresh:

