@@ -90,12 +90,12 @@ def try_fast(argv: list[str]) -> int | None:
     stamp = valid_stamp(manifest, device)
     if stamp is None:
         return None
-    from trtbuild.results import ModelResult, default_stream, print_summary, summary_json
+    from trtbuild.results import FRESH, ModelResult, default_stream, print_summary, summary_json
 
-    results = {name: ModelResult("fresh", engine=engine) for name, engine in stamp["engines"].items()}
+    results = {name: ModelResult(FRESH, engine=engine) for name, engine in stamp["engines"].items()}
     stream = default_stream(json_mode)
     for name in results:
-        print(f"{'fresh':<8}{name}  0.0s", file=stream)
+        print(f"{FRESH:<8}{name}  0.0s", file=stream)
     print_summary(results, stream)
     if json_mode:
         print(summary_json(results))

@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
-FAILED = "failed"
+#: Outcomes of a graph node and of a model in ``all``/``build``; ``plan`` says ``stale`` or ``fresh``.
+BUILT, FRESH, FAILED, SKIPPED, STALE = "built", "fresh", "failed", "skipped", "stale"
 
 
 @dataclass

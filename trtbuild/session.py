@@ -29,9 +29,8 @@ from trtbuild.manifest.onnx_inputs import verify_inputs
 from trtbuild.state.atomic import remove_partials
 from trtbuild.state.freshstamp import remove_stamps, write_stamp
 from trtbuild.state.lockfile import LockFile
-from trtbuild.state.staleness import assess
 from trtbuild.state.statcache import StatCache
-from trtbuild.results import ModelResult
+from trtbuild.results import FRESH, STALE, ModelResult
 
 
 def load(manifest: Path, device: str | None) -> Project:
@@ -118,7 +117,7 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
         for node_id in _steps(graph, engine_node_id(graph, name)):  # the same nodes, in the same order, that `trtbuild all` would run
             node = graph.nodes[node_id]["node"]
             reasons += [f"{node.verb}: {reason}" if node.verb else reason for reason in node.stale_reasons(ctx)]
-        results[name] = ModelResult("stale" if reasons else "fresh", reasons, project.relative(project.models[name].engine))
+        results[name] = ModelResult(STALE if reasons else FRESH, reasons, project.relative(project.models[name].engine))
     ctx.cache.save()
     return results
 
@@ -138,7 +137,7 @@ def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
         if not all(isinstance(p, SourceFile) for p in upstream) or not node.target.onnx.is_file():
             continue
         try:
-            if not assess(node.target, ctx.project.root, ctx.cache, ctx.lock, ctx.env).fresh:
+            if node.stale_reasons(ctx):
                 verify_inputs(node.target)
         except ManifestError as exc:
             problems += exc.messages
@@ -178,7 +177,7 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
         finally:
             ctx.cache.save()
         results = {name: _model_result(graph, outcomes, project, name) for name in names}
-        if stamp_device is not False and all(result.status in (BUILT, "fresh") for result in results.values()):
+        if stamp_device is not False and all(result.status in (BUILT, FRESH) for result in results.values()):
             write_stamp(project, stamp_device or None)
     return results
 

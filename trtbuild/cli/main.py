@@ -124,14 +124,14 @@ def build_command(names: tuple[str, ...], manifest: Path, json_mode: bool, devic
 
 
 def _plan(names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, check: bool) -> int:
-    from trtbuild.results import default_stream, print_summary, summary_json
+    from trtbuild.results import FRESH, default_stream, print_summary, summary_json
     from trtbuild.session import plan
 
     results = plan(_load(manifest, device), list(names) or None)
     print_summary(results, default_stream(json_mode))
     if json_mode:
         click.echo(summary_json(results))
-    return EXIT_FAILED if check and any(r.status != "fresh" for r in results.values()) else 0
+    return EXIT_FAILED if check and any(r.status != FRESH for r in results.values()) else 0
 
 
 for _name, _help in (("plan", "Show which engines are stale and why; build nothing."), ("status", "Alias of plan.")):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import BuildError
-from trtbuild.graph.nodes import ModelStep, BUILT, FAILED, FRESH, Context, Outcome, utc_now
+from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, ModelStep, Outcome, save_entry, utc_now
 from trtbuild.isolation import Produced, run_isolated
 from trtbuild.manifest.loader import ModelTarget
 from trtbuild.state.staleness import assess
@@ -66,6 +66,4 @@ class EngineBuild(ModelStep):
             "network": built.result.get("network"),
             "built_at": utc_now(),
         }
-        with ctx.lock_mutex:
-            ctx.lock.set(self.model, entry)
-            ctx.lock.save()
+        save_entry(ctx, ctx.lock.entries, self.model, entry)

@@ -57,7 +57,7 @@ class Export(ModelStep):
         except BuildError as exc:
             return Outcome(FAILED, [str(exc)], time.monotonic() - started, exc.log_tail)
         record_onnx(ctx, self.target.export_owner, assessment.components, assessment.key or "", self.target.onnx, produced)
-        return Outcome(BUILT, [f"export: {reason}" for reason in assessment.reasons], time.monotonic() - started)
+        return Outcome(BUILT, [f"{self.verb}: {reason}" for reason in assessment.reasons], time.monotonic() - started)
 
     def _verify_inputs(self, onnx_path: Path) -> None:
         problems = check_inputs(self.target, onnx_input_dims(onnx_path))

@@ -17,8 +17,7 @@ from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
 
-#: Node outcomes.
-BUILT, FRESH, FAILED, SKIPPED = "built", "fresh", "failed", "skipped"
+from trtbuild.results import BUILT, FAILED, FRESH, SKIPPED  # noqa: F401  (the node outcomes, defined once)
 
 
 @dataclass
@@ -101,6 +100,11 @@ def record_onnx(ctx: Context, entry: str, components: dict[str, Any], key: str, 
         "export_seconds": round(produced.result["seconds"], 3),
         "exported_at": utc_now(),
     }
+    save_entry(ctx, ctx.lock.exports, entry, record)
+
+
+def save_entry(ctx: Context, section: dict[str, Any], name: str, entry: dict[str, Any]) -> None:
+    """Put ``entry`` under ``name`` in a section of the lock and write the lock, one thread at a time."""
     with ctx.lock_mutex:
-        ctx.lock.exports[entry] = record
+        section[name] = entry
         ctx.lock.save()
