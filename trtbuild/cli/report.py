@@ -78,19 +78,30 @@ def make_reporter(stream: TextIO, total: int) -> PlainReporter | RichReporter:
     return RichReporter(stream, total) if stream.isatty() else PlainReporter(stream)
 
 
+def _agreement(report: dict[str, Any]) -> str:
+    if "top1_agreement" in report:
+        return f"top-1 {report['top1_agreement']:.3f}"
+    if "detection_agreement" in report:
+        value = report["detection_agreement"]
+        return f"det {value:.3f} ({report['detections']})" if value is not None else "det undefined (0)"
+    return ""
+
+
 def accuracy_table(reports: dict[str, dict[str, Any]]) -> str:
-    """One line per model output: precision, images, cosine, max/mean abs error, agreement, verdict."""
+    """One line per model output: precision, emulation, images, cosine, max abs error against the FP32
+    output's peak, agreement, verdict; failures follow on their own lines."""
+    from trtbuild.precision.accuracy import format_cosine
+
     if not reports:
         return "no accuracy reports (models in fp32, or not built yet)"
-    lines = [f"{'model':<20} {'prec':<5} {'imgs':>4}  {'output':<16} {'cosine':>9} {'max|err|':>10} {'mean|err|':>10}  {'agreement':<18} verdict"]
+    lines = [f"{'model':<18} {'prec':<4} {'emulation':<15} {'imgs':>4}  {'output':<14} {'cosine':>10} "
+             f"{'max|err| / peak':>18}  {'agreement':<16} verdict"]
     for name, report in reports.items():
-        agreement = ""
-        if "top1_agreement" in report:
-            agreement = f"top-1 {report['top1_agreement']:.3f}"
-        elif "detection_agreement" in report:
-            agreement = f"det {report['detection_agreement']:.3f} ({report['detections']})"
+        emulation = "+".join(report.get("emulation", {}).get("kinds", [])) or "none (old report)"
         for output, figures in report["outputs"].items():
-            verdict = "pass" if report["passed"] else "FAIL: " + "; ".join(report["failures"])
-            lines.append(f"{name:<20} {report['precision']:<5} {report['images']:>4}  {output[:16]:<16} {figures['cosine']:>9.6f} "
-                         f"{figures['max_abs']:>10.4g} {figures['mean_abs']:>10.4g}  {agreement:<18} {verdict}")
+            peak = f"{figures['max_abs']:.3g} / {figures['peak']:.3g}" if "peak" in figures else f"{figures['max_abs']:.4g}"
+            lines.append(f"{name[:18]:<18} {report['precision']:<4} {emulation[:15]:<15} {report['images']:>4}  {output[:14]:<14} "
+                         f"{format_cosine(figures['cosine']):>10} {peak:>18}  {_agreement(report):<16} "
+                         f"{'pass' if report['passed'] else 'FAIL'}")
+        lines += [f"  {name}: {failure}" for failure in report["failures"]]
     return "\n".join(lines)

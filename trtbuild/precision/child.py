@@ -18,7 +18,7 @@ from typing import Any
 from trtbuild.errors import BuildError
 from trtbuild.isolation import child_main
 from trtbuild.manifest.schema import Calibration, Head, ImageSample, Preprocess, Tolerance
-from trtbuild.precision import accuracy, fp16, images, int8
+from trtbuild.precision import accuracy, emulate, fp16, images, int8
 
 
 def _fp16(request: dict[str, Any]) -> dict[str, Any]:
@@ -59,21 +59,32 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
     return {"calibration_images": len(feeds), "zero_points": len(points)}
 
 
-def _run(session: Any, feeds: list[dict[str, Any]]) -> list[list[Any]]:
-    return [session.run(None, feed) for feed in feeds]
-
-
 def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    import onnx
     import onnxruntime as ort
 
     feeds = _feeds(request, ImageSample.model_validate(request["validation"]))
-    options = {"providers": ["CPUExecutionProvider"]}
-    reference = ort.InferenceSession(request["reference"], **options)
-    reduced = ort.InferenceSession(request["reduced"], **options)
+    reference = emulate.session(request["reference"])
+    emulated = emulate.emulate(onnx.load_model(request["reduced"]))
+    reduced = emulate.session(emulated.model)
     names = [output.name for output in reference.get_outputs()]
-    figures = accuracy.measure(names, _run(reference, feeds), _run(reduced, feeds), Head.model_validate(request["head"]))
+    reference_outputs, reduced_outputs = [], []
+    probes: dict[str, Any] = {}
+    for feed in feeds:
+        reference_outputs.append(reference.run(None, feed))
+        produced = dict(zip([output.name for output in reduced.get_outputs()], reduced.run(None, feed)))
+        reduced_outputs.append([produced[name] for name in names])
+        for probe in emulated.probes:
+            previous = probes.get(probe, np.zeros(len(emulate.PROBE_FIELDS)))
+            probes[probe] = np.concatenate([[max(previous[0], produced[probe][0])], previous[1:] + produced[probe][1:]])
+    figures = accuracy.measure(names, reference_outputs, reduced_outputs, Head.model_validate(request["head"]))
+    figures["fp16_overflow"] = accuracy.fp16_overflow(probes, emulated.probes)
     failures = accuracy.judge(figures, Tolerance.model_validate(request["tolerance"]))
     report = {"model": request["model"], "precision": request["precision"], "images": len(feeds),
+              "emulation": {"kinds": emulated.kinds, "description": emulated.description,
+                            "runtime": f"onnxruntime {ort.__version__}, CPU, graph optimizations off",
+                            "fp16_tensors": len(emulated.probes)},
               **figures, "tolerance": request["tolerance"], "passed": not failures, "failures": failures}
     Path(request["partial"]).write_text(json.dumps(report, indent=2, sort_keys=True))
     return {"passed": not failures, "failures": failures}

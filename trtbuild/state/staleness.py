@@ -186,7 +186,7 @@ def assess_int8(target: ModelTarget, root: Path, cache: StatCache, lock: LockFil
 
 def assess_accuracy(target: ModelTarget, root: Path, cache: StatCache, lock: LockFile, env: dict[str, Any]) -> Assessment:
     """Compare ``target``'s accuracy report with the lock: both ONNX, validation images, tolerance, code."""
-    from trtbuild.precision import accuracy, images
+    from trtbuild.precision import accuracy, emulate, images
 
     spec = target.spec
     reduced = target.reduced_onnx(env)
@@ -195,8 +195,8 @@ def assess_accuracy(target: ModelTarget, root: Path, cache: StatCache, lock: Loc
     assert spec.validation is not None
     components = keys.conversion_components(
         onnx=keys.key_of({"reference": onnx_digest(cache, target.onnx), "reduced": onnx_digest(cache, reduced)}),
-        converter="accuracy v1",
-        code=keys.key_of({"accuracy": cache.sha256(Path(accuracy.__file__)), "images": cache.sha256(Path(images.__file__))}),
+        converter="accuracy v2",
+        code=keys.key_of({module.__name__: cache.sha256(Path(module.__file__ or "")) for module in (accuracy, emulate, images)}),
         params={"validation": spec.validation.model_dump(mode="json"), "preprocess": spec.preprocess.model_dump(mode="json"),
                 "head": spec.head.model_dump(mode="json"), "tolerance": spec.tolerance.model_dump(mode="json"),
                 "images": image_hashes(cache, spec.validation, root)},
