@@ -48,21 +48,20 @@ def test_a_desktop_is_not_a_jetson() -> None:
     assert jetson_gpu("ASUS PRIME Z790", 32.0) is None
 
 
-def test_fingerprint_is_cached_until_a_probed_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fingerprint_follows_a_probed_file_within_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "etc/nv_tegra_release").write_text(RELEASES["6.0"][0])
     monkeypatch.setenv("TRTBUILD_SYSROOT", str(root))
-    cache = tmp_path / "env.json"
-    assert fingerprint(cache)["l4t"] == "36.3.0"
-    assert fingerprint(cache)["l4t"] == "36.3.0"
+    assert fingerprint()["l4t"] == "36.3.0"
+    assert fingerprint()["l4t"] == "36.3.0"
     (root / "etc/nv_tegra_release").write_text(RELEASES["6.2"][0] + "\n")
-    assert fingerprint(cache)["l4t"] == "36.4.3"
+    assert fingerprint()["l4t"] == "36.4.3"
 
 
 def test_probing_imports_no_tensorrt(tmp_path: Path) -> None:
     code = (
-        "import sys; from trtbuild.env.fingerprint import fingerprint; f = fingerprint(None); "
+        "import sys; from trtbuild.env.fingerprint import fingerprint; f = fingerprint(); "
         "assert f['builder_version'], f; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'tensorrt_rtx', 'polygraphy', 'onnx', 'torch')))"
     )

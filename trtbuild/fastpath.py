@@ -1,9 +1,10 @@
 """The no-op fast path: ``trtbuild all`` when nothing changed, in a few stat calls.
 
 After a run in which every model ended fresh or built, trtbuild writes a *fresh stamp*: the stat
-(inode, size, mtime_ns) of every file any key depends on — manifest and overlay, sources, exports,
-conversions, reports, engines, plugins, recipe and calibration files, the lock, trtbuild's own code, the
-files and ``sys.path`` folders the environment probe reads — plus the variables that steer trtbuild.
+(inode, size, mtime_ns) of every file any key depends on — the files the run's assessments consulted
+(``state.freshstamp``), the manifest and overlay, the lock, trtbuild's own code, the files and
+``sys.path`` folders the environment probe reads — plus the variables that steer trtbuild. Paths inside
+the project are relative to the manifest's folder.
 The next ``trtbuild all`` with the same manifest and device re-stats them; if every one is unchanged it
 prints the same all-fresh summary and exits, importing nothing but the standard library. Any
 difference, an mtime too close to the stamp (git's racily-clean rule), or an option the fast path does
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-STAMP_SCHEMA = 1
+STAMP_SCHEMA = 2  # 2: paths inside the project relative to its root
 RACY_WINDOW_NS = 2_000_000_000
 VARIABLES = ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER", "TRTBUILD_CACHE", "XDG_CACHE_HOME", "POLYGRAPHY_USE_TENSORRT_RTX")
 
@@ -75,8 +76,9 @@ def valid_stamp(manifest: Path, device: str | None) -> dict[str, Any] | None:
     if stamp.get("schema") != STAMP_SCHEMA or stamp.get("environment") != environment():
         return None
     trusted_before = stamp["written_at"] - RACY_WINDOW_NS
-    for path, recorded in stamp["files"].items():
-        if signature(path) != recorded or (recorded is not None and recorded[2] > trusted_before):
+    root = str(manifest.parent)
+    for name, recorded in stamp["files"].items():
+        if signature(os.path.join(root, name)) != recorded or (recorded is not None and recorded[2] > trusted_before):
             return None
     return stamp
 

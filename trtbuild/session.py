@@ -43,7 +43,7 @@ def load(manifest: Path, device: str | None) -> Project:
     root = Path(os.path.abspath(manifest)).parent
     known = known_devices(root)
     if device is None and known:
-        env = fingerprint(root / ".trtbuild" / "env.json")
+        env = fingerprint()
         device = device_of(env)
         if device not in known:
             seen = env.get("device_model") or f"no device tree; builder {env['builder']}"
@@ -51,8 +51,10 @@ def load(manifest: Path, device: str | None) -> Project:
     return load_project(manifest, device)
 
 
-def open_context(project: Project) -> Context:
+def open_context(project: Project, trust_stat_cache: bool = True) -> Context:
     """Load the state a run needs: environment fingerprint, stat cache, lock.
+
+    ``trust_stat_cache=False`` (audits) hashes every file again instead of trusting unchanged stats.
 
     Raises:
         StateError: the lock file is corrupt.
@@ -61,8 +63,8 @@ def open_context(project: Project) -> Context:
     state = project.state_dir
     return Context(
         project=project,
-        env=fingerprint(state / "env.json"),
-        cache=StatCache(state / "statcache.json"),
+        env=fingerprint(),
+        cache=StatCache(state / "statcache.json", trust=trust_stat_cache),
         lock=LockFile(project.lock_path),
     )
 
@@ -174,12 +176,20 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
         try:
             _preflight(graph, ctx)
             outcomes = run_graph(graph, ctx, jobs, reporter)
+            results = {name: _model_result(graph, outcomes, project, name) for name in names}
+            if stamp_device is not False and all(result.status in (BUILT, FRESH) for result in results.values()):
+                _stamp_if_fresh(graph, ctx, stamp_device or None)
         finally:
             ctx.cache.save()
-        results = {name: _model_result(graph, outcomes, project, name) for name in names}
-        if stamp_device is not False and all(result.status in (BUILT, FRESH) for result in results.values()):
-            write_stamp(project, stamp_device or None)
     return results
+
+
+def _stamp_if_fresh(graph: nx.DiGraph, ctx: Context, device: str | None) -> None:
+    """Write the no-op stamp if every node of ``graph`` now assesses fresh. The assessment is what
+    collects the stamp's file list: every file a key depends on passes through the stat cache
+    (``StatCache.consulted``), discovered dependencies and external data included."""
+    if not any(graph.nodes[node_id]["node"].stale_reasons(ctx) for node_id in graph.nodes):
+        write_stamp(ctx.project, device, ctx.cache.consulted)
 
 
 def _remove_leftovers(project: Project) -> None:
@@ -190,7 +200,7 @@ def _remove_leftovers(project: Project) -> None:
     """
     shutil.rmtree(project.state_dir / "tmp", ignore_errors=True)
     remove_partials(project.lock_path.parent, project.lock_path.name)
-    for state_file in ("statcache.json", "env.json"):
+    for state_file in ("statcache.json",):
         remove_partials(project.state_dir, state_file)
 
 

@@ -169,7 +169,7 @@ def devices_command(manifest: Path, json_mode: bool, device: str | None) -> int:
     from trtbuild.manifest.devices import known_devices
 
     root = manifest.resolve().parent
-    detected = device_of(fingerprint(root / ".trtbuild" / "env.json"))
+    detected = device_of(fingerprint())
     rows = [{"device": name, "detected": name == detected, "lock": (root / "locks" / f"{name}.lock").is_file()}
             for name in known_devices(root)]
     if json_mode:
@@ -252,7 +252,7 @@ def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: str | 
     from trtbuild.session import open_context
 
     project = _load(manifest, device)
-    ctx = open_context(project)
+    ctx = open_context(project, trust_stat_cache=False)  # an audit hashes what it audits
     results = audit(project, ctx, rebuild)
     ctx.cache.save()
     if json_mode:

@@ -17,9 +17,10 @@ Fields (``None`` where not applicable)::
                         TensorRT-RTX without a GPU: gpu "none (ahead-of-time build)" — the target
                         compute capabilities are then part of the build settings.
 
-The probe imports no TensorRT: it reads package metadata and files. Its result is cached in
-``.trtbuild/env.json`` together with the stat of every file it read and of every ``sys.path`` folder (a
-package install changes the folder), so a no-op run only stats a handful of paths.
+The probe imports no TensorRT: it reads package metadata and files, in a few milliseconds, on every run
+that needs it. Nothing of it is cached in a file: a cached fact could be edited or go stale, and a key
+must hold what is installed now. ``probe_inputs`` lists what the probe reads (with stats), so the no-op
+fast path (``trtbuild.fastpath``) can tell that nothing it depends on changed without probing.
 ``TRTBUILD_SYSROOT`` moves the file-system root the probe reads (tests feed real-format files).
 """
 
@@ -36,10 +37,8 @@ from typing import Any
 
 from trtbuild.builder import compat
 from trtbuild.env.jetson import dla_cores, jetpack_of, jetson_gpu, parse_l4t_release, parse_mem_total_gib
-from trtbuild.state.atomic import write_atomic
 
 SYSROOT_VARIABLE = "TRTBUILD_SYSROOT"
-CACHE_SCHEMA = 1
 NO_GPU = "none (ahead-of-time build)"
 
 L4T_RELEASE = "etc/nv_tegra_release"
@@ -161,8 +160,13 @@ def probe() -> dict[str, Any]:
     return fingerprint
 
 
-def _signature() -> dict[str, Any]:
-    """What the cached probe is valid for: variables and the stat of every path the probe depends on."""
+def probe_inputs() -> dict[str, Any]:
+    """What the probe depends on: trtbuild's variables and the stat ``[inode, size, mtime_ns]`` (``None``:
+    absent) of every path it reads, and of every ``sys.path`` folder (a package install changes the folder).
+
+    Returns:
+        ``{"variables": {name: value}, "stats": {path: stat or None}}``.
+    """
     root = sysroot()
     paths = [str(root / rel) for rel in (L4T_RELEASE, DEVICE_MODEL, CUDA_VERSION_JSON, CUDA_VERSION_TXT, *CUDNN_HEADERS)]
     if root != Path("/"):  # in a real /proc these are regenerated on every read; a sysroot's are files
@@ -178,24 +182,19 @@ def _signature() -> dict[str, Any]:
         except OSError:
             stats[path] = None
     variables = {name: os.environ.get(name) for name in (SYSROOT_VARIABLE, compat.FORCE_VARIABLE)}
-    return {"schema": CACHE_SCHEMA, "python": sys.executable, "variables": variables, "stats": stats}
+    return {"variables": variables, "stats": stats}
 
 
-def fingerprint(cache_file: Path | None) -> dict[str, Any]:
-    """The fingerprint, from ``cache_file`` when nothing it depends on changed, else probed and cached.
+def fingerprint() -> dict[str, Any]:
+    """The fingerprint of this machine now (``probe``), once per process.
 
-    A corrupt cache file is ignored and rewritten.
+    Raises:
+        TrtbuildError: no TensorRT builder is installed.
     """
-    signature = _signature()
-    if cache_file is not None:
-        try:
-            cached = json.loads(cache_file.read_bytes())
-            if cached.get("signature") == signature:
-                return cached["fingerprint"]
-        except (OSError, ValueError, AttributeError, KeyError):
-            pass
-    result = probe()
-    if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cache_file, json.dumps({"signature": signature, "fingerprint": result}, sort_keys=True).encode())
-    return result
+    key = json.dumps(probe_inputs(), sort_keys=True)
+    if _PROBED.get("key") != key:
+        _PROBED.update(key=key, fingerprint=probe())
+    return dict(_PROBED["fingerprint"])
+
+
+_PROBED: dict[str, Any] = {}

@@ -15,6 +15,7 @@ from typing import Any
 
 from trtbuild.errors import BuildError
 from trtbuild.export.canonical import canonicalize
+from trtbuild.export.discovered import ReadRecorder
 from trtbuild.export.registry import ExportContext, load_recipe
 from trtbuild.isolation import child_main
 
@@ -22,7 +23,8 @@ from trtbuild.isolation import child_main
 def export(request: dict[str, Any]) -> dict[str, Any]:
     """Run the recipe named in ``request`` and write the canonical ONNX to ``request["partial"]``.
 
-    ``request`` keys: ``recipe``, ``project_root``, ``source``, ``params``.
+    ``request`` keys: ``recipe``, ``project_root``, ``source``, ``params``, ``declared`` (files already in
+    the key). The result's ``discovered`` lists the other project files the recipe read (relative paths).
 
     Raises:
         BuildError: the recipe failed, or its ONNX fails the checker / shape inference.
@@ -30,6 +32,7 @@ def export(request: dict[str, Any]) -> dict[str, Any]:
     import onnx
 
     started = time.monotonic()
+    reads = ReadRecorder()
     root = Path(request["project_root"])
     recipe = load_recipe(request["recipe"], root)
     params = recipe.module.Params.model_validate(request["params"])
@@ -45,8 +48,9 @@ def export(request: dict[str, Any]) -> dict[str, Any]:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise BuildError(f"recipe {recipe.name}: exported ONNX fails onnx.checker: {exc}") from None
+    discovered = reads.inside(root, declared=[Path(path) for path in request.get("declared", [])])
     onnx.save_model(model, request["partial"])
-    return {"seconds": time.monotonic() - started, "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))}
+    return {"seconds": time.monotonic() - started, "discovered": discovered, "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The export node: source -> canonical ONNX through the model's recipe, only when stale.
 
-Runs the recipe in a child process (``export.child``). The parent refuses to start a recipe that loads
+Runs the recipe in a child process (``export.child``), which reports the project files the recipe read;
+they join the export's key with their sha256 (discovered dependencies, ``export.discovered``). The parent refuses to start a recipe that loads
 pickles unless the source's bytes match their pin (checked again here, not only when fetched), and
 checks the declared inputs against the new ONNX before it is renamed into place.
 """
@@ -15,7 +16,8 @@ from trtbuild.errors import BuildError
 from trtbuild.graph.nodes import ModelStep, BUILT, FAILED, FRESH, Context, Outcome, record_onnx
 from trtbuild.isolation import run_isolated
 from trtbuild.manifest.onnx_inputs import check_inputs, onnx_input_dims
-from trtbuild.state.staleness import assess_export
+from trtbuild.state import keys
+from trtbuild.state.staleness import assess_export, discovered_digests
 
 
 @dataclass
@@ -25,7 +27,7 @@ class Export(ModelStep):
     verb = "export"
 
     def stale_reasons(self, ctx: Context) -> list[str]:
-        return assess_export(self.target, ctx.cache, ctx.lock).reasons
+        return assess_export(self.target, ctx.project.root, ctx.cache, ctx.lock).reasons
 
     def run(self, ctx: Context) -> Outcome:
         recipe = self.target.recipe
@@ -33,7 +35,7 @@ class Export(ModelStep):
         missing = recipe.missing_modules()
         if missing:
             return Outcome(FAILED, [f"recipe {recipe.name} needs {', '.join(missing)}: {recipe.install_hint()}"])
-        assessment = assess_export(self.target, ctx.cache, ctx.lock)
+        assessment = assess_export(self.target, ctx.project.root, ctx.cache, ctx.lock)
         if assessment.fresh:
             return Outcome(FRESH)
         if assessment.components is None:
@@ -47,6 +49,7 @@ class Export(ModelStep):
             "project_root": str(ctx.project.root),
             "source": str(self.target.source),
             "params": assessment.components["params"],
+            "declared": [str(self.target.source), str(recipe.file)],
         }
         try:
             produced = run_isolated(
@@ -56,7 +59,9 @@ class Export(ModelStep):
             )
         except BuildError as exc:
             return Outcome(FAILED, [str(exc)], time.monotonic() - started, exc.log_tail)
-        record_onnx(ctx, self.target.export_owner, assessment.components, assessment.key or "", self.target.onnx, produced)
+        components = {**assessment.components,
+                      "discovered": discovered_digests(ctx.cache, ctx.project.root, produced.result["discovered"])}
+        record_onnx(ctx, self.target.export_owner, components, keys.key_of(components), self.target.onnx, produced)
         return Outcome(BUILT, [f"{self.verb}: {reason}" for reason in assessment.reasons], time.monotonic() - started)
 
     def _verify_inputs(self, onnx_path: Path) -> None:

@@ -1,19 +1,25 @@
 """Writing the fresh stamp that lets the next no-op ``trtbuild all`` skip everything (``trtbuild.fastpath``).
 
-Lists every file whose change could make any model stale; the fast path re-stats exactly these.
+Lists every file whose change could make any model stale; the fast path re-stats exactly these. The list
+is not written by hand: it is what the run's staleness assessments consulted (``StatCache.consulted``:
+sources, exports, conversions, reports, engines, plugins, recipes, discovered dependencies, external
+data, calibration and validation images, trtbuild's step code), plus the manifest, the overlay, the lock,
+the folders whose new files would change a verdict, trtbuild's own code and what the environment probe
+reads. Paths inside the project are stored relative to its root, so a copied project checks its own files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from trtbuild.env import fingerprint
+from trtbuild.env.fingerprint import probe_inputs
 from trtbuild.fastpath import STAMP_SCHEMA, environment, now_ns, signature, stamp_path
 from trtbuild.manifest.devices import DEVICE_DIR
-from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.manifest.loader import Project
 from trtbuild.state.atomic import write_atomic
 
 
@@ -29,30 +35,26 @@ def _code_files() -> list[Path]:
     return found
 
 
-def _model_files(target: ModelTarget, root: Path) -> list[Path]:
-    from trtbuild.precision.images import sample_plan
-
-    spec = target.spec
-    files = [target.source, target.onnx, target.fp16_onnx, target.int8_onnx, target.report, target.engine, *target.plugins]
-    if target.recipe is not None:
-        files.append(target.recipe.file)
-    for sample in (spec.calibration, spec.validation):
-        if sample is not None:
-            files += [path for path, _ in sample_plan(sample, root)]
-    return files
+def stamp_name(path: Path, root: Path) -> str:
+    """How the stamp names ``path``: relative to ``root`` (POSIX) inside the project, else absolute."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
-def write_stamp(project: Project, requested_device: str | None) -> None:
-    """Record the stat of everything the models' freshness depends on, now that all of them are fresh."""
+def write_stamp(project: Project, requested_device: str | None, consulted: Iterable[Path]) -> None:
+    """Record the stat of everything the models' freshness depends on, now that all of them are fresh.
+
+    Args:
+        consulted: the files the run's assessments hashed or looked up (``StatCache.consulted``).
+    """
     paths: list[Path] = [project.manifest, project.lock_path, project.root / DEVICE_DIR, project.root / "recipes"]
     if project.device:
         paths.append(project.root / DEVICE_DIR / f"{project.device}.yaml")
-    for target in project.models.values():
-        paths += _model_files(target, project.root)
-    paths += _code_files()
-    probe = fingerprint._signature()
-    files: dict[str, Any] = {str(path): signature(str(path)) for path in paths}
-    files.update(probe["stats"])
+    paths += sorted(consulted) + _code_files()
+    files: dict[str, Any] = {stamp_name(path, project.root): signature(str(path)) for path in paths}
+    files.update(probe_inputs()["stats"])
     stamp = {
         "schema": STAMP_SCHEMA, "written_at": now_ns(), "environment": environment(),
         "files": files, "engines": {name: project.relative(target.engine) for name, target in project.models.items()},

@@ -7,6 +7,9 @@ An engine's key is the sha256 of canonical JSON (sorted keys, no whitespace) of 
 - ``plugins``: plugin library name -> sha256;
 - ``env``: the environment fingerprint (builder flavour and version, CUDA, L4T, device, GPU, ...);
 - ``schema``: this module's ``KEY_SCHEMA``, bumped whenever the meaning of a component changes.
+
+An export's key also holds ``discovered``: project file -> sha256 of every file the recipe read besides
+its declared inputs (``export.discovered``), recorded after the export like a compiler's depfile.
 """
 
 from __future__ import annotations
@@ -98,11 +101,11 @@ def _env_label(field: str, env: dict[str, Any]) -> str:
     return field.replace("_", " ")
 
 
-def _plugin_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def _file_reasons(old: dict[str, Any], new: dict[str, Any], label: str) -> list[str]:
     reasons = []
-    for plugin in _changed(old, new):
-        state = "added" if plugin not in old else "removed" if plugin not in new else "changed"
-        reasons.append(f"plugin {plugin} {state}")
+    for name in _changed(old, new):
+        state = "added" if name not in old else "removed" if new.get(name) is None else "changed"
+        reasons.append(f"{label}{name} {state}")
     return reasons
 
 
@@ -128,7 +131,8 @@ def diff_reasons(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     reasons += _field_reasons({k: v for k, v in old_settings.items() if k != "profiles"},
                               {k: v for k, v in new_settings.items() if k != "profiles"}, _plain_label)
     reasons += _field_reasons(old.get("params") or {}, new.get("params") or {}, _plain_label)
-    reasons += _plugin_reasons(old.get("plugins") or {}, new.get("plugins") or {})
+    reasons += _file_reasons(old.get("plugins") or {}, new.get("plugins") or {}, "plugin ")
+    reasons += _file_reasons(old.get("discovered") or {}, new.get("discovered") or {}, "")
     reasons += _field_reasons(old.get("exporters") or {}, new.get("exporters") or {}, _plain_label)
     reasons += _field_reasons(old.get("env") or {}, new.get("env") or {}, _env_label)
     return reasons or ["key changed"]

@@ -7,6 +7,7 @@ from the stat cache, so a no-op run reads neither.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,11 +103,26 @@ def _assess_output(components: dict[str, Any], output: Path, entry: dict[str, An
     return Assessment(components, key, reasons)
 
 
-def assess_export(target: ModelTarget, cache: StatCache, lock: LockFile) -> Assessment:
+def discovered_digests(cache: StatCache, root: Path, files: list[str]) -> dict[str, str | None]:
+    """Project file (relative to ``root``) -> sha256 now, ``None`` when missing or outside the project
+    (a lock naming ``../x`` never makes trtbuild hash a file outside)."""
+    digests: dict[str, str | None] = {}
+    real_root = Path(os.path.realpath(root))
+    for name in files:
+        path = root / name
+        inside = real_root in Path(os.path.realpath(path)).parents
+        digests[name] = cache.sha256(path) if inside and path.is_file() else None
+    return digests
+
+
+def assess_export(target: ModelTarget, root: Path, cache: StatCache, lock: LockFile) -> Assessment:
     """Compare ``target``'s exported ONNX and its inputs now with the lock's export entry.
 
+    The key's ``discovered`` component holds the project files the last export read besides its declared
+    inputs (``export.discovered``), hashed now: editing a module a project recipe imports makes it stale.
+
     Reasons: ``source missing``, ``never exported``, ``<name>.onnx missing`` / ``modified``, then one per
-    changed component (source, recipe code, params, exporter versions).
+    changed component (source, recipe code, params, exporter versions, discovered files).
     """
     recipe = target.recipe
     assert recipe is not None and target.spec.recipe is not None
@@ -120,7 +136,11 @@ def assess_export(target: ModelTarget, cache: StatCache, lock: LockFile) -> Asse
         exporters=recipe.exporter_versions(),
         version=recipe.module.VERSION,
     )
-    return _assess_output(components, target.onnx, lock.exports.get(target.export_owner), cache, "never exported")
+    entry = lock.exports.get(target.export_owner)
+    recorded = (entry or {}).get("components", {}).get("discovered")
+    if recorded is not None:  # entries written before discovered dependencies have none
+        components["discovered"] = discovered_digests(cache, root, sorted(recorded))
+    return _assess_output(components, target.onnx, entry, cache, "never exported")
 
 
 def fp16_entry_name(model: str) -> str:

@@ -43,16 +43,22 @@ class StatCache:
 
     Args:
         path: the JSON file the cache lives in (``.trtbuild/statcache.json``).
+        trust: ``False`` hashes every file again whatever its stat says (``trtbuild audit``: an audit
+            hashes what it audits; bytes changed in place with size and mtime restored are caught).
 
     Attributes:
         warnings: problems met while loading (a corrupt cache file); the caller reports them.
         hashed_bytes: bytes actually read and hashed by this instance (0 on a fully cached run).
+        consulted: every path this instance was asked about: the files the keys of this run depend on
+            (the no-op stamp lists exactly these; ``state.freshstamp``).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, trust: bool = True) -> None:
         self.path = path
+        self.trust = trust
         self.warnings: list[str] = []
         self.hashed_bytes = 0
+        self.consulted: set[Path] = set()
         self._entries: dict[str, dict[str, Any]] = {}
         self._dirty = False
         self._load()
@@ -72,7 +78,8 @@ class StatCache:
 
     def lookup(self, path: Path) -> dict[str, Any] | None:
         """The cached entry ``{"sig", "sha256", "hashed_at", ...extras}`` if it still describes ``path``."""
-        entry = self._entries.get(str(path))
+        self.consulted.add(path)
+        entry = self._entries.get(str(path)) if self.trust else None
         if entry is None:
             return None
         try:
@@ -96,6 +103,7 @@ class StatCache:
 
     def record(self, path: Path, **extras: Any) -> dict[str, Any]:
         """Hash ``path`` now and store its entry with ``extras`` (e.g. an ONNX's external-data files)."""
+        self.consulted.add(path)
         before = os.stat(path)
         digest = sha256_file(path)
         self.hashed_bytes += before.st_size
