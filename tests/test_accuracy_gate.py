@@ -214,3 +214,17 @@ def test_a_bound_the_head_cannot_measure_fails() -> None:
     output = np.ones((1, 7), np.float32)
     figures = accuracy.measure(["scores"], [[output]], [[output]], Head(kind="none"))
     assert accuracy.judge(figures, Tolerance(top1_min=0.9)) == ["top-1 agreement cannot be measured: tolerance.top1_min needs head.kind classifier"]
+
+
+def test_stale_value_info_and_an_old_opset_do_not_change_what_is_emulated(tmp_path: Path) -> None:
+    """MediaPipe's FaceMesh after tflite2onnx and the FP16 conversion: opset 11, and a value_info that calls
+    the FP32 input FP16; ONNX's version converter would believe it and make the input FP16."""
+    conv_net(tmp_path / "net.onnx", batch=1, seed=6, channels=8, size=32)
+    source = onnx.load(str(tmp_path / "net.onnx"))
+    source.opset_import[0].version = 11
+    converted = fp16.convert(source)
+    converted.graph.value_info.append(helper.make_tensor_value_info("input", TensorProto.FLOAT16, [1, 3, 32, 32]))
+    emulated = emulate.emulate(converted)
+    assert emulated.model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    feed = {"input": photos.nchw01(photos.astronaut(), 32)}
+    assert np.isfinite(emulate.session(emulated.model).run(None, feed)[0]).all()

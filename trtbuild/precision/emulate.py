@@ -129,7 +129,7 @@ def _elem_types(model: Any) -> dict[str, int]:
 
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {tensor.name: tensor.data_type for tensor in model.graph.initializer}
-    for value in (*inferred.graph.input, *inferred.graph.output, *inferred.graph.value_info):
+    for value in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output):  # the graph's I/O win
         if value.type.HasField("tensor_type"):
             types[value.name] = value.type.tensor_type.elem_type
     return types
@@ -369,8 +369,11 @@ def emulate(model: Any) -> Emulated:
         BuildError: a construct the emulation does not cover (subgraphs with FP16 tensors, computed Q/DQ
             scales, blocked quantization, a QuantizeLinear not followed by a DequantizeLinear, FP16 inputs).
     """
-    from onnx import version_converter
+    from onnx import ModelProto, version_converter
 
+    given, model = model, ModelProto()
+    model.CopyFrom(given)
+    del model.graph.value_info[:]  # derived data, and converters leave stale types in it; inferred again below
     if _opset(model) < MIN_OPSET:
         model = version_converter.convert_version(model, MIN_OPSET)
     kinds = []

@@ -18,6 +18,8 @@ from trtbuild.errors import ManifestError
 CROPS = ((0.0, 0.0, 1.0, 1.0), (0.1, 0.1, 0.9, 0.9), (0.0, 0.0, 0.8, 0.8), (0.2, 0.0, 1.0, 0.8),
          (0.0, 0.2, 0.8, 1.0), (0.2, 0.2, 1.0, 1.0))
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+#: Import name -> (pip package, trtbuild extra that installs it) of the packages whose photos are used.
+IMAGE_PACKAGES = {"skimage": ("scikit-image", "int8"), "ultralytics": ("ultralytics", "ultralytics")}
 
 
 def image_files(images: Any, root: Path) -> list[Path]:
@@ -30,7 +32,9 @@ def image_files(images: Any, root: Path) -> list[Path]:
     if images.package:
         spec = importlib.util.find_spec(images.package)
         if spec is None or not spec.submodule_search_locations:
-            raise ManifestError(f"images: package {images.package!r} is not installed")
+            pip, extra = IMAGE_PACKAGES.get(images.package, (images.package, None))
+            hint = f"pip install {pip}" + (f" (or pip install 'trtbuild[{extra}]')" if extra else "")
+            raise ManifestError(f"images: package {images.package!r} is not installed; {hint}")
         base = Path(list(spec.submodule_search_locations)[0])
     patterns = [images.glob] if isinstance(images.glob, str) else images.glob
     files = sorted({path for pattern in patterns for path in base.glob(pattern) if path.suffix.lower() in SUFFIXES})
