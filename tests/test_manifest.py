@@ -43,7 +43,7 @@ def test_profile_order_error_names_file_line_model_and_field(project: ProjectDir
         ("    builder_optimization_level: 6\n", "builds.yaml:3: models.m.builder_optimization_level: Input should be less than or equal to 5"),
         ("    inputs: {x: [1, 0, 8]}\n", "builds.yaml:3: models.m.inputs.x.1: Input should be greater than 0"),
         ("    inputs: {x: [1, -3, 8]}\n", "builds.yaml:3: models.m.inputs.x.1: Input should be greater than 0"),
-        ("    inputs: {x: [1, 3, 100000]}\n", "builds.yaml:3: models.m.inputs.x.2: Input should be less than or equal to 65536"),
+        ("    inputs: {x: [1, 3, 2147483648]}\n", "builds.yaml:3: models.m.inputs.x.2: Input should be less than or equal to 2147483647"),
         ("    inputs: {x: {min: [1, 3], opt: [1, 3, 8], max: [1, 3, 8]}}\n", "builds.yaml:3: models.m.inputs.x.opt: rank 3 differs from min's rank 2 ([1, 3])"),
         ("    inputs: {x: [1, 3, 40000, 40000]}\n", "builds.yaml:3: models.m.inputs.x: [1, 3, 40000, 40000] has 4800000000 elements, more than the 2147483648 allowed"),
         ("    output: ../outside.engine\n", "builds.yaml:3: models.m.output: '../outside.engine' is outside the project folder"),

@@ -15,7 +15,7 @@ from pathlib import Path
 from trtbuild.errors import BuildError
 from trtbuild.graph.nodes import ModelStep, BUILT, FAILED, FRESH, Context, Outcome, record_onnx
 from trtbuild.isolation import run_isolated
-from trtbuild.manifest.onnx_inputs import check_inputs, onnx_input_dims
+from trtbuild.manifest.onnx_inputs import check_inputs, read_onnx_inputs
 from trtbuild.state import keys
 from trtbuild.state.staleness import assess_export, discovered_digests
 
@@ -65,6 +65,6 @@ class Export(ModelStep):
         return Outcome(BUILT, [f"{self.verb}: {reason}" for reason in assessment.reasons], time.monotonic() - started)
 
     def _verify_inputs(self, onnx_path: Path) -> None:
-        problems = check_inputs(self.target, onnx_input_dims(onnx_path))
+        problems = check_inputs(self.target, *read_onnx_inputs(onnx_path))
         if problems:
             raise BuildError("; ".join(problems))

@@ -23,8 +23,9 @@ from pydantic import (
     field_validator,
 )
 
-#: Largest single dimension accepted. Far beyond any vision model; catches typos such as 6400000.
-MAX_DIM = 1 << 16
+#: Largest single dimension: TensorRT's ``Dims`` hold int32 (``nvinfer1::Dims::d`` is ``int64_t`` from 10, but
+#: TensorRT 8.x and the ONNX parser's shape tensors are int32). A typo like 6400000 is caught by MAX_VOLUME.
+MAX_DIM = (1 << 31) - 1
 #: Largest element count of one input shape (1 << 31 elements is 8 GiB of FP32).
 MAX_VOLUME = 1 << 31
 
@@ -32,7 +33,9 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 COMPUTE_CAPABILITY_PATTERN = r"^\d{1,2}\.\d$"
 
 Dim = Annotated[int, Field(gt=0, le=MAX_DIM, strict=True)]
-Shape = Annotated[list[Dim], Field(min_length=1, max_length=8)]
+#: A shape; ``[]`` is a scalar input (rank 0). For a shape-tensor input (one whose values are a shape, e.g.
+#: Expand's ``shape``) the same lists are the tensor's values (``IOptimizationProfile::setShapeValues``).
+Shape = Annotated[list[Dim], Field(min_length=0, max_length=8)]
 
 
 class _Strict(BaseModel):
