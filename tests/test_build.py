@@ -169,18 +169,18 @@ def test_build_names_only_the_selected_models(two_models: ProjectDir) -> None:
     assert unknown.code == 2 and "no model named nope" in unknown.stderr
 
 
-def test_missing_source_fails_its_model_and_skips_its_engine(project: ProjectDir) -> None:
+def test_a_missing_source_is_bad_input_named_by_file_line_and_field(project: ProjectDir) -> None:
     conv_net(project.root / "present.onnx")
     project.write_manifest("""
         models:
           present: {source: present.onnx}
           absent: {source: absent.onnx}
     """)
-    run = project.trtbuild("all", "--json")
-    assert run.code == 1
-    assert run.json()["models"]["present"]["status"] == "built"
-    assert run.json()["models"]["absent"]["status"] == "failed"
-    assert run.json()["models"]["absent"]["reasons"] == ["source absent.onnx does not exist"]
+    for command in ("all", "plan"):
+        run = project.trtbuild(command)
+        assert run.code == 2, (command, run.stdout, run.stderr)
+        assert run.stderr == "trtbuild: builds.yaml:3: models.absent.source: absent.onnx does not exist\n"
+    assert not (project.root / "engines").exists()  # bad input builds nothing
 
 
 def test_clean_removes_engines_and_lock_entries(two_models: ProjectDir) -> None:

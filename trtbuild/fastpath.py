@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trtbuild.locate import find_manifest
+
 STAMP_SCHEMA = 2  # 2: paths inside the project relative to its root
 RACY_WINDOW_NS = 2_000_000_000
 VARIABLES = ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER", "TRTBUILD_CACHE", "XDG_CACHE_HOME", "POLYGRAPHY_USE_TENSORRT_RTX")
@@ -50,7 +52,7 @@ def _parse(argv: list[str]) -> tuple[Path, str | None, bool] | None:
     """(manifest, device, json) for ``all [-f F] [-d D] [--json] [-j N] [--wait S]``; ``None`` otherwise."""
     if not argv or argv[0] != "all":
         return None
-    manifest, device, json_mode = Path("builds.yaml"), None, False
+    manifest, device, json_mode = find_manifest(Path.cwd()), None, False
     rest = argv[1:]
     while rest:
         option = rest.pop(0)
@@ -64,6 +66,8 @@ def _parse(argv: list[str]) -> tuple[Path, str | None, bool] | None:
                 device = value
         else:
             return None
+    if manifest is None:
+        return None  # no manifest found: the full path says so
     return Path(os.path.abspath(manifest)), device, json_mode
 
 

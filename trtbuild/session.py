@@ -112,7 +112,8 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
     names = names or list(project.models)
     _check_names(project, names)
     ctx = open_context(project)
-    graph = build_graph(project, ctx.env)
+    graph = select(build_graph(project, ctx.env), names)
+    _preflight(graph, ctx)
     results = {}
     for name in names:
         reasons = []
@@ -125,7 +126,9 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
 
 
 def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
-    """Check the declared inputs of every stale engine whose ONNX is already on disk, before any build.
+    """Check what the manifest says against the files, before any step runs (``plan`` and builds alike):
+    every local source exists and matches its sha256 pin, and the declared inputs of every model whose
+    ONNX is a source match that ONNX — whatever the precision and the steps between ONNX and engine.
 
     Raises:
         ManifestError: with every problem found (exit code 2, nothing built).
@@ -133,18 +136,20 @@ def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
     problems: list[str] = []
     for node_id, data in graph.nodes(data=True):
         node = data["node"]
-        if not isinstance(node, EngineBuild):
-            continue
-        upstream = [graph.nodes[p]["node"] for p in graph.predecessors(node_id)]
-        if not all(isinstance(p, SourceFile) for p in upstream) or not node.target.onnx.is_file():
-            continue
-        try:
-            if node.stale_reasons(ctx):
-                verify_inputs(node.target)
-        except ManifestError as exc:
-            problems += exc.messages
-        except FileNotFoundError as exc:
-            problems.append(f"{node.target.where('plugins')}: {exc.filename} does not exist")
+        if isinstance(node, SourceFile):
+            where, target = ctx.project.relative(node.produces), ctx.project.models[node.model]
+            if not node.produces.is_file():
+                problems.append(f"{target.where('source')}: {where} does not exist")
+            elif node.pin is not None and (actual := ctx.cache.sha256(node.produces)) != node.pin:
+                problems.append(f"{target.where('source')}: {where} has sha256 {actual}, not the pinned {node.pin}")
+        elif isinstance(node, EngineBuild) and node.target.recipe is None and node.target.onnx.is_file():
+            try:
+                if node.stale_reasons(ctx):
+                    verify_inputs(node.target)
+            except ManifestError as exc:
+                problems += exc.messages
+            except FileNotFoundError as exc:
+                problems.append(f"{node.target.where('plugins')}: {exc.filename} does not exist")
     if problems:
         raise ManifestError(problems)
 

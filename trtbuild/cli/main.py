@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -18,15 +19,26 @@ from typing import Any
 import click
 
 from trtbuild.errors import BuildError, TrtbuildError
+from trtbuild.locate import MANIFEST_NAME, find_manifest
 
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+
+
+def _manifest(_: Any, __: Any, value: Path | None) -> Path:
+    """``-f`` as given, else ``builds.yaml`` in the current folder or the nearest parent (``trtbuild.locate``)."""
+    if value is not None:
+        return value
+    found = find_manifest(Path.cwd())
+    if found is None:
+        raise click.UsageError(f"no {MANIFEST_NAME} in {Path.cwd()} or any parent folder; pass -f FILE or run `trtbuild init`")
+    return Path(os.path.relpath(found))  # messages name it as the user would: builds.yaml, ../builds.yaml
 
 
 def _common(function: Callable[..., Any]) -> Callable[..., Any]:
     """Options every command takes."""
     options = [
-        click.option("-f", "--file", "manifest", type=click.Path(path_type=Path), default=Path("builds.yaml"),
-                     show_default=True, help="The manifest."),
+        click.option("-f", "--file", "manifest", type=click.Path(path_type=Path), default=None, callback=_manifest,
+                     help=f"The manifest [default: {MANIFEST_NAME} here or in the nearest parent folder]."),
         click.option("--json", "json_mode", is_flag=True, help="Print a machine-readable summary on stdout."),
         click.option("-d", "--device", default=None, help="Apply devices/DEVICE.yaml (default: detected when devices/ exists)."),
     ]

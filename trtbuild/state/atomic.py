@@ -16,6 +16,16 @@ from pathlib import Path
 PARTIAL_SUFFIX = ".partial"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The process umask, read once at import (``os.umask`` can only be read by setting it, so not in threads).
+UMASK = _read_umask()
+
+
 def fsync_dir(folder: Path) -> None:
     """fsync a directory so a rename inside it survives a power loss (no-op where unsupported)."""
     with contextlib.suppress(OSError):
@@ -44,8 +54,11 @@ def partial_path(target: Path) -> Iterator[Path]:
 
 
 def publish(partial: Path, target: Path) -> None:
-    """fsync ``partial``, rename it to ``target`` and fsync the folder."""
+    """fsync ``partial``, give it the mode a plain ``open`` would (``0o666`` less the umask: ``mkstemp``
+    makes it 0600, which a service running as another user cannot read), rename it to ``target`` and fsync
+    the folder."""
     with open(partial, "rb+") as handle:
+        os.fchmod(handle.fileno(), 0o666 & ~UMASK)
         os.fsync(handle.fileno())
     os.replace(partial, target)
     fsync_dir(target.parent)

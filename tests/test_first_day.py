@@ -1,0 +1,75 @@
+"""What a new user meets on the first day: input mistakes caught on every precision, pins checked by
+`plan`, files a service can read, and a project found from any of its subfolders."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+
+import pytest
+
+from conftest import ProjectDir
+from onnx_models import conv_net
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_a_wrong_input_name_is_a_manifest_error_on_every_precision(project: ProjectDir, precision: str) -> None:
+    conv_net(project.root / "mynet.onnx", batch=1, seed=1, size=64)
+    gate = ("    calibration: {images: {package: skimage, glob: [data/astronaut.png]}, count: 1}\n"
+            "    validation: {images: {package: ultralytics, glob: 'assets/*.jpg'}, count: 1}\n") if precision == "int8" else ""
+    (project.root / "builds.yaml").write_text(
+        f"models:\n  mynet:\n    source: mynet.onnx\n    precision: {precision}\n    inputs: {{images: [1, 3, 64, 64]}}\n{gate}")
+    for command in ("all", "plan"):
+        run = project.trtbuild(command)
+        assert run.code == 2, (command, run.stdout, run.stderr)
+        assert "builds.yaml:5: models.mynet.inputs.images: no input 'images' in mynet.onnx (inputs: input)" in run.stderr
+    assert not (project.root / "engines").exists() and not (project.root / "exports").exists()
+
+
+def test_plan_refuses_a_wrong_pin_and_a_missing_source_as_bad_input(project: ProjectDir) -> None:
+    conv_net(project.root / "net.onnx", batch=1, seed=1, size=32)
+    actual = hashlib.sha256((project.root / "net.onnx").read_bytes()).hexdigest()
+    manifest = project.write_manifest(f"""
+        models:
+          net:
+            source: {{path: net.onnx, sha256: {"ab" * 32}}}
+            inputs: {{input: [1, 3, 32, 32]}}
+    """)
+    for command in (("plan", "--check"), ("all",)):
+        run = project.trtbuild(*command)
+        assert run.code == 2, (command, run.stdout, run.stderr)
+        assert f"builds.yaml:3: models.net.source: net.onnx has sha256 {actual}, not the pinned {'ab' * 32}" in run.stderr
+    manifest.write_text(manifest.read_text().replace("path: net.onnx", "path: gone.onnx"))
+    run = project.trtbuild("plan", "--check")
+    assert run.code == 2 and "builds.yaml:3: models.net.source: gone.onnx does not exist" in run.stderr
+
+
+def test_engines_exports_and_locks_respect_the_umask(project: ProjectDir) -> None:
+    conv_net(project.root / "net.onnx", batch=1, seed=1, size=32)
+    project.write_manifest("models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp16, fp16_via: onnx}\n")
+    previous = os.umask(0o027)  # inherited by the trtbuild process
+    try:
+        run = project.trtbuild("all")
+    finally:
+        os.umask(previous)
+    assert run.code == 0, run.stdout + run.stderr
+    for path in ("engines/net.engine", "exports/net.fp16.onnx", "builds.lock"):
+        mode = stat.S_IMODE(os.stat(project.root / path).st_mode)
+        assert mode == 0o640, (path, oct(mode))  # the group (a service's) can read its engine, as with any file
+
+
+def test_commands_find_the_manifest_from_a_subfolder(project: ProjectDir) -> None:
+    conv_net(project.root / "net.onnx", batch=1, seed=1, size=32)
+    project.write_manifest("models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp32}\n")
+    deep = project.root / "src" / "app"
+    deep.mkdir(parents=True)
+    inside = ProjectDir(deep)
+    run = inside.trtbuild("all", "--json")
+    assert run.code == 0 and run.statuses() == {"net": "built"}, run.stdout + run.stderr
+    assert (project.root / "engines/net.engine").is_file() and not (deep / "engines").exists()
+    assert inside.trtbuild("plan", "--check").code == 0
+    nowhere = ProjectDir(project.root.parent / "elsewhere")
+    nowhere.root.mkdir()
+    run = nowhere.trtbuild("plan")
+    assert run.code == 2 and "no builds.yaml in" in run.stderr and "any parent folder" in run.stderr
