@@ -73,3 +73,53 @@ def test_commands_find_the_manifest_from_a_subfolder(project: ProjectDir) -> Non
     nowhere.root.mkdir()
     run = nowhere.trtbuild("plan")
     assert run.code == 2 and "no builds.yaml in" in run.stderr and "any parent folder" in run.stderr
+
+
+VISIONNET = '''
+import torch
+import torchvision  # noqa: F401  (what a project module using torchvision.ops / torchvision.models does)
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, image):
+        return torch.relu(self.conv(image))
+'''
+
+
+def test_a_torchvision_that_cannot_load_beside_torch_is_explained(project: ProjectDir) -> None:
+    import subprocess
+    import sys
+
+    import torch
+    from torch import nn
+
+    (project.root / "recipes").mkdir()
+    (project.root / "recipes/visionnet.py").write_text(VISIONNET)
+    torch.manual_seed(1)
+    torch.save(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1)).state_dict(), project.root / "seq.pth")
+    state = torch.load(project.root / "seq.pth")
+    torch.save({"conv." + key.split(".", 1)[1]: value for key, value in state.items()}, project.root / "net.pth")
+    digest = hashlib.sha256((project.root / "net.pth").read_bytes()).hexdigest()
+    project.write_manifest(f"""
+        models:
+          net:
+            source: {{path: net.pth, sha256: {digest}}}
+            recipe: {{name: torch, module: "visionnet:Net", inputs: {{image: [1, 3, 16, 16]}}, output_names: [out]}}
+            inputs: {{image: [1, 3, 16, 16]}}
+            precision: fp32
+    """)
+    works = subprocess.run([sys.executable, "-c", "import torchvision"], capture_output=True).returncode == 0
+    run = project.trtbuild("all", "--json")
+    if works:  # a matching pair (PyTorch's CPU index, or the CUDA pair): the export just works
+        assert run.statuses() == {"net": "built"}, run.stdout
+        return
+    assert run.code == 1
+    reason = run.json()["models"]["net"]["reasons"][0]
+    print(reason)
+    assert "cannot load its operators beside torch" in reason and "PyPI has no CPU build of it" in reason
+    assert "--index-url https://download.pytorch.org/whl/cpu" in reason and "+cpu'" in reason

@@ -15,6 +15,7 @@ from typing import Any
 
 from trtbuild.errors import BuildError
 from trtbuild.export.canonical import canonicalize
+from trtbuild.export import torch_pair
 from trtbuild.export.discovered import ReadRecorder
 from trtbuild.export.registry import ExportContext, load_recipe
 from trtbuild.isolation import child_main
@@ -40,7 +41,13 @@ def export(request: dict[str, Any]) -> dict[str, Any]:
         raw = Path(folder) / "exported.onnx"
         workdir = Path(folder) / "work"
         workdir.mkdir()
-        recipe.module.export(Path(request["source"]), raw, params, ExportContext(workdir, root))
+        try:
+            recipe.module.export(Path(request["source"]), raw, params, ExportContext(workdir, root))
+        except Exception as exc:  # a recipe's own error is reported as is, unless we can say more
+            explanation = torch_pair.diagnose(exc)
+            if explanation is None:
+                raise
+            raise BuildError(f"recipe {recipe.name}: {explanation}") from None
         if not raw.is_file():
             raise BuildError(f"recipe {recipe.name} wrote no ONNX")
         model = canonicalize(onnx.load_model(str(raw)))
