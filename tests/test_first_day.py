@@ -123,3 +123,26 @@ def test_a_torchvision_that_cannot_load_beside_torch_is_explained(project: Proje
     print(reason)
     assert "cannot load its operators beside torch" in reason and "PyPI has no CPU build of it" in reason
     assert "--index-url https://download.pytorch.org/whl/cpu" in reason and "+cpu'" in reason
+
+
+def test_init_starts_a_fleet_repository_whose_gitignore_keeps_locks_and_drops_builds(project: ProjectDir) -> None:
+    import subprocess
+
+    run = project.trtbuild("init")
+    assert run.code == 0, run.stderr
+    assert run.stdout.splitlines() == ["wrote builds.yaml", "wrote devices/x86-rtx.yaml", "wrote .gitignore"]
+    assert project.trtbuild("plan").code == 0  # a valid, empty manifest
+    again = project.trtbuild("init")
+    assert again.code == 2 and "already exists" in again.stderr
+    conv_net(project.root / "net.onnx", batch=1, seed=1, size=32)
+    manifest = project.root / "builds.yaml"
+    manifest.write_text(manifest.read_text().replace("models: {}", "models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}}"))
+    assert project.trtbuild("all").code == 0
+    git = {"cwd": project.root, "capture_output": True, "text": True, "check": True}
+    subprocess.run(["git", "init", "-q"], **git)
+    status = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], **git).stdout.splitlines()
+    tracked = {line[3:] for line in status if line.startswith("??")}
+    ignored = {line[3:] for line in status if line.startswith("!!")}
+    assert {"builds.yaml", "devices/x86-rtx.yaml", ".gitignore", "locks/x86-rtx.lock", "net.onnx"} <= tracked, status
+    assert {"engines/x86-rtx/net.engine", ".trtbuild/statcache.json"} <= ignored, status
+    assert not any(path.startswith(("engines/", "exports/", ".trtbuild/")) for path in tracked), status

@@ -171,6 +171,20 @@ def clean_command(names: tuple[str, ...], manifest: Path, json_mode: bool, devic
     return 0
 
 
+@cli.command("init")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@_guarded
+def init_command(folder: Path) -> int:
+    """Start a fleet repository: builds.yaml, devices/<this machine>.yaml and a .gitignore."""
+    from trtbuild.env.fingerprint import fingerprint
+    from trtbuild.env.jetson import device_of
+    from trtbuild.scaffold import init
+
+    for path in init(folder, device_of(fingerprint())):
+        click.echo(f"wrote {os.path.relpath(path)}")
+    return 0
+
+
 @cli.command("devices")
 @_common
 @_guarded
