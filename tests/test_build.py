@@ -166,7 +166,7 @@ def test_build_names_only_the_selected_models(two_models: ProjectDir) -> None:
     assert run.statuses() == {"dynamic": "built"}
     assert not (two_models.root / "engines/static.engine").exists()
     unknown = two_models.trtbuild("build", "nope")
-    assert unknown.code == 2 and "no model named nope" in unknown.stderr
+    assert unknown.code == 2 and "no model named 'nope'" in unknown.stderr
 
 
 def test_a_missing_source_is_bad_input_named_by_file_line_and_field(project: ProjectDir) -> None:

@@ -41,7 +41,7 @@ def test_two_devices_live_side_by_side_with_their_own_locks(devices_project: Pro
     assert first.json()["models"]["a"]["engine"] == "engines/x86-rtx/a.engine"
     second = devices_project.trtbuild("all", "--device", "orin-nano-8gb", "--json")
     assert second.code == 0 and set(second.statuses().values()) == {"built"}
-    assert "warning: building devices/orin-nano-8gb.yaml on a x86-rtx machine" in second.stderr
+    assert "warning: building devices/orin-nano-8gb.yaml on this machine, detected as x86-rtx" in second.stderr
     locks = {path.name: json.loads(path.read_text()) for path in (devices_project.root / "locks").iterdir()}
     assert sorted(locks) == ["orin-nano-8gb.lock", "x86-rtx.lock"]
     x86, orin = locks["x86-rtx.lock"]["models"], locks["orin-nano-8gb.lock"]["models"]

@@ -146,3 +146,26 @@ def test_init_starts_a_fleet_repository_whose_gitignore_keeps_locks_and_drops_bu
     assert {"builds.yaml", "devices/x86-rtx.yaml", ".gitignore", "locks/x86-rtx.lock", "net.onnx"} <= tracked, status
     assert {"engines/x86-rtx/net.engine", ".trtbuild/statcache.json"} <= ignored, status
     assert not any(path.startswith(("engines/", "exports/", ".trtbuild/")) for path in tracked), status
+
+
+def test_papercuts_did_you_mean_and_the_pin_to_write(project: ProjectDir) -> None:
+    conv_net(project.root / "net.onnx", batch=1, seed=1, size=32)
+    (project.root / "model.pt").write_bytes(b"not really a checkpoint")
+    digest = hashlib.sha256(b"not really a checkpoint").hexdigest()
+    manifest = project.write_manifest("""
+        models:
+          net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, worksapce: 64MiB}
+          yolo: {source: model.pt, recipe: {name: ultralytics, imgsz: 320}}
+    """)
+    run = project.trtbuild("plan")
+    assert run.code == 2
+    assert "models.net.worksapce: unknown field (did you mean 'workspace'?)" in run.stderr
+    assert f"pin the source with sha256 so nothing unverified is ever loaded; this file's is {digest}: " \
+           f"source: {{path: model.pt, sha256: {digest}}}" in run.stderr
+    manifest.write_text("models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}}\n")
+    run = project.trtbuild("build", "nett")
+    assert run.code == 2 and "no model named 'nett' (did you mean 'net'?)" in run.stderr
+    (project.root / "devices").mkdir()
+    (project.root / "devices/orin-nano-8gb.yaml").write_text("defaults: {}\n")
+    run = project.trtbuild("plan", "--device", "orin-nano-8g")
+    assert run.code == 2 and "unknown device 'orin-nano-8g' (did you mean 'orin-nano-8gb'?)" in run.stderr

@@ -63,7 +63,7 @@ def test_defaults_errors_name_the_defaults_line(project: ProjectDir) -> None:
         models:
           a: {source: a.onnx}
     """)
-    assert lines == ["builds.yaml:3: defaults.precison: unknown field"]
+    assert lines == ["builds.yaml:3: defaults.precison: unknown field (did you mean 'precision'?)"]
 
 
 def test_yaml_syntax_error_has_the_line(project: ProjectDir) -> None:

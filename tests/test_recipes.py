@@ -78,9 +78,9 @@ def test_a_checkpoint_that_does_not_match_its_pin_is_never_loaded(project: Proje
     checkpoint = project.root / "emonet.pth"
     checkpoint.write_bytes(checkpoint.read_bytes() + b"tampered")
     run = project.trtbuild("all", "--json")
-    assert run.code == 1
-    reason = run.json()["models"]["emonet"]["reasons"][0]
-    assert reason.startswith(f"source emonet.pth: sha256 mismatch: pinned {pin}, got ")
+    assert run.code == 2  # bad input, before any step runs
+    assert f"builds.yaml:3: models.emonet.source: emonet.pth has sha256 " in run.stderr
+    assert f", not the pinned {pin}" in run.stderr
     assert not (project.root / "exports").exists()
     assert not (project.root / ".trtbuild/logs/emonet.export.log").exists()  # the recipe never ran
 

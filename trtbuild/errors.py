@@ -6,6 +6,8 @@ unusable" are different exceptions, so callers can tell them apart.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class TrtbuildError(Exception):
     """Base of every error trtbuild reports without a traceback.
@@ -53,3 +55,12 @@ class BuildError(TrtbuildError):
     def __init__(self, message: str, log_tail: str = "") -> None:
         self.log_tail = log_tail
         super().__init__(message)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a mistyped ``word`` (difflib's ratio
+    >= 0.6), else an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -17,7 +17,7 @@ import networkx as nx
 
 from trtbuild.env.fingerprint import fingerprint
 from trtbuild.env.jetson import device_of
-from trtbuild.errors import BusyError, ManifestError
+from trtbuild.errors import BusyError, ManifestError, did_you_mean
 from trtbuild.graph.dag import build_graph, engine_node_id, select
 from trtbuild.graph.engine_node import EngineBuild
 from trtbuild.graph.nodes import BUILT, FAILED, Context, Outcome
@@ -94,7 +94,8 @@ def run_lock(project: Project, wait_seconds: float) -> Iterator[None]:
 def _check_names(project: Project, names: list[str]) -> None:
     unknown = [name for name in names if name not in project.models]
     if unknown:
-        raise ManifestError(f"{project.manifest.name}: no model named {', '.join(unknown)} (models: {', '.join(project.models)})")
+        raise ManifestError([f"{project.manifest.name}: no model named {name!r}{did_you_mean(name, project.models)} "
+                             f"(models: {', '.join(project.models)})" for name in unknown])
 
 
 def _steps(graph: nx.DiGraph, engine_id: str) -> list[str]:
@@ -175,7 +176,7 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
         for warning in ctx.cache.warnings:
             reporter.warn(warning)
         if project.device and project.device != device_of(ctx.env):
-            reporter.warn(f"building devices/{project.device}.yaml on a {device_of(ctx.env)} machine "
+            reporter.warn(f"building devices/{project.device}.yaml on this machine, detected as {device_of(ctx.env)} "
                           f"({ctx.env['builder']} {ctx.env['builder_version']}); its engines are for this builder")
         graph = select(build_graph(project, ctx.env), names)
         try:

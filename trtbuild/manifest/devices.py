@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trtbuild.errors import ManifestError
+from trtbuild.errors import ManifestError, did_you_mean
 
 DEVICE_DIR = "devices"
 LOCK_DIR = "locks"
@@ -32,5 +32,5 @@ def overlay_path(root: Path, device: str) -> Path:
     known = known_devices(root)
     if device not in known:
         listing = ", ".join(known) if known else f"none: {root / DEVICE_DIR} has no *.yaml"
-        raise ManifestError(f"unknown device {device!r} (known devices: {listing})")
+        raise ManifestError(f"unknown device {device!r}{did_you_mean(device, known)} (known devices: {listing})")
     return root / DEVICE_DIR / f"{device}.yaml"

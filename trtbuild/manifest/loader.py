@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from trtbuild.builder.compat import strongly_typed
-from trtbuild.errors import ManifestError
+from trtbuild.errors import ManifestError, did_you_mean
 from trtbuild.export.registry import Recipe, load_recipe
 from trtbuild.manifest.schema import (
     INPUT_KIND_TAGS,
@@ -23,14 +23,18 @@ from trtbuild.manifest.schema import (
     BuildSettings,
     Manifest,
     ModelSpec,
+    SCHEMA_MODELS,
     PypiSource,
     is_valid_name,
 )
 from trtbuild.sources.cache import source_path
+from trtbuild.state.statcache import sha256_file
 from trtbuild.manifest.devices import LOCK_DIR, overlay_path
 from trtbuild.manifest.yamlsource import LocatedData, load_located, overlay
 
 TOP_LEVEL_KEYS = set(Manifest.model_fields)
+#: Every field name the manifest's models know, for "did you mean" on unknown fields.
+FIELD_NAMES = sorted({name for model in (Manifest, ModelSpec, BuildSettings, *SCHEMA_MODELS) for name in model.model_fields})
 DEFAULT_ENGINE_DIR = "engines"
 EXPORT_DIR = "exports"
 #: Top-level keys with this prefix are ignored: a place for YAML anchors shared by models (as in Compose files).
@@ -172,7 +176,7 @@ def _messages(error: ValidationError, doc: LocatedData, prefix: tuple[str, ...],
             dotted += f" (from {'.'.join(str(p) for p in yaml_base)})"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown field"
+            message = "unknown field" + did_you_mean(str(loc[-1]), FIELD_NAMES)
         lines.append(f"{where}: {dotted}: {message}")
     return lines
 
@@ -197,9 +201,12 @@ def _recipe(name: str, spec: ModelSpec, doc: LocatedData, root: Path, field_line
     except ValidationError as exc:
         errors += _messages(exc, doc, ("models", name, "recipe"), {})
     if recipe.module.NEEDS_PIN and spec.pinned_sha256() is None:
+        local = root / spec.source if isinstance(spec.source, str) else None
+        pin = (f"; this file's is {sha256_file(local)}: source: {{path: {spec.source}, sha256: {sha256_file(local)}}}"
+               if local is not None and local.is_file() else "; write source: {path: FILE, sha256: HEX}")
         errors.append(
             f"{field_lines['source']}: models.{name}.source: recipe {recipe.name} loads code-carrying files "
-            "(pickles); pin the source with sha256 so nothing unverified is ever loaded"
+            f"(pickles); pin the source with sha256 so nothing unverified is ever loaded{pin}"
         )
     return recipe
 

@@ -341,6 +341,10 @@ class ModelSpec(BuildSettings):
         return profiles
 
 
+#: The nested models of a manifest entry (their field names feed "did you mean" suggestions).
+SCHEMA_MODELS = (ShapeProfile, LocalSource, PypiSource, ImageSet, ImageSample, Preprocess, Head, Tolerance)
+
+
 class Manifest(_Strict):
     """The whole of builds.yaml: ``defaults`` and ``models`` (name -> model).
 
