@@ -7,6 +7,7 @@ recipe's ``export``: canonical ordering (``export.canonical``), then ``onnx.chec
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ def export(request: dict[str, Any]) -> dict[str, Any]:
         raw = Path(folder) / "exported.onnx"
         workdir = Path(folder) / "work"
         workdir.mkdir()
+        os.chdir(workdir)  # exporters that write beside themselves (Ultralytics) write into the scratch folder
         try:
             recipe.module.export(Path(request["source"]), raw, params, ExportContext(workdir, root))
         except Exception as exc:  # a recipe's own error is reported as is, unless we can say more
@@ -51,6 +53,7 @@ def export(request: dict[str, Any]) -> dict[str, Any]:
         if not raw.is_file():
             raise BuildError(f"recipe {recipe.name} wrote no ONNX")
         model = canonicalize(onnx.load_model(str(raw)))
+        os.chdir(root)  # leave the scratch folder before it is removed
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:

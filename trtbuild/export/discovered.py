@@ -42,7 +42,7 @@ class ReadRecorder:
         if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
             mode, flags = (args[1], args[2]) if len(args) > 2 else (None, None)
             if _read_only(mode, flags):
-                self._paths.add(os.fsdecode(args[0]))
+                self._paths.add(os.path.abspath(os.fsdecode(args[0])))  # relative to the cwd of that moment
 
     def inside(self, root: Path, declared: Iterable[Path] = ()) -> list[str]:
         """The files read so far, plus the files of the loaded modules, that lie inside ``root``: sorted
