@@ -1,6 +1,10 @@
 """trtbuild's benchmarks: measured figures and ratios, whole processes, medians of several runs.
 
     .venv/bin/python benchmarks/run.py [--repeats N] [--only noop,imports,scaling,hashing,cold,incremental]
+    .venv/bin/python benchmarks/run.py --quick      # CI: no-op and plan scaling on tiny models, ~1 minute
+
+``--quick`` exits 1 when warm ``plan`` grows more than 20x for 10x the models: a quadratic path cannot
+land again. That ratio is the only verdict; every time is printed, none is asserted.
 
 Prints every figure and writes them to benchmarks/results/<date>.json and benchmarks/results/latest.md.
 DVC (the no-op comparison) is installed into benchmarks/.venv-dvc on first use. Nothing here asserts a
@@ -177,6 +181,40 @@ def tiny_models(folder: Path, count: int) -> None:
     (folder / "builds.yaml").write_text("\n".join(lines) + "\n")
 
 
+def bench_quick_noop(work: Path, repeats: int) -> None:
+    """The no-op fast path on a 100-model project of tiny real ONNX files, against ``python -c pass``."""
+    folder = work / "quick-noop"
+    tiny_models(folder, 100)
+    command = [str(Path(PYTHON).parent / "trtbuild")]
+    run_measured(command + ["all"], folder)
+    time.sleep(2.5)  # out of the racy window, so the next run writes a stamp it can trust
+    run_measured(command + ["all"], folder)
+    ours = median_of(repeats, command + ["all"], folder)
+    baseline = median_of(repeats, [PYTHON, "-c", "pass"], folder)
+    RESULTS["quick_noop"] = {"trtbuild_all": ours, "python_c_pass": baseline, "ratio_vs_python": ours["seconds"] / baseline["seconds"]}
+    say(f"no-op (100 tiny models) trtbuild all {ours['seconds'] * 1000:.0f} ms | python -c pass "
+        f"{baseline['seconds'] * 1000:.0f} ms | ratio {RESULTS['quick_noop']['ratio_vs_python']:.2f}")
+
+
+#: --quick fails when warm plan grows by more than this for 10x the models (linear: ~10x, less with start-up).
+MAX_GROWTH_FOR_10X = 20.0
+
+
+def growth_verdict() -> int:
+    """1 when warm ``plan`` grew by more than ``MAX_GROWTH_FOR_10X`` between sizes 10x apart, else 0."""
+    sizes = sorted(RESULTS.get("scaling", {}))
+    failed = 0
+    for small, large in zip(sizes, sizes[1:]):
+        if large != small * 10:
+            continue
+        growth = RESULTS["scaling"][large]["warm_seconds"] / RESULTS["scaling"][small]["warm_seconds"]
+        RESULTS["scaling"][large][f"growth_from_{small}"] = growth
+        verdict = "ok" if growth <= MAX_GROWTH_FOR_10X else "FAIL: far from linear"
+        say(f"growth {small} -> {large} models: {growth:.1f}x (limit {MAX_GROWTH_FOR_10X:.0f}x) {verdict}")
+        failed |= growth > MAX_GROWTH_FOR_10X
+    return int(failed)
+
+
 def bench_scaling(work: Path, repeats: int, sizes: tuple[int, ...]) -> None:
     RESULTS["scaling"] = {}
     for count in sizes:
@@ -346,13 +384,15 @@ def machine() -> dict[str, Any]:
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30), 1), "versions": versions}
 
 
-def write_results(started: str) -> None:
+def write_results(started: str, quick: bool) -> None:
+    """``benchmarks/results/<date>.json`` and ``latest.json``; a ``--quick`` run writes ``quick-<date>.json`` only."""
     folder = REPO / "benchmarks" / "results"
     folder.mkdir(parents=True, exist_ok=True)
     RESULTS["machine"] = machine()
-    (folder / f"{started}.json").write_text(json.dumps(RESULTS, indent=2, default=str))
-    (folder / "latest.json").write_text(json.dumps(RESULTS, indent=2, default=str))
-    say(f"results: benchmarks/results/{started}.json")
+    names = [f"quick-{started}.json"] if quick else [f"{started}.json", "latest.json"]
+    for name in names:
+        (folder / name).write_text(json.dumps(RESULTS, indent=2, default=str))
+    say(f"results: benchmarks/results/{names[0]}")
 
 
 def main() -> None:
@@ -361,13 +401,19 @@ def main() -> None:
     parser.add_argument("--only", default="noop,imports,scaling,hashing,cold")
     parser.add_argument("--scaling", default="10,100,1000,10000")
     parser.add_argument("--hash-gib", type=float, default=1.0)
+    parser.add_argument("--quick", action="store_true", help="CI: no-op and plan scaling (100, 1,000 models) only")
     args = parser.parse_args()
+    if args.quick:
+        args.only, args.scaling, args.repeats = "quick", "100,1000", 3
     only = set(args.only.split(","))
     started = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     say(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="trtbuild-bench-") as folder:
         work = Path(folder)
         os.environ.setdefault("TRTBUILD_CACHE", str(Path.home() / ".cache" / "trtbuild"))
+        if "quick" in only:
+            bench_quick_noop(work, args.repeats)
+            bench_scaling(work, args.repeats, tuple(int(n) for n in args.scaling.split(",")))
         if "noop" in only:
             bench_noop(work, args.repeats)
         if "imports" in only and (work / "fleet").exists():
@@ -378,7 +424,9 @@ def main() -> None:
             bench_hashing(work, max(1, min(args.repeats, 3)), args.hash_gib)
         if "cold" in only:
             bench_builds(work, max(1, min(args.repeats, 3)))
-    write_results(started)
+    failed = growth_verdict()
+    write_results(started, args.quick)
+    sys.exit(failed)
 
 
 if __name__ == "__main__":
