@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trtbuild.manifest.loader import ModelTarget
+if TYPE_CHECKING:  # only for annotations: trtbuild.deploy uses diff_reasons without pydantic
+    from trtbuild.manifest.loader import ModelTarget
 
 KEY_SCHEMA = 1
 
