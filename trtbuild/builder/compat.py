@@ -20,7 +20,7 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass
-from importlib import metadata, util
+from importlib import util
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +73,11 @@ def distribution_of(flavour: str) -> tuple[str, str] | None:
                 continue
             with contextlib.suppress(OSError):
                 if any(line.startswith(f"{module}/") for line in (info / "RECORD").read_text().splitlines()):
-                    found = metadata.Distribution.at(info)
-                    return found.metadata["Name"], found.version
+                    headers = dict(line.split(": ", 1) for line in (info / "METADATA").read_text().split("\n\n", 1)[0].splitlines()
+                                   if ": " in line)
+                    return headers["Name"], headers["Version"]
+    from importlib import metadata  # ~16 ms of imports: only when the dist-info is not beside the module
+
     candidates = metadata.packages_distributions().get(module, [])
     for name in sorted(candidates, key=len):  # "tensorrt_rtx_cu13" before "..._bindings"
         try:
