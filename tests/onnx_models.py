@@ -50,3 +50,63 @@ def unsupported_op_net(path: Path) -> Path:
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), str(path))
     return path
+
+
+def unnamed_fanout_net(path: Path, seed: int = 0) -> Path:
+    """Input ``0`` [1, 3, 16, 16] read by two unnamed Convs (4 channels each) whose sum is ``output``.
+
+    The shape of old PyTorch exports: numeric tensor names and nodes without names. onnxconverter-common
+    names its input casts ``<input>_cast_to_<node name>``, so both casts would write ``0_cast_to_``.
+    """
+    rng = np.random.default_rng(seed)
+    weights = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), name) for name in ("w1", "w2")]
+    nodes = [
+        helper.make_node("Conv", ["0", "w1"], ["a"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["0", "w2"], ["b"], pads=[1, 1, 1, 1]),
+        helper.make_node("Add", ["a", "b"], ["output"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "unnamed_fanout",
+        [helper.make_tensor_value_info("0", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def shared_scale_net(path: Path, seed: int = 0) -> Path:
+    """YOLO-World's ``logit_scale`` pattern: one FP32 scalar initializer ``scale`` read by ``Exp`` and by
+    two ``Identity`` nodes (PyTorch's exporter deduplicates equal parameters that way).
+
+    ``output`` [1, 4, 16, 16] = Conv(input) * Exp(Identity(scale)) * Identity(scale) + Exp(scale).
+    ``Exp`` stays FP32 in the FP16 conversion, so the initializer does too, while the Convs and Muls
+    become FP16.
+    """
+    rng = np.random.default_rng(seed)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array(2.5, dtype=np.float32), "scale"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["y"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Identity", ["scale"], ["scale_a"], name="identity_a"),
+        helper.make_node("Identity", ["scale"], ["scale_b"], name="identity_b"),
+        helper.make_node("Exp", ["scale_a"], ["exp_a"], name="exp_a"),
+        helper.make_node("Exp", ["scale"], ["exp_scale"], name="exp_scale"),
+        helper.make_node("Mul", ["y", "exp_a"], ["m1"], name="mul_exp"),
+        helper.make_node("Mul", ["m1", "scale_b"], ["m2"], name="mul_identity"),
+        helper.make_node("Add", ["m2", "exp_scale"], ["output"], name="add_exp"),
+    ]
+    graph = helper.make_graph(
+        nodes, "shared_scale",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path

@@ -18,7 +18,7 @@ from typing import Any
 from trtbuild.errors import BuildError
 from trtbuild.isolation import child_main
 from trtbuild.manifest.schema import Calibration, Head, ImageSample, Preprocess, Tolerance
-from trtbuild.precision import accuracy, emulate, fp16, images, int8
+from trtbuild.precision import accuracy, emulate, fp16, images, int8, validate
 
 
 def _fp16(request: dict[str, Any]) -> dict[str, Any]:
@@ -28,11 +28,12 @@ def _fp16(request: dict[str, Any]) -> dict[str, Any]:
         warnings.simplefilter("always")
         try:
             converted = fp16.convert(onnx.load_model(request["onnx"]))
-            onnx.checker.check_model(converted)
-        except (ValueError, onnx.checker.ValidationError) as exc:
-            raise BuildError(f"FP16 conversion failed: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - onnxconverter-common raises ValueError, AssertionError, KeyError, ...
+            raise BuildError(f"FP16 conversion failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
     onnx.save_model(converted, request["partial"])
-    print(f"FP16 conversion: {len(caught)} converter warnings (values clamped to the FP16 range)")
+    validate.check_produced(Path(request["partial"]), "FP16 conversion")
+    print(f"FP16 conversion: {len(caught)} converter warnings (values clamped to the FP16 range); "
+          "passes onnx.checker (full) and loads in ONNX Runtime")
     return {}
 
 
@@ -49,13 +50,15 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory(prefix="trtbuild-int8-") as scratch:
             int8.quantize(Path(request["onnx"]), Path(request["partial"]), feeds, calibration.algorithm, Path(scratch))
-    except (ValueError, RuntimeError) as exc:
-        raise BuildError(f"INT8 quantization failed: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's quantizer raises ValueError, RuntimeError, KeyError, ...
+        raise BuildError(f"INT8 quantization failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
+    validate.check_produced(Path(request["partial"]), "INT8 quantization")
     points = int8.zero_points(onnx.load_model(request["partial"], load_external_data=False))
     asymmetric = sorted(name for name, value in points.items() if value != 0)
     if asymmetric:
         raise BuildError(f"INT8 quantization produced non-zero zero points (TensorRT needs symmetric): {asymmetric[:5]}")
-    print(f"INT8: calibrated on {len(feeds)} images ({calibration.algorithm}); {len(points)} zero points, all 0")
+    print(f"INT8: calibrated on {len(feeds)} images ({calibration.algorithm}); {len(points)} zero points, all 0; "
+          "passes onnx.checker (full) and loads in ONNX Runtime")
     return {"calibration_images": len(feeds), "zero_points": len(points)}
 
 

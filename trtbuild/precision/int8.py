@@ -6,6 +6,10 @@ ONNX Runtime's ``quantize_static`` in QDQ format, configured for TensorRT's expl
 - symmetric activations and weights (``ActivationSymmetric``/``WeightSymmetric``): every zero point is 0,
   as TensorRT requires ("TensorRT only supports symmetric quantization");
 - signed INT8 for both; per-channel weights;
+- the model is normalised first (``validate.normalize``): initializers listed among the graph inputs
+  (IR version 3) are not constants to the quantizer ("Expected bias ... to be an initializer") and give
+  an output the checker refuses ("... in initializer but not in graph input"), so they leave the inputs,
+  and every node gets a unique name;
 - models below opset 13 are converted to 13 first (``onnx.version_converter``): per-channel
   ``DequantizeLinear`` needs the ``axis`` attribute that opset 13 introduced;
 - only the inputs of ``Conv``, ``MatMul`` and ``Gemm`` are quantized, and biases are not
@@ -21,8 +25,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trtbuild.precision import validate
+
 #: Bump when the quantization settings change; part of the key.
-VERSION = 2
+VERSION = 3
 #: The lowest opset with per-channel Q/DQ (the ``axis`` attribute of QuantizeLinear/DequantizeLinear).
 PER_CHANNEL_OPSET = 13
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
@@ -30,10 +36,15 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
 def quantize(source: Path, target: Path, feeds: list[dict[str, Any]], algorithm: str, scratch: Path) -> None:
     """Write the Q/DQ version of ``source`` to ``target``, calibrated on ``feeds`` with ``algorithm``;
-    ``scratch`` is an empty folder for the opset-converted copy.
+    ``scratch`` is an empty folder for the normalised, opset-converted copy.
+
+    ``feeds`` are ``{input name: array}`` dicts for the model's inputs (initializers that were listed as
+    inputs are not fed). The target keeps the source's input and output names and shapes.
 
     Raises:
-        ValueError / RuntimeError: from ONNX Runtime when the model cannot be calibrated or quantized.
+        ValueError / RuntimeError: from ONNX Runtime when the model cannot be calibrated or quantized;
+            other exception types from ONNX Runtime's quantizer or onnx's version converter are possible
+            (the child turns every one into a BuildError).
     """
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -44,7 +55,7 @@ def quantize(source: Path, target: Path, feeds: list[dict[str, Any]], algorithm:
         def get_next(self) -> dict[str, Any] | None:
             return next(self.remaining, None)
 
-    source = _at_least_per_channel_opset(source, scratch / "opset13.onnx")
+    source = _prepared(source, scratch / "prepared.onnx")
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
     quantize_static(
         str(source), str(target), Feeds(), quant_format=QuantFormat.QDQ,
@@ -54,15 +65,20 @@ def quantize(source: Path, target: Path, feeds: list[dict[str, Any]], algorithm:
     )
 
 
-def _at_least_per_channel_opset(source: Path, scratch: Path) -> Path:
+def _prepared(source: Path, scratch: Path) -> Path:
+    """``source``, or a normalised (``validate.normalize``) copy at opset >= 13 in ``scratch`` if it needs either."""
     import onnx
     from onnx import version_converter
 
     model = onnx.load_model(str(source))
+    changed = bool(validate.normalize(model))
     opset = max(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
-    if opset >= PER_CHANNEL_OPSET:
+    if opset < PER_CHANNEL_OPSET:
+        model = version_converter.convert_version(model, PER_CHANNEL_OPSET)
+        changed = True
+    if not changed:
         return source
-    onnx.save_model(version_converter.convert_version(model, PER_CHANNEL_OPSET), str(scratch))
+    onnx.save_model(model, str(scratch))
     return scratch
 
 

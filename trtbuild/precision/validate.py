@@ -1,0 +1,144 @@
+"""The ONNX contract of the precision steps: what goes into a converter, and what may come out.
+
+In: ``normalize`` rewrites two things real exports carry that the converters mishandle:
+
+- initializers listed among the graph inputs (IR version 3 required it; older exporters and the
+  ``onnx`` wheel's ``backend/test/data/light`` models do it). ONNX treats such an initializer as a
+  default that a caller may override (ONNX IR spec, "Graphs": names in both lists), so onnxconverter-
+  common keeps the input FP32 while converting the initializer to FP16 ("Tensor element type mismatch.
+  10 != 1") and ONNX Runtime's quantizer sees no constant weights. They are removed from the inputs,
+  which makes them constants, and the IR version is raised to 4, the first that allows initializers
+  outside the inputs.
+- nodes without a name or sharing one. onnxconverter-common names its casts after the node they feed
+  (``<input>_cast_to_<node name>``), so two unnamed consumers of one input give two casts writing the
+  same tensor ("'0_cast_to_' has been used as output names multiple times"). Every node gets a unique
+  name (``<op type>_<index>``, kept when already unique).
+
+Out: ``check_produced`` refuses a produced ONNX unless ``onnx.checker.check_model(full_check=True)``
+(structure plus strict type and shape inference) passes and ONNX Runtime's CPU provider loads it, so
+nothing invalid reaches the builder or the accuracy gate.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import BuildError
+
+#: The first IR version that allows an initializer that is not also a graph input.
+IR_CONSTANT_INITIALIZERS = 4
+#: The longest error text kept in a one-line BuildError message.
+MESSAGE_LIMIT = 400
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` on one line (line breaks become ``; ``, runs of spaces one space), cut to ``limit`` chars.
+
+    A child's BuildError is reported through its last log line, so a message must not span lines.
+    """
+    flat = "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    flat = re.sub(r"\s+", " ", flat)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _graphs(graph: Any) -> list[Any]:
+    """``graph`` and every subgraph (If/Loop/Scan bodies) under it, outermost first."""
+    found = [graph]
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                found.extend(_graphs(attribute.g))
+            for sub in attribute.graphs:
+                found.extend(_graphs(sub))
+    return found
+
+
+def constant_initializers(model: Any) -> int:
+    """Remove every initializer from the main graph's inputs, so it is a constant; returns how many.
+
+    Raises the IR version to 4 when any was removed (IR 3 requires each initializer to be an input).
+    Callers feed only the remaining inputs; a model that relied on overriding an initializer at run
+    time loses that (TensorRT's ONNX parser already treats such inputs as weights).
+    """
+    graph = model.graph
+    initializers = {tensor.name for tensor in graph.initializer} | {
+        sparse.values.name for sparse in graph.sparse_initializer}
+    kept = [value for value in graph.input if value.name not in initializers]
+    removed = len(graph.input) - len(kept)
+    if removed:
+        del graph.input[:]
+        graph.input.extend(kept)
+        model.ir_version = max(model.ir_version, IR_CONSTANT_INITIALIZERS)
+    return removed
+
+
+def unique_node_names(model: Any) -> int:
+    """Give every node of the model (subgraphs included) a unique, non-empty name; returns how many changed.
+
+    A name that is empty or already used by an earlier node becomes ``<op type>_<index>`` (with a
+    numeric suffix if even that is taken); unique names are kept.
+    """
+    nodes = [node for graph in _graphs(model.graph) for node in graph.node]
+    counts: dict[str, int] = {}
+    for node in nodes:
+        counts[node.name] = counts.get(node.name, 0) + 1
+    taken = set(counts)
+    seen: set[str] = set()
+    renamed = 0
+    for index, node in enumerate(nodes):
+        if node.name and counts[node.name] == 1:
+            continue
+        if node.name and node.name not in seen:  # the first holder of a duplicate name keeps it
+            seen.add(node.name)
+            continue
+        candidate, suffix = f"{node.op_type}_{index}", 0
+        while candidate in taken:
+            suffix += 1
+            candidate = f"{node.op_type}_{index}_{suffix}"
+        taken.add(candidate)
+        node.name = candidate
+        renamed += 1
+    return renamed
+
+
+def normalize(model: Any) -> list[str]:
+    """Make ``model`` (an ``onnx.ModelProto``, changed in place) safe to convert; returns what was done.
+
+    Initializers leave the graph inputs (IR version raised to 4 where needed) and every node gets a
+    unique name (see the module's docstring for the converter failures each prevents). The model's
+    computation is unchanged.
+    """
+    done = []
+    removed = constant_initializers(model)
+    if removed:
+        done.append(f"{removed} initializers removed from the graph inputs (IR version {model.ir_version})")
+    renamed = unique_node_names(model)
+    if renamed:
+        done.append(f"{renamed} unnamed or duplicate-named nodes renamed")
+    return done
+
+
+def check_produced(path: Path, step: str) -> None:
+    """Refuse the ONNX at ``path`` that ``step`` (e.g. ``"FP16 conversion"``) produced unless it is valid.
+
+    Valid: ``onnx.checker.check_model(path, full_check=True)`` passes (by path, so external data and
+    models over 2 GiB work; ``full_check`` adds ONNX's strict type and shape inference, which catches
+    e.g. an FP32 tensor where a node's type constraint needs FP16), and ``onnxruntime.InferenceSession``
+    with the CPUExecutionProvider loads it (ONNX Runtime resolves every node against its kernels).
+
+    Raises:
+        BuildError: a one-line message naming the step, the check that failed and its first error.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise BuildError(f"{step} produced an invalid ONNX (onnx.checker, full check): {one_line(str(exc))}") from None
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes (Fail, InvalidGraph, ...)
+        raise BuildError(f"{step} produced an ONNX that ONNX Runtime cannot load: {one_line(str(exc))}") from None
