@@ -165,3 +165,25 @@ def test_which_qdq_patterns_the_builder_accepts(project: ProjectDir, case: str, 
     else:
         assert run.code == 1, case
         assert rejection in run.stdout + run.stderr, (case, run.stdout)
+
+
+def test_both_quantizers_build_and_the_choice_is_in_the_key(project: ProjectDir) -> None:
+    precision_project(project)
+    manifest = project.root / "builds.yaml"
+    text = manifest.read_text()
+    assert project.trtbuild("build", "net-int8").code == 0
+    log = (project.root / ".trtbuild/logs/net-int8.int8.log").read_text()
+    assert "INT8: modelopt, calibrated on 8 images (minmax)" in log  # ModelOpt is the default quantizer
+    components = project.lock()["exports"]["net-int8:int8"]["components"]
+    assert components["params"]["calibration"]["quantizer"] == "modelopt" and components["exporters"]["nvidia-modelopt"]
+    manifest.write_text(text.replace("algorithm: minmax}", "algorithm: minmax, quantizer: onnxruntime}"))
+    reasons = project.trtbuild("plan", "--json").json()["models"]["net-int8"]["reasons"]
+    assert "int8: calibration.quantizer modelopt -> onnxruntime" in reasons
+    run = project.trtbuild("build", "net-int8", "--json")
+    assert run.code == 0, run.stdout
+    assert "INT8: onnxruntime, calibrated on 8 images (minmax)" in (project.root / ".trtbuild/logs/net-int8.int8.log").read_text()
+    manifest.write_text(text.replace("algorithm: minmax}", "algorithm: percentile}"))
+    refused = project.trtbuild("plan")
+    assert refused.code == 2 and "percentile needs quantizer: onnxruntime" in refused.stderr
+    manifest.write_text(text.replace(", algorithm: minmax}", "}"))
+    assert "int8: calibration.algorithm minmax -> entropy" in project.trtbuild("plan", "--json").json()["models"]["net-int8"]["reasons"]

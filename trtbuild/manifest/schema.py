@@ -21,6 +21,7 @@ from pydantic import (
     Tag,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 #: Largest single dimension: TensorRT's ``Dims`` hold int32 (``nvinfer1::Dims::d`` is ``int64_t`` from 10, but
@@ -200,10 +201,32 @@ class ImageSample(_Strict):
 
 
 class Calibration(ImageSample):
-    """INT8 calibration: a sample of real images and the range algorithm (ONNX Runtime's calibrators:
-    ``minmax``, ``entropy`` (KL divergence, as TensorRT's entropy calibrator), ``percentile``)."""
+    """INT8 calibration: a sample of real images, the quantizer that places Q/DQ and computes scales, and
+    its range algorithm.
 
+    ``quantizer``: ``modelopt`` (NVIDIA ModelOpt's ONNX PTQ, NVIDIA's path for strongly typed TensorRT;
+    the default) or ``onnxruntime`` (ONNX Runtime's ``quantize_static`` configured for TensorRT; the
+    fallback where ModelOpt cannot be installed). ``algorithm``: ``minmax`` or ``entropy`` (KL divergence,
+    as TensorRT's entropy calibrator) for both, ``percentile`` for ``onnxruntime`` only. Unset, it is
+    ``entropy`` for ModelOpt and ``minmax`` for ONNX Runtime (whose entropy calibrator, with its default
+    128 bins, gives the same scales as minmax: docs/precision.md).
+    """
+
+    quantizer: Literal["modelopt", "onnxruntime"] = "modelopt"
     algorithm: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_algorithm(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "algorithm" not in data:
+            data = {**data, "algorithm": "minmax" if data.get("quantizer") == "onnxruntime" else "entropy"}
+        return data
+
+    @model_validator(mode="after")
+    def _supported(self) -> Calibration:
+        if self.quantizer == "modelopt" and self.algorithm == "percentile":
+            raise ValueError("quantizer modelopt calibrates with minmax or entropy; percentile needs quantizer: onnxruntime")
+        return self
 
 
 class Preprocess(_Strict):

@@ -49,7 +49,11 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
     feeds = _feeds(request, calibration)
     try:
         with tempfile.TemporaryDirectory(prefix="trtbuild-int8-") as scratch:
-            int8.quantize(Path(request["onnx"]), Path(request["partial"]), feeds, calibration.algorithm, Path(scratch))
+            int8.quantize(Path(request["onnx"]), Path(request["partial"]), feeds, calibration.algorithm, Path(scratch),
+                          calibration.quantizer)
+    except ModuleNotFoundError as exc:
+        raise BuildError(f"INT8 quantizer {calibration.quantizer} needs {exc.name}: pip install 'trtbuild[int8]' "
+                         "(or set calibration.quantizer: onnxruntime)") from None
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime's quantizer raises ValueError, RuntimeError, KeyError, ...
         raise BuildError(f"INT8 quantization failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
     validate.check_produced(Path(request["partial"]), "INT8 quantization")
@@ -57,7 +61,7 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
     asymmetric = sorted(name for name, value in points.items() if value != 0)
     if asymmetric:
         raise BuildError(f"INT8 quantization produced non-zero zero points (TensorRT needs symmetric): {asymmetric[:5]}")
-    print(f"INT8: calibrated on {len(feeds)} images ({calibration.algorithm}); {len(points)} zero points, all 0; "
+    print(f"INT8: {calibration.quantizer}, calibrated on {len(feeds)} images ({calibration.algorithm}); {len(points)} zero points, all 0; "
           "passes onnx.checker (full) and loads in ONNX Runtime")
     return {"calibration_images": len(feeds), "zero_points": len(points)}
 

@@ -199,7 +199,7 @@ def assess_int8(target: ModelTarget, root: Path, cache: StatCache, lock: LockFil
         code=keys.key_of({"int8": cache.sha256(Path(int8.__file__)), "images": cache.sha256(Path(images.__file__))}),
         params={"calibration": spec.calibration.model_dump(mode="json"), "preprocess": spec.preprocess.model_dump(mode="json"),
                 "images": image_hashes(cache, spec.calibration, root)},
-        versions=installed_versions("onnxruntime", "onnx", "pillow"),
+        versions=installed_versions(*int8.QUANTIZER_PACKAGES[spec.calibration.quantizer], "pillow"),
     )
     return _assess_output(components, target.int8_onnx, lock.exports.get(int8_entry_name(target.name)), cache, "never quantized")
 
