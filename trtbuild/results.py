@@ -211,11 +211,16 @@ def summary_lines(summary: RunSummary, width: int | None = None) -> list[str]:
                                      for s in ran), width, " " * 12)
         if r.reasons:
             lines += _wrap("; ".join(r.reasons), width, " " * 12)
-    for name, r in busy.items():
-        if r.status == FAILED and r.log_tail:
-            lines.append(f"--- {name}: log ({r.log or '.trtbuild/logs/' + name + '.log'}) ---\n{r.log_tail.rstrip()}")
+    lines += failure_logs(summary)
     lines.append(summary_line(summary))
     return lines
+
+
+def failure_logs(summary: RunSummary) -> list[str]:
+    """The log tail of every failure, headed ``--- NAME: log (.trtbuild/logs/NAME.export.log) ---``: part
+    of the human summary, and what ``--json`` runs still print on stderr."""
+    return [f"--- {name}: log ({r.log or '.trtbuild/logs/' + name + '.log'}) ---\n{r.log_tail.rstrip()}"
+            for name, r in summary.models.items() if r.status == FAILED and r.log_tail]
 
 
 def print_summary(summary: RunSummary, stream: TextIO) -> None:

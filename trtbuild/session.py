@@ -262,7 +262,7 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
     for node_id in order[:-1]:
         if outcomes[node_id].status in (FAILED, INTERRUPTED):
             failed = outcomes[node_id]
-            return ModelResult(failed.status, step_reasons(nodes[node_id], failed.reasons), engine, seconds, failed.log_tail,
+            return ModelResult(failed.status, failed.reasons, engine, seconds, failed.log_tail,
                                steps=steps, accuracy=accuracy, log=_log_of(project, nodes[node_id]))
     outcome = outcomes[engine_id]
     upstream_reasons = [reason for node_id in order[:-1] if outcomes[node_id].status == BUILT

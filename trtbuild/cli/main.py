@@ -113,10 +113,13 @@ def _summary(project: Any, results: dict[str, Any], seconds: float | None) -> An
 
 
 def _report(summary: Any, json_mode: bool) -> None:
-    """``--json`` on stdout (and no human summary anywhere), else the human summary on stdout."""
-    from trtbuild.results import print_summary, summary_json
+    """``--json`` on stdout (and of the human summary only the failures' log tails, on stderr), else the
+    human summary on stdout."""
+    from trtbuild.results import failure_logs, print_summary, summary_json
 
     if json_mode:
+        for lines in failure_logs(summary):
+            click.echo(lines, err=True)
         click.echo(summary_json(summary))
     else:
         print_summary(summary, sys.stdout)
