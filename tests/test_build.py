@@ -53,7 +53,8 @@ def test_changing_one_onnx_rebuilds_only_its_engine(two_models: ProjectDir) -> N
     conv_net(two_models.root / "static.onnx", batch=1, seed=99)  # new weights, same interface
     plan = two_models.trtbuild("plan", "--json", "--check")
     assert plan.code == 1
-    assert plan.json()["models"]["static"] == {"status": "stale", "reasons": ["onnx changed"], "engine": "engines/static.engine", "seconds": 0.0}
+    assert plan.json()["models"]["static"] == {"status": "stale", "reasons": ["onnx changed"], "engine": "engines/static.engine", "seconds": 0.0,
+                                                  "size": None, "steps": []}
     assert plan.json()["models"]["dynamic"]["status"] == "fresh"
     run = two_models.trtbuild("all", "--json")
     assert run.statuses() == {"static": "built", "dynamic": "fresh"}

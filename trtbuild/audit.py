@@ -14,6 +14,8 @@ Per engine in the lock:
 from __future__ import annotations
 
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,8 +110,12 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
         result.findings.append("rebuilt bytes differ (tactic choices), I/O, layers and precisions are identical")
 
 
-def audit(project: Project, ctx: Context, rebuild: bool) -> dict[str, AuditResult]:
+def audit(project: Project, ctx: Context, rebuild: bool, progress: Callable[[str], None] | None = None) -> dict[str, AuditResult]:
     """Audit every engine in the lock of ``project`` (see the module docstring).
+
+    Args:
+        progress: called with a line before and after each rebuild (``rebuilding m0 (engines/m0.engine)``,
+            ``rebuilt m0: byte-identical in 3.1s``).
 
     Raises:
         ManifestError: the lock records no engine at all.
@@ -123,6 +129,11 @@ def audit(project: Project, ctx: Context, rebuild: bool) -> dict[str, AuditResul
         present = _check_file(project, entry, ctx, result)
         _check_key(target, entry, ctx, result)
         if rebuild and present and target is not None:
+            started = time.monotonic()
+            if progress:
+                progress(f"rebuilding {name} ({entry['engine']['path']})")
             _rebuild(target, entry, ctx, result)
+            if progress:
+                progress(f"rebuilt {name}: {result.rebuild} in {time.monotonic() - started:.1f}s")
         results[name] = result
     return results

@@ -23,6 +23,8 @@ from typing import Any
 
 from trtbuild.locate import find_manifest
 
+STARTED = time.monotonic()  # the run's wall time, as the summaries report it, counts from here (both paths)
+
 STAMP_SCHEMA = 2  # 2: paths inside the project relative to its root
 RACY_WINDOW_NS = 2_000_000_000
 VARIABLES = ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER", "TRTBUILD_CACHE", "XDG_CACHE_HOME", "POLYGRAPHY_USE_TENSORRT_RTX")
@@ -96,21 +98,63 @@ def try_fast(argv: list[str]) -> int | None:
     stamp = valid_stamp(manifest, device)
     if stamp is None:
         return None
-    from trtbuild.results import FRESH, ModelResult, default_stream, print_summary, summary_json
-
-    results = {name: ModelResult(FRESH, engine=engine) for name, engine in stamp["engines"].items()}
-    stream = default_stream(json_mode)
-    for name in results:
-        print(f"{FRESH:<8}{name}  0.0s", file=stream)
-    print_summary(results, stream)
-    if json_mode:
-        print(summary_json(results))
+    print_fresh(manifest, device, stamp, json_mode)
     return 0
 
 
+def _lock_of(manifest: Path, stamp: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the stamped lock file relative to the project, the device of a ``locks/<device>.lock``)."""
+    for name in stamp["files"]:
+        if name.startswith("locks/") and name.endswith(".lock") and name.count("/") == 1:
+            return name, name[len("locks/"):-len(".lock")]
+    single = manifest.with_suffix(".lock").name
+    return (single, None) if single in stamp["files"] else (None, None)
+
+
+def print_fresh(manifest: Path, device: str | None, stamp: dict[str, Any], json_mode: bool) -> None:
+    """Print the all-fresh summary from the stamp and the lock it vouches for (engine sizes, the
+    environment fingerprint, the device) and the accuracy reports it lists: the full path's output."""
+    from trtbuild.results import FRESH, ModelResult, RunSummary, accuracy_figures, print_summary, summary_json
+
+    root = manifest.parent
+    lock_name, locked_device = _lock_of(manifest, stamp)
+    try:
+        lock = json.loads((root / lock_name).read_bytes()) if lock_name else {}
+    except (OSError, ValueError):
+        lock = {}
+    entries = lock.get("models") or {}
+    environment = next((entry["components"]["env"] for entry in entries.values() if "env" in entry.get("components", {})), {})
+    results = {}
+    for name, engine in stamp["engines"].items():
+        result = ModelResult(FRESH, engine=engine, size=(entries.get(name) or {}).get("engine", {}).get("size"))
+        report = next((path for path in stamp["files"] if path.startswith("reports/") and path.endswith(f"/{name}.accuracy.json")
+                       or path == f"reports/{name}.accuracy.json"), None)
+        if report is not None:
+            try:
+                result.accuracy = accuracy_figures(json.loads((root / report).read_bytes()), report)
+            except (OSError, ValueError):
+                pass
+        results[name] = result
+    if locked_device is None and environment:
+        from trtbuild.env.jetson import device_of  # standard library only
+
+        locked_device = device_of(environment)
+    summary = RunSummary(results, device or locked_device, environment, time.monotonic() - STARTED)
+    if json_mode:
+        print(summary_json(summary), flush=True)
+    else:
+        print_summary(summary, sys.stdout)
+
+
 def main() -> None:
-    """Console-script entry point: the fast path when it applies, else the full CLI."""
-    code = try_fast(sys.argv[1:])
+    """Console-script entry point: the fast path when it applies, else the full CLI. A reader that
+    closes our output pipe ends the fast path quietly, as it does the full path."""
+    try:
+        code = try_fast(sys.argv[1:])
+    except BrokenPipeError:
+        from trtbuild.results import exit_quietly_on_broken_pipe
+
+        exit_quietly_on_broken_pipe()
     if code is not None:
         sys.exit(code)
     from trtbuild.cli.main import main as full

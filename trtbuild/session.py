@@ -7,6 +7,7 @@ human table and ``--json`` come from the same values.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -20,7 +21,9 @@ from trtbuild.env.jetson import device_of
 from trtbuild.errors import BusyError, ManifestError, did_you_mean
 from trtbuild.graph.dag import build_graph, engine_node_id, select
 from trtbuild.graph.engine_node import EngineBuild
-from trtbuild.graph.nodes import BUILT, FAILED, Context, Outcome
+from trtbuild.graph.export_node import Export
+from trtbuild.graph.nodes import BUILT, FAILED, INTERRUPTED, Context, Node, Outcome, step_name
+from trtbuild.graph.precision_node import AccuracyGate, PrecisionStep
 from trtbuild.graph.sources import SourceFile
 from trtbuild.graph.runner import Reporter, run_graph
 from trtbuild.manifest.devices import known_devices
@@ -30,7 +33,7 @@ from trtbuild.state.atomic import remove_partials
 from trtbuild.state.freshstamp import remove_stamps, write_stamp
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
-from trtbuild.results import FRESH, STALE, ModelResult
+from trtbuild.results import FRESH, STALE, ModelResult, Step, accuracy_figures
 
 
 def load(manifest: Path, device: str | None) -> Project:
@@ -109,7 +112,9 @@ def _steps(graph: nx.DiGraph, engine_id: str) -> list[str]:
 
 
 def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelResult]:
-    """What is stale and why, per model, without building anything.
+    """What is stale and why, per model, without building anything, in the words the run will use
+    (``step_reasons``; a step whose input an earlier stale step will produce says what the run will say
+    of it then: ``never built``, or nothing when it was built before).
 
     Raises:
         ManifestError: an unknown model name, or an unreadable ONNX.
@@ -121,13 +126,41 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
     _preflight(graph, ctx)
     results = {}
     for name in names:
-        reasons = []
+        reasons: list[str] = []
+        stale: set[str] = set()
         for node_id in _steps(graph, engine_node_id(graph, name)):  # the same nodes, in the same order, that `trtbuild all` would run
             node = graph.nodes[node_id]["node"]
-            reasons += [f"{node.verb}: {reason}" if node.verb else reason for reason in node.stale_reasons(ctx)]
+            own = node.stale_reasons(ctx)
+            if own in (["onnx missing"], ["source missing"]) and stale & set(graph.predecessors(node_id)):
+                own = _never(node, ctx)
+            if own:
+                stale.add(node_id)
+            reasons += step_reasons(node, own)
         results[name] = ModelResult(STALE if reasons else FRESH, reasons, project.relative(project.models[name].engine))
     ctx.cache.save()
     return results
+
+
+_NEVER = {"export": "never exported", "fp16": "never converted", "int8": "never quantized", "accuracy": "never validated"}
+
+
+def _never(node: Node, ctx: Context) -> list[str]:
+    """What the run will say of a step whose input an earlier step is about to produce: ``never ...``
+    when the lock has no record of it, else nothing yet (the run names the change once the input exists)."""
+    if isinstance(node, EngineBuild):
+        return [] if ctx.lock.get(node.model) else ["never built"]
+    if isinstance(node, Export):
+        return [] if ctx.lock.exports.get(node.target.export_owner) else [_NEVER["export"]]
+    if isinstance(node, PrecisionStep):
+        return [] if ctx.lock.exports.get(node.entry()) else [_NEVER[node.step]]
+    return []
+
+
+def step_reasons(node: Node, reasons: list[str]) -> list[str]:
+    """A step's reasons as ``plan`` and the run both print them: prefixed with the node's verb
+    (``export: source changed``, ``source: fetched ...``), the engine's own unprefixed."""
+    prefix = f"{node.verb}: " if node.verb else ""
+    return [reason if reason.startswith(prefix) else prefix + reason for reason in reasons]
 
 
 def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
@@ -215,21 +248,41 @@ def _remove_leftovers(project: Project) -> None:
 
 
 def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Project, name: str) -> ModelResult:
-    """The engine's outcome, with the reasons of every upstream node that did work; an upstream failure
-    is the model's failure."""
+    """The model's result from its steps' outcomes: the engine's, with the reasons of every upstream step
+    that did work; an upstream failure or interruption is the model's. ``steps`` are the steps that did
+    not end fresh, with their wall times, and ``seconds`` their sum; ``size`` is the engine's bytes when
+    it is built or fresh; ``accuracy`` the gate's figures when the model is gated and has a report."""
     engine_id = engine_node_id(graph, name)
-    engine = project.relative(project.models[name].engine)
-    upstream = _steps(graph, engine_id)[:-1]
-    for node_id in upstream:
-        if outcomes[node_id].status == FAILED:
+    target = project.models[name]
+    engine = project.relative(target.engine)
+    order = _steps(graph, engine_id)
+    nodes = {node_id: graph.nodes[node_id]["node"] for node_id in order}
+    steps = [Step(step_name(nodes[node_id]), outcomes[node_id].status, outcomes[node_id].seconds)
+             for node_id in order if outcomes[node_id].status != FRESH]
+    seconds = sum(step.seconds for step in steps)
+    accuracy = None
+    if any(isinstance(node, AccuracyGate) for node in nodes.values()) and target.report.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            accuracy = accuracy_figures(json.loads(target.report.read_text()), project.relative(target.report))
+    for node_id in order[:-1]:
+        if outcomes[node_id].status in (FAILED, INTERRUPTED):
             failed = outcomes[node_id]
-            return ModelResult(FAILED, failed.reasons, engine, failed.seconds, failed.log_tail)
+            return ModelResult(failed.status, failed.reasons, engine, seconds, failed.log_tail,
+                               steps=steps, accuracy=accuracy, log=_log_of(project, nodes[node_id]))
     outcome = outcomes[engine_id]
-    work = [outcomes[node_id] for node_id in upstream if outcomes[node_id].status == BUILT]
-    upstream_reasons = [reason for done in work for reason in done.reasons]
+    upstream_reasons = [reason for node_id in order[:-1] if outcomes[node_id].status == BUILT
+                        for reason in step_reasons(nodes[node_id], outcomes[node_id].reasons)]
     reasons = outcome.reasons + upstream_reasons if outcome.status == FAILED else upstream_reasons + outcome.reasons
-    seconds = sum(done.seconds for done in work) + outcome.seconds
-    return ModelResult(outcome.status, reasons, engine, seconds, outcome.log_tail)
+    size = target.engine.stat().st_size if outcome.status in (BUILT, FRESH) and target.engine.is_file() else None
+    return ModelResult(outcome.status, reasons, engine, seconds, outcome.log_tail, size=size, steps=steps, accuracy=accuracy,
+                       log=_log_of(project, nodes[engine_id]) if outcome.status == FAILED else "")
+
+
+def _log_of(project: Project, node: Node) -> str:
+    """The log file a step writes (``.trtbuild/logs/<model>[.<step>].log``), relative to the project."""
+    step = step_name(node)
+    suffix = "" if step == "engine" else f".{step}"
+    return project.relative(project.state_dir / "logs" / f"{node.model}{suffix}.log")
 
 
 def clean(project: Project, names: list[str] | None, wait_seconds: float = 0) -> list[str]:

@@ -56,15 +56,20 @@ def _building(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _stop_children_and_interrupt(signum: int, frame: Any) -> None:
-    """SIGINT / SIGTERM: terminate the builders at once, then unwind as a KeyboardInterrupt."""
+    """SIGINT / SIGTERM: terminate the builders at once (their steps are reported ``interrupted``), then
+    unwind as a KeyboardInterrupt."""
     from trtbuild.isolation import CHILDREN
 
+    runner = sys.modules.get("trtbuild.graph.runner")  # loaded by every command that runs steps
+    if runner is not None:
+        runner.request_stop()
     CHILDREN.terminate_all()
     raise KeyboardInterrupt
 
 
 def _guarded(function: Callable[..., int]) -> Callable[..., None]:
-    """Run a command, map trtbuild errors to red messages and exit codes, never a traceback."""
+    """Run a command, map trtbuild errors to red messages and exit codes, never a traceback; a reader
+    that closes our output pipe ends the command quietly (``results.exit_quietly_on_broken_pipe``)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -81,6 +86,11 @@ def _guarded(function: Callable[..., int]) -> Callable[..., None]:
         except TrtbuildError as exc:
             click.secho(f"trtbuild: {exc}" if not isinstance(exc, BuildError) else str(exc), fg="red", err=True)
             code = exc.exit_code
+        except BrokenPipeError:
+            from trtbuild.results import exit_quietly_on_broken_pipe
+
+            CHILDREN.terminate_all()
+            exit_quietly_on_broken_pipe()
         sys.exit(code)
 
     return wrapper
@@ -92,22 +102,45 @@ def _load(manifest: Path, device: str | None) -> Any:
     return load(manifest, device)
 
 
+def _summary(project: Any, results: dict[str, Any], seconds: float | None) -> Any:
+    """The ``RunSummary`` of ``results``: with the device, the environment fingerprint and the wall time."""
+    from trtbuild.env.fingerprint import fingerprint
+    from trtbuild.env.jetson import device_of
+    from trtbuild.results import RunSummary
+
+    env = fingerprint()
+    return RunSummary(results, project.device or device_of(env), env, seconds)
+
+
+def _report(summary: Any, json_mode: bool) -> None:
+    """``--json`` on stdout (and of the human summary only the failures' log tails, on stderr), else the
+    human summary on stdout."""
+    from trtbuild.results import failure_logs, print_summary, summary_json
+
+    if json_mode:
+        for lines in failure_logs(summary):
+            click.echo(lines, err=True)
+        click.echo(summary_json(summary))
+    else:
+        print_summary(summary, sys.stdout)
+
+
 def _run_build(manifest: Path, device: str | None, names: list[str] | None, jobs: int, json_mode: bool, wait: float) -> int:
+    import time
+
+    from trtbuild import fastpath
     from trtbuild.cli import report
-    from trtbuild.results import default_stream, print_summary, summary_json
+    from trtbuild.results import FAILED, INTERRUPTED, SKIPPED, default_stream
     from trtbuild.session import build
 
     project = _load(manifest, device)
-    stream = default_stream(json_mode)
-    reporter = report.make_reporter(stream, total=len(names or project.models))
+    reporter = report.make_reporter(default_stream(json_mode), total=len(names or project.models))
     try:
         results = build(project, names, jobs, reporter, wait_seconds=wait, stamp_device=device if names is None else False)
     finally:
         reporter.close()
-    print_summary(results, stream)
-    if json_mode:
-        click.echo(summary_json(results))
-    return EXIT_FAILED if any(r.status in ("failed", "skipped") for r in results.values()) else 0
+    _report(_summary(project, results, time.monotonic() - fastpath.STARTED), json_mode)
+    return EXIT_FAILED if any(r.status in (FAILED, SKIPPED, INTERRUPTED) for r in results.values()) else 0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -136,13 +169,12 @@ def build_command(names: tuple[str, ...], manifest: Path, json_mode: bool, devic
 
 
 def _plan(names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, check: bool) -> int:
-    from trtbuild.results import FRESH, default_stream, print_summary, summary_json
+    from trtbuild.results import FRESH
     from trtbuild.session import plan
 
-    results = plan(_load(manifest, device), list(names) or None)
-    print_summary(results, default_stream(json_mode))
-    if json_mode:
-        click.echo(summary_json(results))
+    project = _load(manifest, device)
+    results = plan(project, list(names) or None)
+    _report(_summary(project, results, None), json_mode)
     return EXIT_FAILED if check and any(r.status != FRESH for r in results.values()) else 0
 
 
@@ -253,9 +285,12 @@ def inspect_command(name: str, manifest: Path, json_mode: bool, device: str | No
     if json_mode:
         click.echo(json.dumps(description, indent=2))
         return 0
-    click.echo(f"{description['model']}: {description['engine']} ({description['size']:,} bytes, sha256 {description['sha256'][:16]}...)")
-    click.echo(f"  built by {description['builder']} at {description['built_at']}; precision {description['precision']}, "
-               f"workspace {description['workspace']:,} bytes")
+    from trtbuild.results import human_size
+
+    click.echo(f"{description['model']}: {description['engine']}")
+    click.echo(f"  {human_size(description['size'])} ({description['size']:,} bytes), sha256 {description['sha256'][:16]}...")
+    click.echo(f"  built by {description['builder']} at {description['built_at']}")
+    click.echo(f"  precision {description['precision']}, workspace {human_size(description['workspace'])}")
     click.echo(f"  from: {description['source']}")
     for index, profile in enumerate(description["profiles"]):
         for tensor, bounds in profile.items():
@@ -264,8 +299,15 @@ def inspect_command(name: str, manifest: Path, json_mode: bool, device: str | No
     tensors = io if isinstance(io, list) else [dict(t, mode=mode) for mode in ("inputs", "outputs") for t in (io.get(mode) or [])]
     for tensor in tensors:
         click.echo(f"  {tensor.get('mode', ''):<8} {tensor['name']:<20} {tensor['dtype']:<6} {tensor['shape']}")
-    click.echo(f"  layers: {description['layers']}; precision mix: {description['precisions']}")
+    click.echo(f"  layers: {description['layers']}; precision mix: {_precision_mix(description['precisions'])}")
     return 0
+
+
+def _precision_mix(precisions: Any) -> str:
+    """``HALF 4, FLOAT 1`` (layers per precision, most first) from the inspector's ``{"FLOAT": 1, "HALF": 4}``."""
+    if not isinstance(precisions, dict):
+        return "unknown" if precisions is None else str(precisions)
+    return ", ".join(f"{kind} {count}" for kind, count in sorted(precisions.items(), key=lambda item: (-item[1], item[0]))) or "none"
 
 
 @cli.command("audit")
@@ -277,9 +319,12 @@ def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: str | 
     from trtbuild.audit import audit
     from trtbuild.session import open_context
 
+    from trtbuild.results import default_stream
+
     project = _load(manifest, device)
     ctx = open_context(project, trust_stat_cache=False)  # an audit hashes what it audits
-    results = audit(project, ctx, rebuild)
+    stream = default_stream(json_mode)
+    results = audit(project, ctx, rebuild, progress=lambda line: print(line, file=stream, flush=True))
     ctx.cache.save()
     if json_mode:
         click.echo(json.dumps({name: vars(result) for name, result in results.items()}, indent=2))

@@ -1,4 +1,9 @@
-"""How runs are shown: a rich progress display on a terminal, plain lines otherwise, JSON for machines."""
+"""How runs are shown: a rich progress display on a terminal, plain lines otherwise; tables that fit.
+
+Progress names the step and the model of every piece of work: a line when it starts (with why), a line
+when it ends (with its time); steps that are fresh are silent, and the dependents of a failed step are
+not announced again (the failure is the news; the summary says what it cost).
+"""
 
 from __future__ import annotations
 
@@ -6,26 +11,45 @@ import threading
 from typing import Any, TextIO
 
 from trtbuild.graph.engine_node import EngineBuild
-from trtbuild.graph.nodes import BUILT, FAILED, FRESH, SKIPPED, Node, Outcome
+from trtbuild.graph.nodes import BUILT, FAILED, FRESH, INTERRUPTED, SKIPPED, Node, Outcome, step_name
+from trtbuild.results import columns, duration
 
-_STYLE = {BUILT: "green", FRESH: "dim", FAILED: "red", SKIPPED: "yellow", "stale": "yellow"}
+_STYLE = {BUILT: "green", FRESH: "dim", FAILED: "red", SKIPPED: "yellow", INTERRUPTED: "yellow", "stale": "yellow"}
+
+
+def start_line(node: Node, reasons: list[str]) -> str:
+    """``export   yolo-face  (never exported)``: a step begins work."""
+    return f"{step_name(node):<8} {node.model}  ({'; '.join(reasons)})"
+
+
+def finish_line(node: Node, outcome: Outcome) -> str | None:
+    """``export   yolo-face  built in 12.3s``, ``int8     hairnet-int8  FAILED after 3.1s: ...``,
+    ``engine   facemesh  interrupted after 2.0s``; ``None`` for fresh and skipped steps."""
+    head = f"{step_name(node):<8} {node.model}"
+    if outcome.status == BUILT:
+        return f"{head}  built in {duration(outcome.seconds)}"
+    if outcome.status == FAILED:
+        return f"{head}  FAILED after {duration(outcome.seconds)}: {'; '.join(outcome.reasons)}"
+    if outcome.status == INTERRUPTED:
+        return f"{head}  interrupted after {duration(outcome.seconds)}"
+    return None
 
 
 class PlainReporter:
-    """One line per finished engine node: ``built   pose  12.3s  (onnx changed)``."""
+    """Plain lines, safe to grep: one when a step starts work, one when it ends (``start_line``,
+    ``finish_line``)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self._lock = threading.Lock()
 
-    def started(self, node: Node) -> None:
-        """Plain output shows only finished nodes (one line each, safe to grep)."""
+    def started(self, node: Node, reasons: list[str]) -> None:
+        self._line(start_line(node, reasons))
 
     def finished(self, node: Node, outcome: Outcome) -> None:
-        if not isinstance(node, EngineBuild) and outcome.status != FAILED:
-            return
-        why = f"  ({'; '.join(outcome.reasons)})" if outcome.reasons and outcome.status != FAILED else ""
-        self._line(f"{outcome.status:<8}{node.model}  {outcome.seconds:.1f}s{why}")
+        line = finish_line(node, outcome)
+        if line is not None:
+            self._line(line)
 
     def warn(self, message: str) -> None:
         self._line(f"warning: {message}")
@@ -39,7 +63,8 @@ class PlainReporter:
 
 
 class RichReporter:
-    """A rich progress bar over the engine nodes, with a line per finished one."""
+    """A rich display: a bar over the models' engines, a row per step at work (``export yolo-face``
+    with its elapsed time, several with ``-j``), and a printed line per step that ends."""
 
     def __init__(self, stream: TextIO, total: int) -> None:
         from rich.console import Console
@@ -47,24 +72,33 @@ class RichReporter:
 
         self.console = Console(file=stream)
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
             TimeElapsedColumn(), console=self.console, transient=True,
         )
-        self.task = self.progress.add_task("engines", total=total)
+        self.total = total
+        self.done = 0
+        self.task = self.progress.add_task("engines", total=total, count=f"0/{total}")
+        self.working: dict[str, Any] = {}
+        self._lock = threading.Lock()
         self.progress.start()
 
-    def started(self, node: Node) -> None:
-        if isinstance(node, EngineBuild):
-            self.progress.update(self.task, description=f"checking {node.model}")
+    def started(self, node: Node, reasons: list[str]) -> None:
+        with self._lock:
+            self.working[node.id] = self.progress.add_task(f"  {step_name(node)} {node.model}", total=None, count="")
 
     def finished(self, node: Node, outcome: Outcome) -> None:
-        if isinstance(node, EngineBuild):
-            self.progress.advance(self.task)
-        elif outcome.status != FAILED:
-            return
-        style = _STYLE.get(outcome.status, "")
-        why = f" [dim]({'; '.join(outcome.reasons)})[/dim]" if outcome.reasons and outcome.status != FAILED else ""
-        self.console.print(f"[{style}]{outcome.status:<8}[/{style}]{node.model}  {outcome.seconds:.1f}s{why}", highlight=False)
+        with self._lock:
+            task = self.working.pop(node.id, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            if isinstance(node, EngineBuild):
+                self.done += 1
+                self.progress.update(self.task, advance=1, count=f"{self.done}/{self.total}")
+        line = finish_line(node, outcome)
+        if line is not None:
+            from rich.text import Text
+
+            self.console.print(Text(line, style=_STYLE.get(outcome.status, "")), highlight=False)
 
     def warn(self, message: str) -> None:
         self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
@@ -78,6 +112,29 @@ def make_reporter(stream: TextIO, total: int) -> PlainReporter | RichReporter:
     return RichReporter(stream, total) if stream.isatty() else PlainReporter(stream)
 
 
+def fit_table(headers: list[str], rows: list[list[str]], width: int | None = None, right: frozenset[int] = frozenset()) -> list[str]:
+    """Rows as aligned columns sized to their content when that fits ``width`` (default: ``columns()``);
+    otherwise each row as its first cell followed by indented ``header: value`` lines, which any width
+    can show.
+
+    Args:
+        right: the indexes of right-aligned columns (numbers).
+    """
+    width = width or columns()
+    sizes = [max([len(header)] + [len(row[index]) for row in rows]) for index, header in enumerate(headers)]
+    if sum(sizes) + 2 * (len(sizes) - 1) <= width:
+        def line(cells: list[str]) -> str:
+            return "  ".join(cell.rjust(size) if index in right else cell.ljust(size)
+                             for index, (cell, size) in enumerate(zip(cells, sizes))).rstrip()
+        return [line(headers)] + [line(row) for row in rows]
+    label = max(len(header) for header in headers[1:])
+    lines = []
+    for row in rows:
+        lines.append(row[0])
+        lines += [f"  {header + ':':<{label + 1}} {cell}" for header, cell in zip(headers[1:], row[1:]) if cell]
+    return lines
+
+
 def _agreement(report: dict[str, Any]) -> str:
     if "top1_agreement" in report:
         return f"top-1 {report['top1_agreement']:.3f}"
@@ -87,21 +144,22 @@ def _agreement(report: dict[str, Any]) -> str:
     return ""
 
 
-def accuracy_table(reports: dict[str, dict[str, Any]]) -> str:
-    """One line per model output: precision, emulation, images, cosine, max abs error against the FP32
-    output's peak, agreement, verdict; failures follow on their own lines."""
+def accuracy_table(reports: dict[str, dict[str, Any]], width: int | None = None) -> str:
+    """One row per model output: precision, emulation, images, cosine, max abs error against the FP32
+    output's peak, agreement, verdict; failures follow on their own lines. Columns are sized to their
+    content and fit ``width`` (default: the terminal's); on a narrower terminal each row becomes a block
+    of ``column: value`` lines (``fit_table``)."""
     from trtbuild.precision.accuracy import format_cosine
 
     if not reports:
         return "no accuracy reports (models in fp32, or not built yet)"
-    lines = [f"{'model':<18} {'prec':<4} {'emulation':<15} {'imgs':>4}  {'output':<14} {'cosine':>10} "
-             f"{'max|err| / peak':>18}  {'agreement':<16} verdict"]
+    headers = ["model", "prec", "emulation", "imgs", "output", "cosine", "max|err| / peak", "agreement", "verdict"]
+    rows, failures = [], []
     for name, report in reports.items():
         emulation = "+".join(report.get("emulation", {}).get("kinds", [])) or "none (old report)"
         for output, figures in report["outputs"].items():
             peak = f"{figures['max_abs']:.3g} / {figures['peak']:.3g}" if "peak" in figures else f"{figures['max_abs']:.4g}"
-            lines.append(f"{name[:18]:<18} {report['precision']:<4} {emulation[:15]:<15} {report['images']:>4}  {output[:14]:<14} "
-                         f"{format_cosine(figures['cosine']):>10} {peak:>18}  {_agreement(report):<16} "
-                         f"{'pass' if report['passed'] else 'FAIL'}")
-        lines += [f"  {name}: {failure}" for failure in report["failures"]]
-    return "\n".join(lines)
+            rows.append([name, report["precision"], emulation, str(report["images"]), output, format_cosine(figures["cosine"]),
+                         peak, _agreement(report), "pass" if report["passed"] else "FAIL"])
+        failures += [f"  {name}: {failure}" for failure in report["failures"]]
+    return "\n".join(fit_table(headers, rows, width, right=frozenset({3, 5, 6})) + failures)

@@ -17,7 +17,7 @@ from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
 
-from trtbuild.results import BUILT, FAILED, FRESH, SKIPPED  # noqa: F401  (the node outcomes, defined once)
+from trtbuild.results import BUILT, FAILED, FRESH, INTERRUPTED, SKIPPED  # noqa: F401  (the node outcomes, defined once)
 
 
 @dataclass
@@ -25,9 +25,10 @@ class Outcome:
     """What running a node did.
 
     Attributes:
-        status: ``built``, ``fresh``, ``failed`` or ``skipped``.
+        status: ``built``, ``fresh``, ``failed``, ``skipped`` or ``interrupted`` (the run was stopped
+            while the node worked).
         reasons: why it was (re)built, or why it failed / was skipped.
-        seconds: wall time of the node's work.
+        seconds: wall time of the node's work; the runner makes it the node's whole wall time.
         log_tail: the builder log's error lines, for failures.
     """
 
@@ -78,6 +79,12 @@ class ModelStep:
     produces: Path
     consumes: tuple[Path, ...]
     target: ModelTarget
+
+
+def step_name(node: Node) -> str:
+    """The kind of step a node is, as progress lines and ``--json`` name it: the prefix of its id
+    (``fetch``, ``source``, ``export``, ``fp16``, ``int8``, ``accuracy``, ``engine``)."""
+    return node.id.split(":", 1)[0]
 
 
 def utc_now() -> str:
