@@ -169,3 +169,22 @@ def test_papercuts_did_you_mean_and_the_pin_to_write(project: ProjectDir) -> Non
     (project.root / "devices/orin-nano-8gb.yaml").write_text("defaults: {}\n")
     run = project.trtbuild("plan", "--device", "orin-nano-8g")
     assert run.code == 2 and "unknown device 'orin-nano-8g' (did you mean 'orin-nano-8gb'?)" in run.stderr
+
+
+def test_a_calibration_package_that_is_not_installed_is_one_verdict_for_plan_and_all(project: ProjectDir) -> None:
+    conv_net(project.root / "net.onnx", batch=1, seed=1, size=64)
+    project.write_manifest("""
+        models:
+          net:
+            source: net.onnx
+            precision: int8
+            inputs: {input: [1, 3, 64, 64]}
+            calibration: {images: {package: skimage_missing_here, glob: [data/astronaut.png]}, count: 1}
+            validation: {images: {package: ultralytics, glob: 'assets/*.jpg'}, count: 1}
+    """)
+    for command in ("plan", "all"):
+        run = project.trtbuild(command)
+        assert run.code == 2, (command, run.stdout, run.stderr)
+        assert ("builds.yaml:6: models.net.calibration: images: package 'skimage_missing_here' is not installed; "
+                "pip install skimage_missing_here") in run.stderr, run.stderr
+    assert not (project.root / "exports").exists()

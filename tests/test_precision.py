@@ -187,3 +187,28 @@ def test_both_quantizers_build_and_the_choice_is_in_the_key(project: ProjectDir)
     assert refused.code == 2 and "percentile needs quantizer: onnxruntime" in refused.stderr
     manifest.write_text(text.replace(", algorithm: minmax}", "}"))
     assert "int8: calibration.algorithm minmax -> entropy" in project.trtbuild("plan", "--json").json()["models"]["net-int8"]["reasons"]
+
+
+def test_fp16_by_modelopt_autocast_is_a_manifest_choice_with_calibration_images(project: ProjectDir) -> None:
+    precision_project(project)
+    manifest = project.root / "builds.yaml"
+    manifest.write_text(manifest.read_text() + f"""  net-autocast:
+    <<: *common
+    precision: fp16
+    fp16_via: onnx
+    fp16_converter: autocast
+    calibration: {{images: {PHOTOS}, count: 4, crops: 1}}
+""")
+    run = project.trtbuild("build", "net-autocast", "net-fp16", "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    lock = project.lock()["exports"]
+    assert lock["net-autocast:fp16"]["components"]["params"]["converter"] == "autocast"
+    assert lock["net-fp16:fp16"]["components"]["params"]["converter"] == "onnxconverter-common"
+    model = onnx.load(str(project.root / "exports/net-autocast.fp16.onnx"))
+    assert onnx.TensorProto.FLOAT16 in {init.data_type for init in model.graph.initializer}
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # I/O kept FP32
+    report = json.loads((project.root / "reports/net-autocast.accuracy.json").read_text())
+    assert report["passed"] and report["emulation"]["kinds"] == ["fp16-storage"]
+    manifest.write_text(manifest.read_text().replace("    calibration: {images: " + PHOTOS + ", count: 4, crops: 1}\n", ""))
+    refused = project.trtbuild("plan")
+    assert refused.code == 2 and "fp16_converter autocast needs a calibration: spec" in refused.stderr

@@ -188,8 +188,28 @@ def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
                 problems += exc.messages
             except FileNotFoundError as exc:
                 problems.append(f"{node.target.where('plugins')}: {exc.filename} does not exist")
+    problems += _image_problems(graph, ctx.project.root)
     if problems:
         raise ManifestError(problems)
+
+
+def _image_problems(graph: nx.DiGraph, root: Path) -> list[str]:
+    """Calibration and validation samples that match no image or name a package that is not installed,
+    as ``file:line: models.NAME.calibration: ...`` lines (the same verdict for ``plan`` and builds)."""
+    from trtbuild.precision.images import image_files
+
+    problems = []
+    targets = {data["node"].target.name: data["node"].target for _, data in graph.nodes(data=True) if isinstance(data["node"], EngineBuild)}
+    for target in targets.values():
+        for field_name in ("calibration", "validation"):
+            sample = getattr(target.spec, field_name)
+            if sample is None:
+                continue
+            try:
+                image_files(sample.images, root)
+            except ManifestError as exc:
+                problems += [f"{target.where(field_name)}: {message}" for message in exc.messages]
+    return problems
 
 
 def build(project: Project, names: list[str] | None, jobs: int, reporter: Reporter, wait_seconds: float = 0,

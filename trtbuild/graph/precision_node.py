@@ -98,10 +98,18 @@ class Fp16Convert(PrecisionStep):
     verb = "fp16"
 
     def assess(self, ctx: Context) -> Assessment:
-        return assess_fp16(self.target, ctx.cache, ctx.lock)
+        return assess_fp16(self.target, ctx.project.root, ctx.cache, ctx.lock)
 
     def entry(self) -> str:
         return fp16_entry_name(self.model)
+
+    def request(self, ctx: Context) -> dict[str, Any]:
+        spec = self.target.spec
+        if spec.fp16_converter != "autocast":
+            return {"onnx": str(self.target.onnx)}
+        assert spec.calibration is not None
+        return {"onnx": str(self.target.onnx), "converter": "autocast", "calibration": spec.calibration.model_dump(mode="json"),
+                **_image_request(self.target, ctx)}
 
 
 def _image_request(target: ModelTarget, ctx: Context) -> dict[str, Any]:

@@ -280,6 +280,10 @@ class BuildSettings(_Strict):
         fp16_via: how ``precision: fp16`` is obtained. ``flag``: the FP16 builder flag on the FP32 ONNX
             (TensorRT <= 10 only); ``onnx``: an FP16 ONNX made by a conversion node (I/O kept FP32);
             ``auto``: ``flag`` where the builder has precision flags, else ``onnx``.
+        fp16_converter: what makes the FP16 ONNX. ``onnxconverter-common`` (default): every float
+            tensor FP16 except a block list of sensitive ops; ``autocast``: NVIDIA ModelOpt's AutoCast,
+            which keeps in FP32 the nodes whose values on the ``calibration:`` images leave a safe FP16
+            range (needs ``calibration:``). Compared in docs/precision.md.
         tolerance: accuracy-gate bounds for reduced precision (``Tolerance``).
     """
 
@@ -290,6 +294,7 @@ class BuildSettings(_Strict):
     plugins: list[Annotated[str, Field(min_length=1)]] = []
     compute_capabilities: list[Annotated[str, Field(pattern=COMPUTE_CAPABILITY_PATTERN)]] | None = None
     fp16_via: Literal["auto", "flag", "onnx"] = "auto"
+    fp16_converter: Literal["onnxconverter-common", "autocast"] = "onnxconverter-common"
     tolerance: Tolerance = Tolerance()
 
 
@@ -324,6 +329,10 @@ class ModelSpec(BuildSettings):
     def _int8_needs_images(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None and info.data.get("precision") == "int8":
             raise ValueError(f"precision int8 needs a {info.field_name}: spec (real images; see docs/precision.md)")
+        autocast = info.data.get("precision") == "fp16" and info.data.get("fp16_converter") == "autocast"
+        if value is None and info.field_name == "calibration" and autocast:
+            raise ValueError("fp16_converter autocast needs a calibration: spec (the images whose value ranges "
+                             "decide which nodes stay FP32)")
         return value
 
     @field_validator("inputs")

@@ -27,7 +27,14 @@ def _fp16(request: dict[str, Any]) -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as caught:  # "truncated to 1e-07" for every tiny weight
         warnings.simplefilter("always")
         try:
-            converted = fp16.convert(onnx.load_model(request["onnx"]))
+            if request.get("converter") == "autocast":
+                with tempfile.TemporaryDirectory(prefix="trtbuild-fp16-") as scratch:
+                    feeds = _feeds(request, Calibration.model_validate(request["calibration"]))
+                    converted = fp16.convert_autocast(Path(request["onnx"]), feeds, Path(scratch))
+            else:
+                converted = fp16.convert(onnx.load_model(request["onnx"]))
+        except ModuleNotFoundError as exc:
+            raise BuildError(f"fp16_converter autocast needs {exc.name}: pip install 'trtbuild[int8]'") from None
         except Exception as exc:  # noqa: BLE001 - onnxconverter-common raises ValueError, AssertionError, KeyError, ...
             raise BuildError(f"FP16 conversion failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
     onnx.save_model(converted, request["partial"])

@@ -32,6 +32,7 @@ Two fix-ups follow.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from trtbuild.precision import validate
@@ -287,3 +288,27 @@ def convert(model: Any) -> Any:
     _retarget_internal_casts(converted, set(blocked))
     repair_float_types(converted, set(blocked))
     return converted
+
+
+def convert_autocast(source: Path, feeds: list[dict[str, Any]], scratch: Path) -> Any:
+    """The FP16 version of the ONNX at ``source`` by NVIDIA ModelOpt's AutoCast, I/O kept FP32.
+
+    AutoCast (``modelopt.onnx.autocast.convert_to_mixed_precision``) runs the model on ``feeds`` (one
+    ``{input: array}`` per image, written as ``.npz`` files into ``scratch``) and keeps in FP32 every node
+    whose values leave its safe range (``data_max``, default 512) — what NVIDIA recommends for strongly
+    typed TensorRT. Without data it would feed random inputs with dynamic dimensions set to 1, which
+    fails on YOLO heads (mismatched Concat dimensions), so calibration images are required.
+
+    Raises:
+        ModuleNotFoundError: ModelOpt is not installed.
+        Exception: whatever AutoCast raises (the child turns it into a BuildError).
+    """
+    import numpy as np
+    from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    folder = scratch / "calibration"
+    folder.mkdir()
+    for index, feed in enumerate(feeds):
+        np.savez(folder / f"{index:04d}.npz", **feed)
+    return convert_to_mixed_precision(onnx_path=str(source), low_precision_type="fp16", keep_io_types=True,
+                                      calibration_data=str(folder), providers=["cpu"])

@@ -148,19 +148,26 @@ def fp16_entry_name(model: str) -> str:
     return f"{model}:fp16"
 
 
-def assess_fp16(target: ModelTarget, cache: StatCache, lock: LockFile) -> Assessment:
-    """Compare ``target``'s FP16 conversion with the lock: input ONNX, converter code, version, block list."""
-    from trtbuild.precision import fp16
+def assess_fp16(target: ModelTarget, root: Path, cache: StatCache, lock: LockFile) -> Assessment:
+    """Compare ``target``'s FP16 conversion with the lock: input ONNX, converter and its code, version and
+    settings (the block list; for AutoCast the calibration images and preprocessing)."""
+    from trtbuild.precision import fp16, images
 
+    spec = target.spec
     if not target.onnx.is_file():
         return Assessment(None, None, ["onnx missing"])
+    params: dict[str, Any] = {"converter": spec.fp16_converter, "keep_io_types": True}
+    if spec.fp16_converter == "autocast":
+        assert spec.calibration is not None
+        params.update(calibration=spec.calibration.model_dump(mode="json"), preprocess=spec.preprocess.model_dump(mode="json"),
+                      images=image_hashes(cache, spec.calibration, root))
+        code = keys.key_of({"fp16": cache.sha256(Path(fp16.__file__)), "images": cache.sha256(Path(images.__file__))})
+        versions = installed_versions("nvidia-modelopt", "onnx", "onnxruntime")
+    else:
+        params["block_list"] = list(fp16.SENSITIVE_OPS)
+        code, versions = cache.sha256(Path(fp16.__file__)), installed_versions("onnxconverter-common", "onnx")
     components = keys.conversion_components(
-        onnx=onnx_digest(cache, target.onnx),
-        converter=f"fp16 v{fp16.VERSION}",
-        code=cache.sha256(Path(fp16.__file__)),
-        params={"block_list": list(fp16.SENSITIVE_OPS), "keep_io_types": True},
-        versions=installed_versions("onnxconverter-common", "onnx"),
-    )
+        onnx=onnx_digest(cache, target.onnx), converter=f"fp16 v{fp16.VERSION}", code=code, params=params, versions=versions)
     return _assess_output(components, target.fp16_onnx, lock.exports.get(fp16_entry_name(target.name)), cache, "never converted")
 
 
