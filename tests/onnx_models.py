@@ -12,6 +12,16 @@ OPSET = 17
 IR_VERSION = 10  # what ONNX Runtime 1.2x-1.31 loads (onnx 1.23 writes 14 by default)
 
 
+def save_graph(path: Path, nodes: list, name: str, inputs: list, outputs: list, initializers: list = ()) -> Path:
+    """Make a model of one graph at ``OPSET`` / ``IR_VERSION``, check it fully (strict shape inference)
+    and save it to ``path``."""
+    graph = helper.make_graph(nodes, name, inputs, outputs, list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
 def conv_net(path: Path, batch: int | str = 1, channels: int = 8, seed: int = 0, size: int = 32) -> Path:
     """Conv(3->channels, 3x3, bias) -> Relu -> Conv(channels->4, 1x1); input ``input`` [batch, 3, size, size].
 
@@ -28,16 +38,8 @@ def conv_net(path: Path, batch: int | str = 1, channels: int = 8, seed: int = 0,
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
         helper.make_node("Conv", ["r1", "w2"], ["output"], name="conv2"),
     ]
-    graph = helper.make_graph(
-        nodes, "conv_net",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, size, size])],
-        weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, nodes, "conv_net", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
+                      [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, size, size])], weights)
 
 
 def unsupported_op_net(path: Path) -> Path:
@@ -65,16 +67,8 @@ def unnamed_fanout_net(path: Path, seed: int = 0) -> Path:
         helper.make_node("Conv", ["0", "w2"], ["b"], pads=[1, 1, 1, 1]),
         helper.make_node("Add", ["a", "b"], ["output"]),
     ]
-    graph = helper.make_graph(
-        nodes, "unnamed_fanout",
-        [helper.make_tensor_value_info("0", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])],
-        weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, nodes, "unnamed_fanout", [helper.make_tensor_value_info("0", TensorProto.FLOAT, [1, 3, 16, 16])],
+                      [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])], weights)
 
 
 def shared_scale_net(path: Path, seed: int = 0) -> Path:
@@ -100,13 +94,5 @@ def shared_scale_net(path: Path, seed: int = 0) -> Path:
         helper.make_node("Mul", ["m1", "scale_b"], ["m2"], name="mul_identity"),
         helper.make_node("Add", ["m2", "exp_scale"], ["output"], name="add_exp"),
     ]
-    graph = helper.make_graph(
-        nodes, "shared_scale",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])],
-        weights,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, nodes, "shared_scale", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+                      [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])], weights)

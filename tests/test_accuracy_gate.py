@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import photos
 from conftest import ProjectDir
-from onnx_models import IR_VERSION, OPSET, conv_net
+from onnx_models import conv_net, save_graph
 from trtbuild.manifest.schema import Head, Tolerance
 from trtbuild.precision import accuracy, emulate, fp16, int8
 
@@ -123,10 +123,8 @@ def _overflow_net(path: Path) -> Path:
              helper.make_node("Mul", ["c", "up"], ["big"], name="scale_up"),
              helper.make_node("Relu", ["big"], ["r"], name="relu"),
              helper.make_node("Mul", ["r", "down"], ["output"], name="scale_down")]
-    graph = helper.make_graph(nodes, "overflow", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 64, 64])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 8, 64, 64])], weights)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION), str(path))
-    return path
+    return save_graph(path, nodes, "overflow", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 64, 64])],
+                      [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 8, 64, 64])], weights)
 
 
 def test_an_fp16_overflow_fails_the_gate_naming_the_node(project: ProjectDir) -> None:

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
 from onnx import TensorProto, helper
 
 from conftest import ProjectDir
-from onnx_models import IR_VERSION, OPSET
+from onnx_models import save_graph
 
 
 def _save(path: Path, nodes: list, inputs: list, outputs: list) -> Path:
-    graph = helper.make_graph(nodes, path.stem, inputs, outputs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(path, nodes, path.stem, inputs, outputs)
 
 
 def _expand_net(path: Path) -> Path:
