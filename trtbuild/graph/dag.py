@@ -88,11 +88,20 @@ def _reject_cycles(graph: nx.DiGraph, project: Project) -> None:
 
 
 def engine_node_id(graph: nx.DiGraph, model: str) -> str:
-    """The id of ``model``'s engine node."""
-    for node_id, data in graph.nodes(data=True):
-        if isinstance(data["node"], EngineBuild) and data["node"].model == model:
-            return node_id
-    raise KeyError(model)
+    """The id of ``model``'s engine node. The model -> id table is built once per graph and kept in its
+    attributes (asking for every model is then O(N), not a scan of the graph per model).
+
+    Raises:
+        KeyError: ``model`` has no engine node in ``graph``.
+    """
+    engines = graph.graph.get("engine_ids")
+    if engines is None:
+        engines = {data["node"].model: node_id for node_id, data in graph.nodes(data=True) if isinstance(data["node"], EngineBuild)}
+        graph.graph["engine_ids"] = engines
+    node_id = engines[model]
+    if node_id not in graph:
+        raise KeyError(model)
+    return node_id
 
 
 def select(graph: nx.DiGraph, models: Iterable[str]) -> nx.DiGraph:
