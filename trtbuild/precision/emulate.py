@@ -221,9 +221,9 @@ def _fake_quantize(model: Any) -> tuple[Any, bool]:
             low, high = QUANT_RANGES[element]
             scaled = rewriter.add("Div", [source, _broadcast(rewriter, scale, axis, rank, np.float32, hint)], hint=hint)
             rounded = rewriter.add("Round", [scaled], hint=hint)
-            shifted_zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint)
-            if shifted_zero is not None:
-                rounded = rewriter.add("Add", [rounded, shifted_zero], hint=hint)
+            zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint)
+            if zero is not None:
+                rounded = rewriter.add("Add", [rounded, zero], hint=hint)
             bounds = [rewriter.constant(f"{hint}_min", np.array(low, np.float32)),
                       rewriter.constant(f"{hint}_max", np.array(high, np.float32))]
             rewriter.add("Clip", [rounded, *bounds], output=node.output[0], hint=hint)
@@ -254,18 +254,16 @@ def _fake_quantize(model: Any) -> tuple[Any, bool]:
 # ---------------------------------------------------------------------------------------------- FP16
 
 def _as_fp32_tensor(tensor: Any) -> Any:
-    from onnx import numpy_helper
-
     import numpy as np
+    from onnx import numpy_helper
 
     return numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32), tensor.name)
 
 
 def _fp16_storage(model: Any) -> tuple[Any, dict[str, tuple[str, str]]]:
     """The model with FP16 tensors computed in FP32 and rounded to FP16 where produced, plus its probes."""
-    from onnx import AttributeProto, TensorProto, helper
-
     import numpy as np
+    from onnx import TensorProto, helper
 
     types = _elem_types(model)
     half = {name for name, element in types.items() if element == FLOAT16}
@@ -307,7 +305,7 @@ def _fp16_storage(model: Any) -> tuple[Any, dict[str, tuple[str, str]]]:
         if value.name in half and value.name not in rewriter.initializers:
             raise BuildError(f"the accuracy gate feeds FP32 images; input {value.name!r} is FP16 (convert with FP32 I/O)")
     for node in model.graph.node:
-        node = _fp32_node(node, AttributeProto, TensorProto, helper)
+        node = _fp32_node(node)
         outputs = list(node.output)
         rounded = [index for index, name in enumerate(outputs) if name in half]
         for index in rounded:
@@ -324,8 +322,10 @@ def _fp16_storage(model: Any) -> tuple[Any, dict[str, tuple[str, str]]]:
     return emulated, probes
 
 
-def _fp32_node(node: Any, AttributeProto: Any, TensorProto: Any, helper: Any) -> Any:
+def _fp32_node(node: Any) -> Any:
     """A copy of ``node`` that computes in FP32 where it would produce FP16 (casts, constants, dtypes)."""
+    from onnx import AttributeProto
+
     copy = type(node)()
     copy.CopyFrom(node)
     for attribute in copy.attribute:
