@@ -130,7 +130,9 @@ def test_two_models_cannot_share_an_engine_path(project: ProjectDir) -> None:
     assert lines == ["builds.yaml:3: models.b.output: engine path x.engine is also the output of model 'a'"]
 
 
-def test_a_dependency_cycle_is_rejected_with_its_path(project: ProjectDir) -> None:
+def test_a_dependency_cycle_through_outputs_is_refused_as_outputs_overwriting_sources(project: ProjectDir) -> None:
+    # Before outputs had to be disjoint from inputs this was reported as a dependency cycle; an engine
+    # output that is another model's source is now refused first, naming both.
     project.write_manifest("""
         models:
           a: {source: engines/b.engine}
@@ -138,7 +140,8 @@ def test_a_dependency_cycle_is_rejected_with_its_path(project: ProjectDir) -> No
     """)
     run = project.trtbuild("all")
     assert run.code == 2
-    assert "dependency cycle: engine:engines/a.engine -> engine:engines/b.engine -> engine:engines/a.engine" in run.stderr
+    assert "builds.yaml:2: models.a.output: 'engines/a.engine' is the source of model 'b'" in run.stderr
+    assert "builds.yaml:3: models.b.output: 'engines/b.engine' is the source of model 'a'" in run.stderr
 
 
 def test_corrupt_lock_names_the_file_and_what_to_do(two_models: ProjectDir) -> None:

@@ -5,14 +5,17 @@ target only after the child exited 0 and the file is non-empty, so no half-writt
 where a good one is expected. A crash or an out-of-memory kill in TensorRT or torch fails that step
 only. Everything the child prints is its log (``.trtbuild/logs/<model>.<step>.log``).
 
-Protocol: the child module is run as ``python -m MODULE REQUEST.json``; the request carries ``partial``
-(where to write) and ``result`` (a JSON file for a small result dict). ``child_main`` implements the
+Protocol: the child module is run as ``python -m MODULE REQUEST.json TARGET``; the request carries
+``partial`` (where to write: ``/proc/self/fd/N``, an inherited descriptor), ``result`` (a JSON file for a
+small result dict) and ``target`` (where the file will go, for messages). ``child_main`` implements the
 child's side: exit 0 done, 1 failed with a ``trtbuild: message`` last line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.errors import BuildError, TrtbuildError
-from trtbuild.state.atomic import partial_path, publish, remove_partials
+from trtbuild.state.atomic import OutsideProjectError, child_fd, open_for_writing, partial_path, publish, remove_partials
 from trtbuild.state.statcache import sha256_file
 
 LOG_TAIL_LINES = 25
@@ -102,35 +105,51 @@ def run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, 
                  verify: Callable[[Path], None] | None = None) -> Produced:
     """Run ``python -m module`` on ``request`` and rename the file it wrote to ``target``.
 
+    Every file of the step (the partial target, the request, the result, the log) is created through
+    ``state.atomic``, so inside a project each is written where it really is inside the project at the
+    moment it is written; the child writes the partial through ``/proc/self/fd/N`` (an inherited
+    descriptor), not through a path a symlink could redirect. The child's command line ends with the
+    target, for ``ps``.
+
     Args:
         module: the child's module (it calls ``child_main``).
-        request: the child's request, without the ``partial``/``result`` paths.
+        request: the child's request, without the ``partial``/``result``/``target`` entries.
         target: where the produced file goes.
         log: the step's log file (overwritten).
         work_dir: a folder for the request and result files.
         verify: called on the produced file before it is renamed into place; raises to refuse it.
 
     Raises:
-        BuildError: the child failed or died; ``log_tail`` carries the log's error lines. The old target,
-            if any, is left untouched and no partial file remains.
+        BuildError: the child failed or died (``log_tail`` carries the log's error lines), or a file of
+            the step would have been written outside the project (a one-line ``refusing to write PATH``).
+            The old target, if any, is left untouched and no partial file remains.
     """
+    try:
+        return _run_isolated(module, request, target, log, work_dir, verify)
+    except OutsideProjectError as exc:
+        raise BuildError(str(exc)) from None
+    except OSError as exc:  # e.g. the target's folder deleted under us: one line, not a traceback
+        raise BuildError(f"cannot write {exc.filename or target}: {exc.strerror or exc}") from None
+
+
+def _run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, work_dir: Path,
+                  verify: Callable[[Path], None] | None) -> Produced:
     remove_partials(target.parent, target.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    with partial_path(target) as partial, partial_path(work_dir / f"{target.name}.result") as result:
-        request_file = work_dir / f"{target.name}.request.json"
-        request_file.write_text(json.dumps({**request, "partial": str(partial), "result": str(result)}))
-        with open(log, "wb") as log_handle:
-            process = subprocess.Popen(
-                [sys.executable, "-m", module, str(request_file)],
-                stdin=subprocess.DEVNULL, stdout=log_handle, stderr=subprocess.STDOUT,
-            )
-            CHILDREN.add(process)
-            try:
-                returncode = process.wait()
-            finally:
-                CHILDREN.discard(process)
-        request_file.unlink(missing_ok=True)
+    with (open_for_writing(log) as log_handle, partial_path(target) as partial,
+          partial_path(work_dir / f"{target.name}.result") as result,
+          partial_path(work_dir / f"{target.name}.request.json") as request_file):
+        request_file.write_text(json.dumps({**request, "partial": str(partial), "result": str(result), "target": str(target)}))
+        inherited = [fd for fd in map(child_fd, (partial, result, request_file)) if fd is not None]
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, str(request_file), str(target)],
+            stdin=subprocess.DEVNULL, stdout=log_handle, stderr=subprocess.STDOUT, pass_fds=inherited,
+        )
+        CHILDREN.add(process)
+        try:
+            returncode = process.wait()
+        finally:
+            CHILDREN.discard(process)
+        log_handle.close()
         if returncode != 0:
             tail = log_tail(log)
             raise BuildError(_failure_message(returncode, tail), log_tail=tail)
@@ -158,8 +177,30 @@ def child_main(step: Callable[[dict[str, Any]], dict[str, Any]], argv: list[str]
         print(f"trtbuild: {exc}", flush=True)
         return 1
     except OSError as exc:  # e.g. ENOSPC while writing the plan: one clear line, not a traceback
-        where = exc.filename or Path(request["partial"]).parent
+        where = request.get("target", request["partial"]) if exc.filename in (None, request["partial"]) else exc.filename
         print(f"trtbuild: {exc.strerror or exc} (writing to {where})", flush=True)
         return 1
     Path(request["result"]).write_text(json.dumps(result))
     return 0
+
+
+def private_copy(source: Path, folder: Path, pin: str, what: str = "source") -> Path:
+    """For a child: copy ``source`` into ``folder`` (created, private; same file name) and return the
+    copy, after checking the bytes copied against ``pin``. The child loads only the copy, so the bytes it
+    loads are the bytes it verified, whatever happens to ``source`` meanwhile. ``what`` names the file in
+    the message (``source``, ``plugin``).
+
+    Raises:
+        BuildError: the copied bytes' sha256 is not ``pin``.
+    """
+    folder.mkdir(mode=0o700)
+    copy = folder / source.name
+    digest = hashlib.sha256()
+    with open(source, "rb") as reader, open(copy, "wb") as writer:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+            writer.write(chunk)
+    if digest.hexdigest() != pin:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise BuildError(f"{what} {source}: sha256 {digest.hexdigest()} is not the pinned {pin}; not loaded")
+    return copy

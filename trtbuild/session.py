@@ -32,7 +32,7 @@ from trtbuild.manifest.onnx_inputs import verify_inputs
 from trtbuild.state.atomic import remove_partials
 from trtbuild.state.freshstamp import remove_stamps, write_stamp
 from trtbuild.state.lockfile import LockFile
-from trtbuild.state.statcache import StatCache
+from trtbuild.state.statcache import StatCache, sha256_file
 from trtbuild.results import FRESH, STALE, ModelResult, Step, accuracy_figures
 
 
@@ -165,8 +165,9 @@ def step_reasons(node: Node, reasons: list[str]) -> list[str]:
 
 def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
     """Check what the manifest says against the files, before any step runs (``plan`` and builds alike):
-    every local source exists and matches its sha256 pin, and the declared inputs of every model whose
-    ONNX is a source match that ONNX — whatever the precision and the steps between ONNX and engine.
+    every local source exists and matches its sha256 pin, every pinned plugin matches its pin (pins are
+    checked on the bytes, never from the stat cache), and the declared inputs of every model whose ONNX is
+    a source match that ONNX — whatever the precision and the steps between ONNX and engine.
 
     Raises:
         ManifestError: with every problem found (exit code 2, nothing built).
@@ -178,9 +179,19 @@ def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
             where, target = ctx.project.relative(node.produces), ctx.project.models[node.model]
             if not node.produces.is_file():
                 problems.append(f"{target.where('source')}: {where} does not exist")
-            elif node.pin is not None and (actual := ctx.cache.sha256(node.produces)) != node.pin:
+            elif node.pin is not None and (actual := sha256_file(node.produces)) != node.pin:
                 problems.append(f"{target.where('source')}: {where} has sha256 {actual}, not the pinned {node.pin}")
-        elif isinstance(node, EngineBuild) and node.target.recipe is None and node.target.onnx.is_file():
+            continue
+        if not isinstance(node, EngineBuild):
+            continue
+        missing = False
+        for index, (plugin, pin) in enumerate(zip(node.target.plugins, node.target.plugin_sha256)):
+            if pin is not None and not plugin.is_file():
+                problems.append(f"{node.target.where('plugins', index)}: {plugin} does not exist")
+                missing = True
+            elif pin is not None and (actual := sha256_file(plugin)) != pin:
+                problems.append(f"{node.target.where('plugins', index)}: {plugin} has sha256 {actual}, not the pinned {pin}")
+        if node.target.recipe is None and node.target.onnx.is_file() and not missing:
             try:
                 if node.stale_reasons(ctx):
                     verify_inputs(node.target)

@@ -8,6 +8,7 @@ the model's build log.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from trtbuild.builder import compat
 from trtbuild.builder.summary import network_summary
 from trtbuild.errors import BuildError
-from trtbuild.isolation import child_main
+from trtbuild.isolation import child_main, private_copy
 
 
 def _profiles(request: dict[str, Any]) -> list[Any]:
@@ -30,18 +31,32 @@ def _profiles(request: dict[str, Any]) -> list[Any]:
     return profiles
 
 
-def _parse(request: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """(builder, network, parser) for the request's ONNX, plugins loaded first.
+def verified_plugins(request: dict[str, Any], scratch: Path) -> list[str]:
+    """The plugin libraries to load: each pinned one (``request["plugin_sha256"]``, aligned with
+    ``request["plugins"]``) as a private copy in ``scratch`` whose bytes matched the pin, each unpinned one
+    (inside the project: the manifest refuses others) where it is.
 
     Raises:
-        BuildError: the ONNX parser rejected the model (its errors are in the log).
+        BuildError: a pinned plugin's bytes do not match its pin (nothing is loaded).
+    """
+    pins = request.get("plugin_sha256") or [None] * len(request["plugins"])
+    return [path if pin is None else str(private_copy(Path(path), scratch / str(index), pin, "plugin"))
+            for index, (path, pin) in enumerate(zip(request["plugins"], pins))]
+
+
+def _parse(request: dict[str, Any], scratch: Path) -> tuple[Any, Any, Any]:
+    """(builder, network, parser) for the request's ONNX, plugins (verified) loaded first.
+
+    Raises:
+        BuildError: a plugin does not match its pin, or the ONNX parser rejected the model (its errors are
+            in the log).
     """
     from polygraphy.backend.trt import LoadPlugins, NetworkFromOnnxPath
     from polygraphy.exception import PolygraphyException
 
     loader = NetworkFromOnnxPath(request["onnx"])
     if request["plugins"]:
-        loader = LoadPlugins(plugins=request["plugins"], obj=loader)
+        loader = LoadPlugins(plugins=verified_plugins(request, scratch), obj=loader)
     try:
         return loader()
     except PolygraphyException as exc:
@@ -70,7 +85,8 @@ def _config(features: compat.Features, trt: Any, network: Any, request: dict[str
 def build(request: dict[str, Any]) -> dict[str, Any]:
     """Build the engine described by ``request`` and write it to ``request["partial"]``.
 
-    ``request`` keys: ``flavour``, ``onnx``, ``plugins``, ``timing_cache`` (a path, used where the builder
+    ``request`` keys: ``flavour``, ``onnx``, ``plugins``, ``plugin_sha256`` (their pins or ``None``),
+    ``timing_cache`` (a path, used where the builder
     supports timing caches), and the build settings from
     ``state.keys.build_settings`` (``precision``, ``workspace`` in bytes, ``builder_optimization_level``,
     ``dla_core``, ``compute_capabilities``, ``profiles``).
@@ -88,7 +104,8 @@ def build(request: dict[str, Any]) -> dict[str, Any]:
 
     features = compat.Features.of(request["flavour"], trt)
     started = time.monotonic()
-    builder, network, parser = _parse(request)
+    with tempfile.TemporaryDirectory(prefix="trtbuild-plugins-") as scratch:  # loaded libraries stay mapped
+        builder, network, parser = _parse(request, Path(scratch))
     timing, save_timing = compat.timing_cache_options(features, request.get("timing_cache"))
     config = _config(features, trt, network, request, timing)
     try:

@@ -3,6 +3,10 @@
 Run by ``trtbuild.isolation.run_isolated`` as ``python -m trtbuild.export.child REQUEST.json``. After the
 recipe's ``export``: canonical ordering (``export.canonical``), then ``onnx.checker.check_model`` with
 ``full_check=True`` (which runs strict shape inference); only a model that passes is written.
+
+A pinned source is never read where it lies: the child copies it into its private scratch folder,
+hashing the bytes as it copies, checks them against the pin the parent passed, and hands the recipe only
+that copy. Whatever happens to the source after the parent's check, what is loaded is what was verified.
 """
 
 from __future__ import annotations
@@ -19,17 +23,19 @@ from trtbuild.export.canonical import canonicalize
 from trtbuild.export import torch_pair
 from trtbuild.export.discovered import ReadRecorder
 from trtbuild.export.registry import ExportContext, load_recipe
-from trtbuild.isolation import child_main
+from trtbuild.isolation import child_main, private_copy
 
 
 def export(request: dict[str, Any]) -> dict[str, Any]:
     """Run the recipe named in ``request`` and write the canonical ONNX to ``request["partial"]``.
 
-    ``request`` keys: ``recipe``, ``project_root``, ``source``, ``params``, ``declared`` (files already in
-    the key). The result's ``discovered`` lists the other project files the recipe read (relative paths).
+    ``request`` keys: ``recipe``, ``project_root``, ``source``, ``sha256`` (the source's pin or ``None``),
+    ``params``, ``declared`` (files already in the key). The result's ``discovered`` lists the other
+    project files the recipe read (relative paths).
 
     Raises:
-        BuildError: the recipe failed, or its ONNX fails the checker / shape inference.
+        BuildError: the source's bytes do not match the pin, the recipe failed, or its ONNX fails the
+            checker / shape inference.
     """
     import onnx
 
@@ -42,9 +48,12 @@ def export(request: dict[str, Any]) -> dict[str, Any]:
         raw = Path(folder) / "exported.onnx"
         workdir = Path(folder) / "work"
         workdir.mkdir()
+        source = Path(request["source"])
+        if request.get("sha256") is not None:  # code-carrying bytes: load only a private, verified copy
+            source = private_copy(source, Path(folder) / "source", request["sha256"])
         os.chdir(workdir)  # exporters that write beside themselves (Ultralytics) write into the scratch folder
         try:
-            recipe.module.export(Path(request["source"]), raw, params, ExportContext(workdir, root))
+            recipe.module.export(source, raw, params, ExportContext(workdir, root))
         except Exception as exc:  # a recipe's own error is reported as is, unless we can say more
             explanation = torch_pair.diagnose(exc)
             if explanation is None:

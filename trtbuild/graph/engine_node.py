@@ -25,6 +25,7 @@ def engine_request(target: ModelTarget, env: dict[str, Any], settings: dict[str,
         "timing_cache": str(timing_cache),
         "onnx": str(target.engine_onnx(env)),
         "plugins": [str(path) for path in target.plugins],
+        "plugin_sha256": list(target.plugin_sha256),
         **settings,
     }
 

@@ -2,8 +2,10 @@
 
 Runs the recipe in a child process (``export.child``), which reports the project files the recipe read;
 they join the export's key with their sha256 (discovered dependencies, ``export.discovered``). The parent refuses to start a recipe that loads
-pickles unless the source's bytes match their pin (checked again here, not only when fetched), and
-checks the declared inputs against the new ONNX before it is renamed into place.
+pickles unless the source's bytes match their pin (hashed again here, not only when fetched, and never
+answered from the stat cache), and checks the declared inputs against the new ONNX before it is renamed
+into place. The pin goes to the child too, which loads only a private copy it checked against the pin:
+replacing the source between this check and the child's load changes nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from trtbuild.isolation import run_isolated
 from trtbuild.manifest.onnx_inputs import check_inputs, read_onnx_inputs
 from trtbuild.state import keys
 from trtbuild.state.staleness import assess_export, discovered_digests
+from trtbuild.state.statcache import sha256_file
 
 
 @dataclass
@@ -41,13 +44,14 @@ class Export(ModelStep):
         if assessment.components is None:
             return Outcome(FAILED, assessment.reasons)
         pin = self.target.spec.pinned_sha256()
-        if pin is not None and assessment.components["source"] != pin:
-            return Outcome(FAILED, [f"source {self.target.source}: sha256 {assessment.components['source']} is not the pinned {pin}; not loaded"])
+        if pin is not None and (actual := sha256_file(self.target.source)) != pin:
+            return Outcome(FAILED, [f"source {self.target.source}: sha256 {actual} is not the pinned {pin}; not loaded"])
         started = time.monotonic()
         request = {
             "recipe": recipe.name,
             "project_root": str(ctx.project.root),
             "source": str(self.target.source),
+            "sha256": pin,
             "params": assessment.components["params"],
             "declared": [str(self.target.source), str(recipe.file)],
         }

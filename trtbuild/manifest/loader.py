@@ -6,6 +6,7 @@ together in one ``ManifestError`` (exit code 2).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ from trtbuild.errors import ManifestError, did_you_mean
 from trtbuild.export.registry import Recipe, load_recipe
 from trtbuild.manifest.schema import (
     INPUT_KIND_TAGS,
+    PLUGIN_KIND_TAGS,
     SOURCE_KIND_TAGS,
     BuildSettings,
     Manifest,
@@ -27,9 +29,10 @@ from trtbuild.manifest.schema import (
     PypiSource,
     is_valid_name,
 )
-from trtbuild.sources.cache import source_path
+from trtbuild.sources.cache import cache_root, source_path
+from trtbuild.state.atomic import confine, inside_project
 from trtbuild.state.statcache import sha256_file
-from trtbuild.manifest.devices import LOCK_DIR, overlay_path
+from trtbuild.manifest.devices import DEVICE_DIR, LOCK_DIR, overlay_path
 from trtbuild.manifest.yamlsource import LocatedData, load_located, overlay
 
 TOP_LEVEL_KEYS = set(Manifest.model_fields)
@@ -59,6 +62,7 @@ class ModelTarget:
             (precision variants of one network) are exported once, to the first one's ``exports/`` file.
         engine: absolute path of the engine (plan) file.
         plugins: absolute paths of the plugin libraries.
+        plugin_sha256: each plugin's sha256 pin, or ``None`` (same order as ``plugins``).
         field_lines: field name -> ``file:line`` where its value was written (model or defaults).
     """
 
@@ -74,6 +78,7 @@ class ModelTarget:
     plugins: tuple[Path, ...]
     field_lines: dict[str, str] = field(default_factory=dict, compare=False)
     export_owner: str = ""
+    plugin_sha256: tuple[str | None, ...] = ()
 
     def uses_fp16_onnx(self, env: dict[str, Any]) -> bool:
         """Whether the engine is built from the FP16 conversion, for the builder described by ``env``."""
@@ -158,6 +163,8 @@ def _format_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
         del parts[2]
     if len(parts) >= 2 and parts[0] == "source" and parts[1] in SOURCE_KIND_TAGS:
         del parts[1]
+    if len(parts) >= 3 and parts[0] == "plugins" and parts[2] in PLUGIN_KIND_TAGS:
+        del parts[2]
     return tuple(parts)
 
 
@@ -181,10 +188,9 @@ def _messages(error: ValidationError, doc: LocatedData, prefix: tuple[str, ...],
     return lines
 
 
-def _inside(root: Path, path: Path) -> bool:
-    real_root = Path(os.path.realpath(root))
-    real = Path(os.path.realpath(path))
-    return real == real_root or real_root in real.parents
+def _normal(path: Path) -> Path:
+    """``path`` absolute with ``.``/``..`` folded (symlinks not resolved)."""
+    return Path(os.path.normpath(os.path.abspath(path)))
 
 
 def _recipe(name: str, spec: ModelSpec, doc: LocatedData, root: Path, field_lines: dict[str, str], errors: list[str]) -> Recipe | None:
@@ -225,7 +231,7 @@ def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, dev
     field_lines[""] = doc.where(("models", name))
     engine_dir, export_dir, report_dir = artefact_dirs(device)
     output = spec.output or f"{engine_dir}/{name}.engine"
-    engine = root / output
+    engine = _normal(root / output)
     source = source_path(spec.source.sha256) if isinstance(spec.source, PypiSource) else root / (
         spec.source if isinstance(spec.source, str) else spec.source.path)
     recipe = _recipe(name, spec, doc, root, field_lines, errors) if spec.exports() else None
@@ -239,11 +245,17 @@ def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, dev
         int8_onnx=root / export_dir / f"{name}.int8.onnx",
         report=root / report_dir / f"{name}.accuracy.json",
         engine=engine,
-        plugins=tuple(root / plugin for plugin in spec.plugins),
+        plugins=tuple(_normal(root / plugin) for plugin, _ in spec.plugin_pins()),
+        plugin_sha256=tuple(pin for _, pin in spec.plugin_pins()),
         field_lines=field_lines,
     )
-    if Path(output).is_absolute() or not _inside(root, engine):
+    if Path(output).is_absolute() or not inside_project(root, engine):
         errors.append(f"{target.where('output')}: {output!r} is outside the project folder {root}")
+    for index, ((written, pin), path) in enumerate(zip(spec.plugin_pins(), target.plugins)):
+        if pin is None and not inside_project(root, path):
+            digest = sha256_file(path) if path.is_file() else "HEX"
+            errors.append(f"{target.where('plugins', index)}: {written} is outside the project folder {root}; a plugin "
+                          f"from outside is loaded only when pinned: {{path: {written}, sha256: {digest}}}")
     return target
 
 
@@ -297,10 +309,13 @@ def load_project(manifest: Path, device: str | None = None) -> Project:
             errors += _messages(exc, doc, ("models", name), origin)
             continue
         models[name] = _resolve_model(name, spec, doc, root, device, errors)
-    _check_unique_outputs(models, errors)
     models = _share_exports(models)
+    _check_outputs(models, manifest, root, errors)
+    _check_derived_paths(models, root, errors)
+    _check_state_folders(manifest, root, device, errors)
     if errors:
         raise ManifestError(errors)
+    confine(root)
     return Project(manifest=manifest, root=root, models=models, device=device, document=data)
 
 
@@ -319,9 +334,84 @@ def _share_exports(models: dict[str, ModelTarget]) -> dict[str, ModelTarget]:
     return shared
 
 
-def _check_unique_outputs(models: dict[str, ModelTarget], errors: list[str]) -> None:
-    seen: dict[Path, str] = {}
+#: trtbuild's own folders in a project: no engine output may lie in them.
+OWN_FOLDERS = {
+    ".trtbuild": "trtbuild's state folder .trtbuild/",
+    EXPORT_DIR: f"trtbuild's exports folder {EXPORT_DIR}/",
+    REPORT_DIR: f"trtbuild's reports folder {REPORT_DIR}/",
+    LOCK_DIR: f"the device locks folder {LOCK_DIR}/",
+    DEVICE_DIR: f"the device manifests folder {DEVICE_DIR}/",
+    "recipes": "the project recipes folder recipes/",
+}
+
+
+def _is_or_under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _check_outputs(models: dict[str, ModelTarget], manifest: Path, root: Path, errors: list[str]) -> None:
+    """Engine outputs must be disjoint from each other, from every input (sources, plugins, image globs)
+    and from trtbuild's own files (manifest, device overlays, locks, state, exports, reports, recipes, the
+    source cache), compared with symlinks resolved."""
+    real = os.path.realpath
+    files = {real(manifest): f"the manifest {manifest.name}", real(manifest.with_suffix(".lock")): f"the lock {manifest.with_suffix('.lock').name}"}
+    folders = {real(root / folder): what for folder, what in OWN_FOLDERS.items()}
+    folders[real(cache_root())] = "the source cache"
     for target in models.values():
-        other = seen.setdefault(target.engine, target.name)
+        files.setdefault(real(target.source), f"the source of model {target.name!r}")
+        for plugin in target.plugins:
+            files.setdefault(real(plugin), f"a plugin of model {target.name!r}")
+    globs = [(pattern, name) for name, target in models.items() for sample in (target.spec.calibration, target.spec.validation)
+             if sample is not None and sample.images.package is None
+             for pattern in ([sample.images.glob] if isinstance(sample.images.glob, str) else sample.images.glob)]
+    seen: dict[str, str] = {}
+    for target in models.values():
+        engine = real(target.engine)
+        output = target.spec.output or target.engine.relative_to(root).as_posix()
+        what = files.get(engine) or next((what for folder, what in folders.items() if _is_or_under(engine, folder)), None)
+        if what is None and inside_project(root, engine):
+            relative = Path(engine).relative_to(real(root)).as_posix()
+            what = next((f"an image of model {name!r} ({pattern})" for pattern, name in globs if fnmatch.fnmatch(relative, pattern)), None)
+        other = seen.setdefault(engine, target.name)
         if other != target.name:
             errors.append(f"{target.where('output')}: engine path {target.engine.name} is also the output of model {other!r}")
+        elif what:
+            errors.append(f"{target.where('output')}: {output!r} is {what}; an engine must not overwrite an input or trtbuild's own files")
+
+
+def _derived_paths(target: ModelTarget, root: Path) -> dict[str, str]:
+    """Every file ``target``'s steps may write besides its engine (export, conversions, report, logs),
+    as normalised path -> what it is."""
+    spec, logs = target.spec, root / ".trtbuild" / "logs"
+    paths = {logs / f"{target.name}.log": "engine log", logs / f"{target.name}.audit.log": "audit log",
+             logs / f"{target.name}.inspect.log": "inspect log"}
+    if target.recipe is not None and target.export_owner == target.name:
+        paths |= {target.onnx: "export", logs / f"{target.name}.export.log": "export log"}
+    if spec.precision in ("fp16", "int8"):
+        step = spec.precision
+        paths |= {target.fp16_onnx if step == "fp16" else target.int8_onnx: f"{step} ONNX", logs / f"{target.name}.{step}.log": f"{step} log",
+                  target.report: "accuracy report", logs / f"{target.name}.accuracy.log": "accuracy log"}
+    return {os.path.normpath(path): what for path, what in paths.items()}
+
+
+def _check_derived_paths(models: dict[str, ModelTarget], root: Path, errors: list[str]) -> None:
+    """The files trtbuild derives from model names must differ between models (``a.fp16``'s export is
+    ``exports/a.fp16.onnx``, model ``a``'s FP16 conversion too): one model would be built from another's."""
+    owners: dict[str, tuple[str, str]] = {}
+    for target in models.values():
+        for path, what in _derived_paths(target, root).items():
+            other, other_what = owners.setdefault(path, (target.name, what))
+            if other != target.name:
+                relative = Path(path).relative_to(root).as_posix()
+                errors.append(f"{target.where()}: its {what} {relative} is also the {other_what} of model {other!r}; "
+                              "rename one of the models")
+
+
+def _check_state_folders(manifest: Path, root: Path, device: str | None, errors: list[str]) -> None:
+    """trtbuild's state (``.trtbuild/``: run lock, stat cache, stamps, logs) and the lock's folder must
+    resolve inside the project: they are written before any step runs."""
+    lock_folder = root / LOCK_DIR if device else root
+    for folder in (root / ".trtbuild", lock_folder):
+        if not inside_project(root, folder):
+            errors.append(f"{manifest.name}: {folder.relative_to(root).as_posix() or '.'}/ resolves to {os.path.realpath(folder)}, "
+                          f"outside the project folder {root}; trtbuild writes only inside it")

@@ -162,6 +162,29 @@ SourceSpec = Annotated[
 SOURCE_KIND_TAGS = ("path", "local", "pypi")
 
 
+class PinnedPlugin(_Strict):
+    """A plugin library pinned by sha256: ``{path: /opt/x/libplugin.so, sha256: HEX}``. Required for a
+    library outside the project folder: its bytes are checked against the pin before it is loaded."""
+
+    path: str = Field(min_length=1)
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+
+def _plugin_kind(value: Any) -> str:
+    return "pinned" if isinstance(value, dict) else "path"
+
+
+#: A plugin: a path (string) or ``{path, sha256}``.
+PluginSpec = Annotated[
+    Union[
+        Annotated[Annotated[str, Field(min_length=1)], Tag("path")],
+        Annotated[PinnedPlugin, Tag("pinned")],
+    ],
+    Discriminator(_plugin_kind),
+]
+PLUGIN_KIND_TAGS = ("path", "pinned")
+
+
 class RecipeSpec(BaseModel):
     """``recipe: {name: ultralytics, imgsz: 640, ...}`` (or just ``recipe: onnx``).
 
@@ -274,7 +297,8 @@ class BuildSettings(_Strict):
             MemoryPoolType::kWORKSPACE)``), in bytes; units such as ``128MiB`` or ``2GiB`` accepted.
         builder_optimization_level: TensorRT's builder optimization level, 0-5 (TensorRT's default: 3).
         dla_core: run on this DLA core (Jetson Xavier / Orin), GPU fallback allowed. ``None``: GPU only.
-        plugins: shared libraries of TensorRT plugins to load before parsing, relative to the manifest.
+        plugins: shared libraries of TensorRT plugins to load before parsing: paths relative to the
+            manifest, or ``{path, sha256}``; one outside the project folder must be pinned so.
         compute_capabilities: TensorRT-RTX only: the target compute capabilities of an ahead-of-time
             build, e.g. ``["8.6", "8.9"]``. ``None``: the builder's default targets.
         fp16_via: how ``precision: fp16`` is obtained. ``flag``: the FP16 builder flag on the FP32 ONNX
@@ -291,7 +315,7 @@ class BuildSettings(_Strict):
     workspace: ByteSize = Field(default=ByteSize(1 << 30), gt=0)
     builder_optimization_level: Annotated[int, Field(ge=0, le=5, strict=True)] = 3
     dla_core: Annotated[int, Field(ge=0, le=7, strict=True)] | None = None
-    plugins: list[Annotated[str, Field(min_length=1)]] = []
+    plugins: list[PluginSpec] = []
     compute_capabilities: list[Annotated[str, Field(pattern=COMPUTE_CAPABILITY_PATTERN)]] | None = None
     fp16_via: Literal["auto", "flag", "onnx"] = "auto"
     fp16_converter: Literal["onnxconverter-common", "autocast"] = "onnxconverter-common"
@@ -350,6 +374,10 @@ class ModelSpec(BuildSettings):
         """The source's sha256 pin, if any."""
         return None if isinstance(self.source, str) else self.source.sha256
 
+    def plugin_pins(self) -> list[tuple[str, str | None]]:
+        """Every plugin as ``(path as written, sha256 pin or None)``."""
+        return [(plugin, None) if isinstance(plugin, str) else (plugin.path, plugin.sha256) for plugin in self.plugins]
+
     def exports(self) -> bool:
         """Whether a recipe turns the source into ONNX (``False``: the source is the ONNX)."""
         return self.recipe is not None and self.recipe.name != "onnx"
@@ -374,7 +402,7 @@ class ModelSpec(BuildSettings):
 
 
 #: The nested models of a manifest entry (their field names feed "did you mean" suggestions).
-SCHEMA_MODELS = (ShapeProfile, LocalSource, PypiSource, ImageSet, ImageSample, Preprocess, Head, Tolerance)
+SCHEMA_MODELS = (ShapeProfile, LocalSource, PypiSource, PinnedPlugin, ImageSet, ImageSample, Preprocess, Head, Tolerance)
 
 
 class Manifest(_Strict):

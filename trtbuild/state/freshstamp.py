@@ -60,7 +60,6 @@ def write_stamp(project: Project, requested_device: str | None, consulted: Itera
         "files": files, "engines": {name: project.relative(target.engine) for name, target in project.models.items()},
     }
     target_file = stamp_path(project.manifest, requested_device)
-    target_file.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target_file, json.dumps(stamp, separators=(",", ":")).encode())
 
 
