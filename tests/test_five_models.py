@@ -19,7 +19,8 @@ import photos
 from conftest import REPO, ProjectDir, report_fidelity
 
 MODELS = ("yolo-face", "yolo-pose", "hairnet", "emonet", "facemesh")  # the five families, FP16
-VARIANTS = tuple(f"{name}{suffix}" for name in MODELS for suffix in ("", "-fp32", "-int8"))
+#: FP16, FP32, INT8 by ModelOpt (the default quantizer), INT8 by ONNX Runtime (the fallback), per family.
+VARIANTS = tuple(f"{name}{suffix}" for name in MODELS for suffix in ("", "-fp32", "-int8", "-int8-ort"))
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +49,13 @@ def onnx_run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
-def test_all_fifteen_engines_are_built_locked_and_gated(fleet: ProjectDir) -> None:
+def test_all_twenty_engines_are_built_locked_and_gated(fleet: ProjectDir) -> None:
     lock = fleet.lock()
     for name in VARIANTS:
         engine = fleet.root / f"engines/{name}.engine"
         entry = lock["models"][name]
         assert engine.stat().st_size == entry["engine"]["size"] > 100_000
-        precision = "fp32" if name.endswith("-fp32") else "int8" if name.endswith("-int8") else "fp16"
+        precision = "fp32" if name.endswith("-fp32") else "int8" if "-int8" in name else "fp16"
         assert entry["components"]["settings"]["precision"] == precision
         if precision != "fp32":  # every reduced-precision engine stands behind a passed accuracy gate
             report = json.loads((fleet.root / f"reports/{name}.accuracy.json").read_text())
@@ -62,6 +63,9 @@ def test_all_fifteen_engines_are_built_locked_and_gated(fleet: ProjectDir) -> No
             assert f"{name}:accuracy" in lock["exports"]
         if precision == "int8":
             assert lock["exports"][f"{name}:int8"]["onnx"]["path"] == f"exports/{name}.int8.onnx"
+            quantizer = lock["exports"][f"{name}:int8"]["components"]["params"]["calibration"]["quantizer"]
+            assert quantizer == ("onnxruntime" if name.endswith("-ort") else "modelopt")
+            assert report["emulation"]["kinds"] == ["int8-fake-quant"]
     for name in MODELS:  # one export per family, shared by its variants
         assert lock["exports"][name]["onnx"]["path"] == f"exports/{name}.onnx"
         assert f"{name}-fp32" not in lock["exports"] and set(lock["exports"][name]["components"]["exporters"]) >= {"onnx"}
@@ -153,7 +157,7 @@ def test_changing_one_pin_re_exports_and_rebuilds_only_that_model(fleet: Project
         assert text.count(old) == 1  # the pin sits once, in the hairnet anchor its variants merge
         text = text.replace(old, new)
     manifest.write_text(text)
-    family = {"hairnet", "hairnet-fp32", "hairnet-int8"}
+    family = {name for name in VARIANTS if name.startswith("hairnet")}
     plan = fleet.trtbuild("plan", "--json").json()["models"]
     assert all(plan[name]["reasons"][0] == "export: source changed" for name in family)
     assert all(plan[name]["status"] == "fresh" for name in VARIANTS if name not in family)
