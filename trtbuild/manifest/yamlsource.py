@@ -104,7 +104,7 @@ class _BoundedLoader(yaml.SafeLoader):
     def _add(self, event: yaml.Event, size: int, height: int) -> None:
         self._expanded += size
         if self._expanded > MAX_NODES:
-            raise self._refuse(event, f"more than {MAX_NODES} YAML nodes with aliases expanded")
+            raise self._refuse(event, f"more than {MAX_NODES} YAML nodes after alias expansion")
         if len(self._tallest) - 1 + height > MAX_DEPTH:
             raise self._refuse(event, f"nested more than {MAX_DEPTH} levels deep (aliases expanded)")
         self._tallest[-1] = max(self._tallest[-1], height)

@@ -146,11 +146,16 @@ def validate_lock(raw: Any, path: Path) -> dict[str, Any]:
     try:
         return _DOCUMENT.validate_python(raw)
     except ValidationError as exc:
-        problems = exc.errors(include_url=False, include_input=False)
+        raise _refusal(exc, path) from None
+
+
+def _refusal(exc: ValidationError, path: Path) -> StateError:
+    """The ``StateError`` for the first problem ``exc`` found (see ``validate_lock``)."""
+    problems = exc.errors(include_url=False, include_input=False)
     first = problems[0]
     loc = tuple(first["loc"])
     if len(loc) < 2:  # a section itself (``exports: []``), not an entry
-        raise StateError(f"{path}: {_dotted(loc)}: {first['msg']}; {_whole_file_advice(path)}")
+        return StateError(f"{path}: {_dotted(loc)}: {first['msg']}; {_whole_file_advice(path)}")
     entry = _dotted(loc[:2])
     missing = [str(p["loc"][2]) for p in problems if p["type"] == "missing" and tuple(p["loc"][:2]) == loc[:2] and len(p["loc"]) == 3]
     if first["type"] == "missing" and len(loc) == 3:
@@ -159,8 +164,8 @@ def validate_lock(raw: Any, path: Path) -> dict[str, Any]:
         what, told = f"{_dotted(loc)}: {first['msg'].removeprefix('Value error, ')}", 1
     rest = len(problems) - told
     more = f" (and {rest} more problem{'s' if rest > 1 else ''})" if rest else ""
-    raise StateError(f"{path}: {what}{more}; restore it from git (git checkout -- {_git_name(path)}), or delete the "
-                     f"entry {entry} (or the whole file) and run again to rebuild what it records")
+    return StateError(f"{path}: {what}{more}; restore it from git (git checkout -- {_git_name(path)}), or delete the "
+                      f"entry {entry} (or the whole file) and run again to rebuild what it records")
 
 
 def _whole_file_advice(path: Path) -> str:
@@ -198,10 +203,15 @@ class LockFile:
         except OSError as exc:
             raise StateError(os_error_line(exc, self.path, "cannot read the lock")) from None
         try:
-            raw = json.loads(text)
-        except ValueError as exc:
-            raise StateError(f"{self.path}: corrupt lock file ({exc}); {_whole_file_advice(self.path)}") from None
-        document = validate_lock(raw, self.path)
+            document = _DOCUMENT.validate_json(text)  # one pass: parse and check (a 10,000-model lock)
+            if document["schema"] != SCHEMA:
+                raise ValueError("schema")
+        except (ValidationError, ValueError):
+            try:  # the slow path, only for a lock that is wrong: word what is wrong
+                raw = json.loads(text)
+            except ValueError as exc:
+                raise StateError(f"{self.path}: corrupt lock file ({exc}); {_whole_file_advice(self.path)}") from None
+            document = validate_lock(raw, self.path)
         self.entries = dict(document["models"])
         self.exports = dict(document.get("exports", {}))
 
