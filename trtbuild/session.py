@@ -121,15 +121,20 @@ def run_lock(project: Project, wait_seconds: float) -> Iterator[None]:
 
 
 def _remove_created(state: Path, before: set[str], folder_existed: bool, file_existed: bool) -> None:
-    """Remove what a run that refused its input created in ``state`` (``before``: its entries once the
-    lock was held); the whole folder if the run created it. Called with the run lock held."""
-    if not folder_existed:
-        shutil.rmtree(state, ignore_errors=True)
-        return
+    """Remove what a run that refused its input created in ``state``: the entries that were not there
+    once the lock was held (``before``: what a run that held the lock while this one waited wrote stays),
+    the lock file if it was not there when this run started, and the folder if it made it and it is empty
+    now. Called with the run lock held; unlinking the held lock file is safe (see ``run_lock``)."""
     for name in set(os.listdir(state)) - before:
-        shutil.rmtree(state / name, ignore_errors=True) if (state / name).is_dir() else (state / name).unlink(missing_ok=True)
+        if (state / name).is_dir() and not (state / name).is_symlink():
+            shutil.rmtree(state / name, ignore_errors=True)
+        else:
+            (state / name).unlink(missing_ok=True)
     if not file_existed:
         (state / "run.lock").unlink(missing_ok=True)
+        if not folder_existed:
+            with contextlib.suppress(OSError):
+                state.rmdir()
 
 
 def _check_names(project: Project, names: list[str]) -> None:
