@@ -123,8 +123,9 @@ def test_keys_are_canonical_and_reasons_name_each_change() -> None:
 
 def test_lock_is_written_sorted_with_a_schema_and_refuses_garbage(tmp_path: Path) -> None:
     lock = LockFile(tmp_path / "builds.lock")
-    lock.set("zeta", {"key": "k", "components": {}, "engine": {"path": "engines/zeta.engine"}})
-    lock.set("alpha", {"key": "k", "components": {}, "engine": {"path": "engines/alpha.engine"}})
+    digest = "0" * 64
+    lock.set("zeta", {"key": digest, "components": {}, "engine": {"path": "engines/zeta.engine", "sha256": digest, "size": 1}})
+    lock.set("alpha", {"key": digest, "components": {}, "engine": {"path": "engines/alpha.engine", "sha256": digest, "size": 1}})
     lock.save()
     text = (tmp_path / "builds.lock").read_text()
     assert json.loads(text)["schema"] == 1
@@ -135,6 +136,6 @@ def test_lock_is_written_sorted_with_a_schema_and_refuses_garbage(tmp_path: Path
     (tmp_path / "builds.lock").write_text(json.dumps({"schema": 99, "models": {}}))
     with pytest.raises(StateError, match="not a trtbuild lock of schema 1"):
         LockFile(tmp_path / "builds.lock")
-    (tmp_path / "builds.lock").write_text(json.dumps({"schema": 1, "models": {"a": {"key": "k"}}}))
+    (tmp_path / "builds.lock").write_text(json.dumps({"schema": 1, "models": {"a": {"key": digest}}}))
     with pytest.raises(StateError, match="models.a: missing components, engine"):
         LockFile(tmp_path / "builds.lock")

@@ -13,6 +13,7 @@ Per engine in the lock:
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,7 +52,17 @@ class AuditResult:
 
 
 def _check_file(project: Project, entry: dict[str, Any], ctx: Context, result: AuditResult) -> bool:
+    """Check the engine file against the lock; ``False`` when there is no file to check.
+
+    The lock's path is relative and stays inside the project (``LockFile`` refuses others); a path that
+    leaves it through a symlink is a finding, and the file it points to is neither read nor recorded in
+    the stat cache.
+    """
     engine = project.root / entry["engine"]["path"]
+    real_root = os.path.realpath(project.root)
+    if os.path.commonpath([real_root, os.path.realpath(engine)]) != real_root:
+        result.fail(f"engine {entry['engine']['path']} resolves outside the project ({os.path.realpath(engine)}); not read")
+        return False
     if not engine.is_file():
         result.fail(f"engine {entry['engine']['path']} is missing")
         return False

@@ -6,6 +6,7 @@ unusable" are different exceptions, so callers can tell them apart.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 
 
@@ -39,6 +40,16 @@ class StateError(TrtbuildError):
     exit_code = 2
 
 
+class WriteError(TrtbuildError):
+    """trtbuild cannot write its own state (a read-only project, a full disk, a file-size limit).
+
+    The message names the file and the errno (``os_error_line``). Exit code 1: nothing is wrong with the
+    input; the machine refused the write.
+    """
+
+    exit_code = 1
+
+
 class BusyError(TrtbuildError):
     """Another trtbuild run holds the project's run lock."""
 
@@ -64,3 +75,13 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def os_error_line(exc: OSError, path: object = None, doing: str = "") -> str:
+    """One line for an ``OSError``: ``FILE: cannot save the stat cache: [Errno 28] ENOSPC: No space left on
+    device``. ``path`` defaults to the error's own file name; ``doing`` (``cannot ...``) is optional."""
+    where = path if path is not None else (exc.filename if exc.filename is not None else "<unknown file>")
+    name = errno.errorcode.get(exc.errno or 0, "")
+    code = f"[Errno {exc.errno}] {name}: " if exc.errno is not None else ""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {doing + ': ' if doing else ''}{code}{reason}"

@@ -73,32 +73,100 @@ def _parse(argv: list[str]) -> tuple[Path, str | None, bool] | None:
     return Path(os.path.abspath(manifest)), device, json_mode
 
 
-def valid_stamp(manifest: Path, device: str | None) -> dict[str, Any] | None:
-    """The stamp for ``manifest``/``device`` if every file it lists is unchanged, else ``None``."""
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def stamp_problem(stamp: Any) -> str | None:
+    """What is wrong with the shape of a parsed stamp, or ``None`` when it has the shape ``write_stamp``
+    gives it: ``{"schema": int, "written_at": int, "environment": {...}, "files": {name: [inode, size,
+    mtime_ns] | null}, "engines": {model: path}}``. Plain type checks: the fast path stays standard-library-only."""
+    if not isinstance(stamp, dict):
+        return "not a JSON object"
+    if not _is_int(stamp.get("schema")):
+        return "schema: not an integer"
+    if stamp["schema"] != STAMP_SCHEMA:
+        return None  # another version's stamp: outdated, not damaged
+    if not _is_int(stamp.get("written_at")):
+        return "written_at: not an integer"
+    if not isinstance(stamp.get("environment"), dict):
+        return "environment: not a mapping"
+    files = stamp.get("files")
+    if not isinstance(files, dict):
+        return "files: not a mapping"
+    for name, recorded in files.items():  # ``type(x) is int``: no bools, and fast over 30,000 files
+        if recorded is not None and not (type(recorded) is list and len(recorded) == 3 and type(recorded[0]) is int
+                                         and type(recorded[1]) is int and type(recorded[2]) is int):
+            return f"files.{name}: not [inode, size, mtime_ns] or null"
+    engines = stamp.get("engines")
+    if not isinstance(engines, dict) or not all(isinstance(path, str) and path for path in engines.values()):
+        return "engines: not a mapping of model -> engine path"
+    return None
+
+
+def read_stamp(manifest: Path, device: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The stamp for ``manifest``/``device`` and what is wrong with it.
+
+    Returns:
+        ``(stamp, None)`` when it is well formed (its files not yet checked); ``(None, None)`` when there
+        is none or it is another version's; ``(None, problem)`` when it is damaged (not JSON, wrong shape):
+        the caller warns once and takes the full path, which rewrites it.
+    """
+    path = stamp_path(manifest, device)
     try:
-        stamp = json.loads(stamp_path(manifest, device).read_bytes())
-    except (OSError, ValueError):
-        return None
-    if stamp.get("schema") != STAMP_SCHEMA or stamp.get("environment") != environment():
-        return None
+        text = path.read_bytes()
+    except OSError:
+        return None, None
+    try:
+        stamp = json.loads(text)
+    except ValueError as exc:
+        return None, f"not JSON ({exc})"
+    problem = stamp_problem(stamp)
+    if problem is not None or stamp.get("schema") != STAMP_SCHEMA:
+        return None, problem
+    return stamp, None
+
+
+def valid_stamp(manifest: Path, device: str | None) -> dict[str, Any] | None:
+    """The stamp for ``manifest``/``device`` if it is well formed and every file it lists is unchanged,
+    else ``None``."""
+    stamp, _ = read_stamp(manifest, device)
+    return stamp if stamp is not None and _unchanged(manifest, stamp) else None
+
+
+def _unchanged(manifest: Path, stamp: dict[str, Any]) -> bool:
+    """Whether every file of a well-formed ``stamp`` still has its recorded stat, outside the racy window."""
+    if stamp["environment"] != environment():
+        return False
     trusted_before = stamp["written_at"] - RACY_WINDOW_NS
     root = str(manifest.parent)
     for name, recorded in stamp["files"].items():
         if signature(os.path.join(root, name)) != recorded or (recorded is not None and recorded[2] > trusted_before):
-            return None
-    return stamp
+            return False
+    return True
 
 
 def try_fast(argv: list[str]) -> int | None:
-    """Answer ``trtbuild all`` from a valid stamp; returns the exit code, or ``None`` to take the full path."""
+    """Answer ``trtbuild all`` from a valid stamp; returns the exit code, or ``None`` to take the full path.
+
+    A damaged stamp (not JSON, wrong shape) or a lock or report the stamp vouches for that is not the
+    shape trtbuild writes is never trusted: one ``warning:`` line on stderr for a damaged stamp, then the
+    full path, which validates everything and rewrites the stamp.
+    """
     parsed = _parse(argv)
     if parsed is None:
         return None
     manifest, device, json_mode = parsed
-    stamp = valid_stamp(manifest, device)
-    if stamp is None:
+    stamp, problem = read_stamp(manifest, device)
+    if problem is not None:
+        print(f"warning: {stamp_path(manifest, device)}: damaged fresh stamp ({problem}); ignored, it will be rewritten",
+              file=sys.stderr, flush=True)
+    if stamp is None or not _unchanged(manifest, stamp):
         return None
-    print_fresh(manifest, device, stamp, json_mode)
+    summary = fresh_summary(manifest, device, stamp)
+    if summary is None:
+        return None
+    _print(summary, json_mode)
     return 0
 
 
@@ -111,19 +179,41 @@ def _lock_of(manifest: Path, stamp: dict[str, Any]) -> tuple[str | None, str | N
     return (single, None) if single in stamp["files"] else (None, None)
 
 
-def print_fresh(manifest: Path, device: str | None, stamp: dict[str, Any], json_mode: bool) -> None:
-    """Print the all-fresh summary from the stamp and the lock it vouches for (engine sizes, the
-    environment fingerprint, the device) and the accuracy reports it lists: the full path's output."""
-    from trtbuild.results import FRESH, ModelResult, RunSummary, accuracy_figures, print_summary, summary_json
+def _lock_entries(root: Path, lock_name: str | None) -> dict[str, Any] | None:
+    """The ``models`` of the stamped lock, checked for what the summary reads (``engine.size`` an int,
+    ``components.env`` a mapping); ``{}`` without a lock; ``None`` when it is unreadable or another shape."""
+    if lock_name is None:
+        return {}
+    try:
+        lock = json.loads((root / lock_name).read_bytes())
+    except (OSError, ValueError):
+        return None
+    entries = lock.get("models") if isinstance(lock, dict) else None
+    if not isinstance(entries, dict):
+        return None
+    for entry in entries.values():
+        if not (isinstance(entry, dict) and isinstance(entry.get("engine"), dict) and isinstance(entry.get("components"), dict)
+                and _is_int(entry["engine"].get("size")) and isinstance(entry["components"].get("env", {}), dict)):
+            return None
+    return entries
+
+
+def fresh_summary(manifest: Path, device: str | None, stamp: dict[str, Any]) -> Any:
+    """The all-fresh ``RunSummary`` from a valid stamp and the lock it vouches for (engine sizes, the
+    environment fingerprint, the device) and the accuracy reports it lists: the full path's output.
+
+    Returns:
+        the summary, or ``None`` when the lock or a report is not the shape trtbuild writes (the full
+        path then decides, and says what is wrong).
+    """
+    from trtbuild.results import FRESH, ModelResult, RunSummary, accuracy_figures
 
     root = manifest.parent
     lock_name, locked_device = _lock_of(manifest, stamp)
-    try:
-        lock = json.loads((root / lock_name).read_bytes()) if lock_name else {}
-    except (OSError, ValueError):
-        lock = {}
-    entries = lock.get("models") or {}
-    environment = next((entry["components"]["env"] for entry in entries.values() if "env" in entry.get("components", {})), {})
+    entries = _lock_entries(root, lock_name)
+    if entries is None:
+        return None
+    environment = next((entry["components"]["env"] for entry in entries.values() if "env" in entry["components"]), {})
     results = {}
     for name, engine in stamp["engines"].items():
         result = ModelResult(FRESH, engine=engine, size=(entries.get(name) or {}).get("engine", {}).get("size"))
@@ -132,14 +222,31 @@ def print_fresh(manifest: Path, device: str | None, stamp: dict[str, Any], json_
         if report is not None:
             try:
                 result.accuracy = accuracy_figures(json.loads((root / report).read_bytes()), report)
+            except FileNotFoundError:
+                pass  # stamped as absent: the full path would find no report either
             except (OSError, ValueError):
-                pass
+                return None
         results[name] = result
     if locked_device is None and environment:
         from trtbuild.env.jetson import device_of  # standard library only
 
         locked_device = device_of(environment)
-    summary = RunSummary(results, device or locked_device, environment, time.monotonic() - STARTED)
+    return RunSummary(results, device or locked_device, environment, time.monotonic() - STARTED)
+
+
+def print_fresh(manifest: Path, device: str | None, stamp: dict[str, Any], json_mode: bool) -> bool:
+    """Print the all-fresh summary of a valid stamp (``fresh_summary``); ``False`` (nothing printed) when
+    the lock or a report it vouches for is not the shape trtbuild writes."""
+    summary = fresh_summary(manifest, device, stamp)
+    if summary is None:
+        return False
+    _print(summary, json_mode)
+    return True
+
+
+def _print(summary: Any, json_mode: bool) -> None:
+    from trtbuild.results import print_summary, summary_json
+
     if json_mode:
         print(summary_json(summary), flush=True)
     else:

@@ -82,20 +82,57 @@ class RunSummary:
     seconds: float | None = None
 
 
-def accuracy_figures(report: dict[str, Any], path: str) -> dict[str, Any]:
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def report_problem(report: Any) -> str | None:
+    """What is wrong with the shape of an accuracy-gate report, or ``None``: the fields ``accuracy_figures``
+    reads must be what the gate writes (``passed`` a bool, ``precision`` a string, ``outputs`` a mapping of
+    output -> ``{"cosine": number | null, ...}``, the agreements numbers or null, ``detections`` an int or null).
+    Plain checks: the fast path reads reports without pydantic."""
+    if not isinstance(report, dict):
+        return "not a JSON object"
+    if not isinstance(report.get("passed"), bool):
+        return "passed: not true or false"
+    if not isinstance(report.get("precision"), str):
+        return "precision: not a string"
+    outputs = report.get("outputs", {})
+    if not isinstance(outputs, dict):
+        return "outputs: not a mapping"
+    for output, figures in outputs.items():
+        if not isinstance(figures, dict) or not (figures.get("cosine") is None or _number(figures["cosine"])):
+            return f"outputs.{output}: not a mapping with a numeric cosine"
+    for name in ("top1_agreement", "detection_agreement"):
+        if report.get(name) is not None and not _number(report[name]):
+            return f"{name}: not a number"
+    if report.get("detections") is not None and not (isinstance(report["detections"], int) and not isinstance(report["detections"], bool)):
+        return "detections: not an integer"
+    return None
+
+
+def accuracy_figures(report: Any, path: str) -> dict[str, Any]:
     """The ``--json`` figures of an accuracy-gate report (``reports/<name>.accuracy.json``).
 
     Returns:
         ``{"report": path, "passed": bool, "precision": str, "cosine": {output: float | None},
         "agreement": {"top1": float} | {"detection": float | None, "detections": int} | None}``.
+
+    Raises:
+        ValueError: the report is not the shape the gate writes (``report_problem``); the message names
+            ``path`` and the field. Callers treat it as no report: the gate's lock entry records the
+            report's sha256, so a damaged report makes the gate stale and it is written again.
     """
+    problem = report_problem(report)
+    if problem is not None:
+        raise ValueError(f"{path}: not an accuracy report ({problem})")
     agreement: dict[str, Any] | None = None
     if "top1_agreement" in report:
         agreement = {"top1": report["top1_agreement"]}
     elif "detection_agreement" in report:
         agreement = {"detection": report["detection_agreement"], "detections": report.get("detections")}
     return {
-        "report": path, "passed": bool(report.get("passed")), "precision": report.get("precision"),
+        "report": path, "passed": report["passed"], "precision": report["precision"],
         "cosine": {output: figures.get("cosine") for output, figures in (report.get("outputs") or {}).items()},
         "agreement": agreement,
     }

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import networkx as nx
 
 from trtbuild.env.fingerprint import fingerprint
 from trtbuild.env.jetson import device_of
-from trtbuild.errors import BusyError, ManifestError, did_you_mean
+from trtbuild.errors import BusyError, ManifestError, TrtbuildError, WriteError, did_you_mean, os_error_line
 from trtbuild.graph.dag import build_graph, engine_node_id, select
 from trtbuild.graph.engine_node import EngineBuild
 from trtbuild.graph.export_node import Export
@@ -76,22 +77,64 @@ def open_context(project: Project, trust_stat_cache: bool = True) -> Context:
 def run_lock(project: Project, wait_seconds: float) -> Iterator[None]:
     """Hold the project's run lock (``.trtbuild/run.lock``, filelock) for a run that writes state.
 
+    Bad input writes nothing: when the body raises an error of exit code 2 (``ManifestError``,
+    ``StateError``), what this run created in ``.trtbuild/`` (the folder itself on a first run, the lock
+    file, a first stat cache) is removed while the lock is still held, then the lock is released. A run
+    waiting for the same lock file sees it unlinked and takes the lock anew (filelock checks the inode's
+    link count after each ``flock``).
+
     Raises:
         BusyError: another run holds it for longer than ``wait_seconds``.
+        WriteError: ``.trtbuild/`` or the lock file cannot be created or opened (a read-only project, a
+            full disk): one line naming the file and the errno.
     """
-    project.state_dir.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(project.state_dir / "run.lock"))
-    try:
-        lock.acquire(timeout=wait_seconds)
-    except filelock.Timeout:
-        raise BusyError(
-            f"another trtbuild run is building {project.manifest.name} (it holds {lock.lock_file}); "
-            "wait for it or pass --wait SECONDS"
-        ) from None
+    state = project.state_dir
+    lock_file = state / "run.lock"
+    folder_existed, file_existed = state.is_dir(), lock_file.exists()
+    lock = filelock.FileLock(str(lock_file))
+    deadline = time.monotonic() + wait_seconds
+    for attempt in range(5):
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            break
+        except filelock.Timeout:
+            raise BusyError(
+                f"another trtbuild run is building {project.manifest.name} (it holds {lock.lock_file}); "
+                "wait for it or pass --wait SECONDS"
+            ) from None
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and attempt < 4:
+                continue  # the folder was removed by a run that refused its input: make it again
+            raise WriteError(os_error_line(exc, lock_file if state.is_dir() else state, "cannot take the run lock")) from None
+    else:  # pragma: no cover - the loop always breaks or raises
+        raise AssertionError("unreachable")
+    before = set(os.listdir(state))
     try:
         yield
+    except TrtbuildError as exc:
+        if exc.exit_code == ManifestError.exit_code:
+            _remove_created(state, before, folder_existed, file_existed)
+        raise
     finally:
         lock.release()
+
+
+def _remove_created(state: Path, before: set[str], folder_existed: bool, file_existed: bool) -> None:
+    """Remove what a run that refused its input created in ``state``: the entries that were not there
+    once the lock was held (``before``: what a run that held the lock while this one waited wrote stays),
+    the lock file if it was not there when this run started, and the folder if it made it and it is empty
+    now. Called with the run lock held; unlinking the held lock file is safe (see ``run_lock``)."""
+    for name in set(os.listdir(state)) - before:
+        if (state / name).is_dir() and not (state / name).is_symlink():
+            shutil.rmtree(state / name, ignore_errors=True)
+        else:
+            (state / name).unlink(missing_ok=True)
+    if not file_existed:
+        (state / "run.lock").unlink(missing_ok=True)
+        if not folder_existed:
+            with contextlib.suppress(OSError):
+                state.rmdir()
 
 
 def _check_names(project: Project, names: list[str]) -> None:

@@ -69,7 +69,9 @@ def _stop_children_and_interrupt(signum: int, frame: Any) -> None:
 
 def _guarded(function: Callable[..., int]) -> Callable[..., None]:
     """Run a command, map trtbuild errors to red messages and exit codes, never a traceback; a reader
-    that closes our output pipe ends the command quietly (``results.exit_quietly_on_broken_pipe``)."""
+    that closes our output pipe ends the command quietly (``results.exit_quietly_on_broken_pipe``); any
+    other ``OSError`` that reaches here (a read-only project, a full disk) is one line naming the file and
+    the errno, exit 1."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -91,6 +93,12 @@ def _guarded(function: Callable[..., int]) -> Callable[..., None]:
 
             CHILDREN.terminate_all()
             exit_quietly_on_broken_pipe()
+        except OSError as exc:  # the machine refused a read or write no layer below words: one line, not a traceback
+            from trtbuild.errors import os_error_line
+
+            CHILDREN.terminate_all()
+            click.secho(f"trtbuild: {os_error_line(exc)}", fg="red", err=True)
+            code = EXIT_FAILED
         sys.exit(code)
 
     return wrapper

@@ -31,12 +31,27 @@ MAX_DIM = (1 << 31) - 1
 MAX_VOLUME = 1 << 31
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+#: Longest model name. A name is part of file names, and the longest derived one is the partial result
+#: file of the accuracy gate, ``.<name>.accuracy.json.result.<8 random>.partial`` (name + 39 bytes); 128
+#: keeps every derived name, and the temporary names the exporters and quantizers derive from them, far
+#: below the file systems' 255-byte limit (NAME_MAX). Names are ASCII, so characters are bytes.
+MAX_NAME_LENGTH = 128
+#: Largest builder workspace (``workspace:``): 1 TiB, beyond any GPU's memory; a typo such as ``1e30``
+#: fails here, in the manifest, not in TensorRT's bindings.
+MAX_WORKSPACE = 1 << 40
 COMPUTE_CAPABILITY_PATTERN = r"^\d{1,2}\.\d$"
 
 Dim = Annotated[int, Field(gt=0, le=MAX_DIM, strict=True)]
 #: A shape; ``[]`` is a scalar input (rank 0). For a shape-tensor input (one whose values are a shape, e.g.
 #: Expand's ``shape``) the same lists are the tensor's values (``IOptimizationProfile::setShapeValues``).
 Shape = Annotated[list[Dim], Field(min_length=0, max_length=8)]
+
+
+def _workspace_bound(value: ByteSize) -> ByteSize:
+    if value > MAX_WORKSPACE:
+        raise ValueError(f"{int(value)} bytes ({value.human_readable(separator=' ')}) is more than the 1 TiB limit; "
+                         "the workspace is the builder's memory-pool limit, e.g. 1GiB")
+    return value
 
 
 class _Strict(BaseModel):
@@ -294,7 +309,8 @@ class BuildSettings(_Strict):
         precision: the engine's precision. ``fp16`` and ``int8`` are builder flags on TensorRT <= 10; on
             strongly typed builders (TensorRT 11, TensorRT-RTX) precision comes from the ONNX itself.
         workspace: the builder's workspace memory-pool limit (``IBuilderConfig.setMemoryPoolLimit(
-            MemoryPoolType::kWORKSPACE)``), in bytes; units such as ``128MiB`` or ``2GiB`` accepted.
+            MemoryPoolType::kWORKSPACE)``), in bytes; units such as ``128MiB`` or ``2GiB`` accepted; at most
+            ``MAX_WORKSPACE`` (1 TiB).
         builder_optimization_level: TensorRT's builder optimization level, 0-5 (TensorRT's default: 3).
         dla_core: run on this DLA core (Jetson Xavier / Orin), GPU fallback allowed. ``None``: GPU only.
         plugins: shared libraries of TensorRT plugins to load before parsing: paths relative to the
@@ -312,7 +328,7 @@ class BuildSettings(_Strict):
     """
 
     precision: Precision = "fp32"
-    workspace: ByteSize = Field(default=ByteSize(1 << 30), gt=0)
+    workspace: Annotated[ByteSize, AfterValidator(_workspace_bound)] = Field(default=ByteSize(1 << 30), gt=0)
     builder_optimization_level: Annotated[int, Field(ge=0, le=5, strict=True)] = 3
     dla_core: Annotated[int, Field(ge=0, le=7, strict=True)] | None = None
     plugins: list[PluginSpec] = []
@@ -408,14 +424,15 @@ SCHEMA_MODELS = (ShapeProfile, LocalSource, PypiSource, PinnedPlugin, ImageSet, 
 class Manifest(_Strict):
     """The whole of builds.yaml: ``defaults`` and ``models`` (name -> model).
 
-    Model names are used in file names: letters, digits, ``_``, ``.``, ``-``.
+    Model names are used in file names: letters, digits, ``_``, ``.``, ``-``, at most ``MAX_NAME_LENGTH``.
     """
 
     version: Literal[1] = 1
     defaults: BuildSettings = BuildSettings()
-    models: dict[Annotated[str, Field(pattern=NAME_PATTERN)], ModelSpec] = {}
+    models: dict[Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)], ModelSpec] = {}
 
 
 def is_valid_name(name: str) -> bool:
-    """Whether ``name`` may name a model."""
-    return re.match(NAME_PATTERN, name) is not None
+    """Whether ``name`` may name a model: the whole of it matches ``NAME_PATTERN`` (``fullmatch``: a
+    trailing newline is not allowed) and it is at most ``MAX_NAME_LENGTH`` characters."""
+    return len(name) <= MAX_NAME_LENGTH and re.fullmatch(NAME_PATTERN.removeprefix("^").removesuffix("$"), name) is not None

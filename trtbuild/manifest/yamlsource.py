@@ -1,9 +1,12 @@
 """Safe YAML loading that remembers where every value came from.
 
 PyYAML's ``SafeLoader`` composes the document into nodes that carry line marks; walking the nodes
-ourselves gives plain Python data plus a ``{path: line}`` map, rejects duplicate keys (which PyYAML
-silently overwrites) and bounds alias expansion, so a "billion laughs" document fails fast instead
-of exhausting memory.
+ourselves gives plain Python data plus a ``{path: line}`` map and rejects duplicate keys (which PyYAML
+silently overwrites). The composer is bounded (``_BoundedLoader``): while it composes, it counts what
+the document would expand to, aliases included, and how deep, and refuses a document over ``MAX_NODES``
+expanded nodes or ``MAX_DEPTH`` levels at the line where it crosses the limit, so a "billion laughs"
+document or a deeply nested one fails in milliseconds with ``file:line``, never with a RecursionError
+or gigabytes of memory.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from trtbuild.errors import ManifestError
 
 #: Largest manifest read, in bytes. A fleet manifest of 10,000 models stays far below it.
 MAX_BYTES = 64 * 1024 * 1024
-#: Most YAML nodes visited while expanding aliases (a bound on time and memory).
+#: Most YAML nodes a document may expand to, aliases expanded (a bound on time and memory).
 MAX_NODES = 2_000_000
+#: Deepest nesting of mappings and sequences, aliases expanded (a manifest needs about 6).
+MAX_DEPTH = 64
 
 Path_ = tuple[str | int, ...]
 #: The only tags a mapping or sequence may carry: plain YAML. Anything else (``!!python/...``) is refused.
@@ -73,6 +78,69 @@ def _get(data: Any, path: Path_) -> Any:
     for part in path:
         data = data[part]
     return data
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A ``SafeLoader`` whose composer refuses documents that expand too far or nest too deep.
+
+    For every node composed it records ``(expanded size, height)``; an alias counts as the whole of its
+    anchor, so the running total is the size of the document with every alias expanded. An alias to a
+    node still being composed (a recursive alias) is refused too.
+
+    Raises (from ``get_single_node``):
+        ManifestError: ``file:line: ...`` over ``MAX_NODES`` or ``MAX_DEPTH``, or a recursive alias.
+    """
+
+    def __init__(self, stream: str, file: Path) -> None:
+        super().__init__(stream)
+        self._file = file
+        self._expanded = 0
+        self._extent: dict[int, tuple[int, int]] = {}
+        self._tallest: list[int] = [0]  # per open node (and the document): its tallest child so far
+
+    def _refuse(self, event: yaml.Event, message: str) -> ManifestError:
+        return ManifestError(f"{self._file}:{event.start_mark.line + 1}: {message}; refusing to load")
+
+    def _add(self, event: yaml.Event, size: int, height: int) -> None:
+        self._expanded += size
+        if self._expanded > MAX_NODES:
+            raise self._refuse(event, f"more than {MAX_NODES} YAML nodes after alias expansion")
+        if len(self._tallest) - 1 + height > MAX_DEPTH:
+            raise self._refuse(event, f"nested more than {MAX_DEPTH} levels deep (aliases expanded)")
+        self._tallest[-1] = max(self._tallest[-1], height)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            extent = self._extent.get(id(node))
+            if extent is None:
+                raise self._refuse(event, f"alias *{event.anchor} is used inside the node it names")
+            self._add(event, *extent)
+            return node
+        if len(self._tallest) > MAX_DEPTH:
+            raise self._refuse(event, f"nested more than {MAX_DEPTH} levels deep")
+        before = self._expanded
+        self._tallest.append(0)
+        node = super().compose_node(parent, index)
+        height = self._tallest.pop() + 1
+        self._add(event, 1, height)
+        self._extent[id(node)] = (self._expanded - before, height)
+        return node
+
+
+def compose_bounded(text: str, file: Path) -> yaml.Node | None:
+    """Compose ``text`` (one YAML document) into nodes with ``_BoundedLoader``; ``None`` when empty.
+
+    Raises:
+        ManifestError: over ``MAX_NODES`` expanded nodes or ``MAX_DEPTH`` levels, a recursive alias.
+        yaml.YAMLError: the text is not YAML (the caller words it).
+    """
+    loader = _BoundedLoader(text, file)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 class _Walker:
@@ -138,7 +206,8 @@ def load_located(file: Path) -> LocatedData:
 
     Raises:
         ManifestError: the file is missing, too large, not UTF-8, not valid YAML (message carries the
-            line), has duplicate keys, or expands to more than ``MAX_NODES`` nodes.
+            line), has duplicate keys, expands to more than ``MAX_NODES`` nodes or nests deeper than
+            ``MAX_DEPTH`` levels (aliases expanded).
     """
     try:
         size = file.stat().st_size
@@ -150,7 +219,7 @@ def load_located(file: Path) -> LocatedData:
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{file}: cannot read: {exc}") from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_bounded(text, file)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f"{mark.line + 1}:" if mark else ""
@@ -158,5 +227,8 @@ def load_located(file: Path) -> LocatedData:
     except yaml.YAMLError as exc:
         raise ManifestError(f"{file}: YAML error: {exc}") from None
     walker = _Walker(file)
-    data = {} if root is None else walker.walk(root, ())
+    try:
+        data = {} if root is None else walker.walk(root, ())
+    except RecursionError:  # merge keys (<<) chained through many anchors: not bounded by the composer's depth
+        raise ManifestError(f"{file}: nested too deeply (merge keys chained through too many anchors); refusing to load") from None
     return LocatedData(data, walker.lines, file)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from trtbuild.env.fingerprint import probe_inputs
+from trtbuild.errors import os_error_line
 from trtbuild.fastpath import STAMP_SCHEMA, environment, now_ns, signature, stamp_path
 from trtbuild.manifest.devices import DEVICE_DIR
 from trtbuild.manifest.loader import Project
@@ -46,6 +48,10 @@ def stamp_name(path: Path, root: Path) -> str:
 def write_stamp(project: Project, requested_device: str | None, consulted: Iterable[Path]) -> None:
     """Record the stat of everything the models' freshness depends on, now that all of them are fresh.
 
+    The stamp is only a shortcut: when it cannot be written (a full disk, a read-only ``.trtbuild/``) one
+    ``warning:`` line on stderr names the file and the errno, nothing half-written is left, and the next
+    ``trtbuild all`` takes the full path. Nothing is raised for that.
+
     Args:
         consulted: the files the run's assessments hashed or looked up (``StatCache.consulted``).
     """
@@ -60,7 +66,11 @@ def write_stamp(project: Project, requested_device: str | None, consulted: Itera
         "files": files, "engines": {name: project.relative(target.engine) for name, target in project.models.items()},
     }
     target_file = stamp_path(project.manifest, requested_device)
-    write_atomic(target_file, json.dumps(stamp, separators=(",", ":")).encode())
+    try:
+        write_atomic(target_file, json.dumps(stamp, separators=(",", ":")).encode())  # creates the folder, checked
+    except OSError as exc:
+        print(f"warning: {os_error_line(exc, target_file, 'cannot write the fresh stamp (the next run takes the full path)')}",
+              file=sys.stderr, flush=True)
 
 
 def remove_stamps(project: Project) -> None:

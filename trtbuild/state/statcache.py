@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
+from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from trtbuild.errors import os_error_line
 from trtbuild.state.atomic import write_atomic
 
 SCHEMA = 1
@@ -34,6 +38,40 @@ def sha256_file(path: Path) -> str:
         return digest.hexdigest()
 
 
+@lru_cache(maxsize=1)
+def cache_schema() -> Any:
+    """The pydantic ``TypeAdapter`` of the cache file (built on first use: children that import this
+    module for ``sha256_file`` do not pay for pydantic).
+
+    Shape: ``{"schema": 1, "files": {absolute path: {"sig": [inode, size, mtime_ns], "sha256": "<hex>",
+    "hashed_at": ns, "external"?: [path relative to the ONNX's folder, inside it]}}}``; other keys kept.
+    """
+    from typing import Annotated, Literal
+
+    from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, with_config
+    from typing_extensions import NotRequired, TypedDict
+
+    from trtbuild.state.lockfile import Sha256, inside_project
+
+    @with_config(ConfigDict(strict=True, extra="allow"))
+    class CacheEntry(TypedDict):
+        sig: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=3, max_length=3)]
+        sha256: Sha256
+        hashed_at: Annotated[int, Field(ge=0)]
+        external: NotRequired[list[Annotated[str, AfterValidator(inside_project)]]]
+
+    @with_config(ConfigDict(strict=True, extra="allow"))
+    class CacheDocument(TypedDict):
+        schema: Literal[1]
+        files: dict[str, CacheEntry]
+
+    return TypeAdapter(CacheDocument)
+
+
+def _stderr_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def _signature(stat: os.stat_result) -> list[int]:
     return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
@@ -46,16 +84,20 @@ class StatCache:
         trust: ``False`` hashes every file again whatever its stat says (``trtbuild audit``: an audit
             hashes what it audits; bytes changed in place with size and mtime restored are caught).
 
+        warn: called with one line when the cache cannot be saved (default: ``warning: ...`` on stderr).
+
     Attributes:
-        warnings: problems met while loading (a corrupt cache file); the caller reports them.
+        warnings: problems met while loading (a cache file that is not JSON, or not the shape of
+            ``cache_schema``: then it is discarded whole and rebuilt); the caller reports them.
         hashed_bytes: bytes actually read and hashed by this instance (0 on a fully cached run).
         consulted: every path this instance was asked about: the files the keys of this run depend on
             (the no-op stamp lists exactly these; ``state.freshstamp``).
     """
 
-    def __init__(self, path: Path, trust: bool = True) -> None:
+    def __init__(self, path: Path, trust: bool = True, warn: Callable[[str], None] = _stderr_warning) -> None:
         self.path = path
         self.trust = trust
+        self.warn = warn
         self.warnings: list[str] = []
         self.hashed_bytes = 0
         self.consulted: set[Path] = set()
@@ -65,16 +107,24 @@ class StatCache:
 
     def _load(self) -> None:
         try:
-            raw = json.loads(self.path.read_bytes())
-            if raw.get("schema") != SCHEMA or not isinstance(raw.get("files"), dict):
-                raise ValueError(f"schema {raw.get('schema')!r}, expected {SCHEMA}")
-            self._entries = raw["files"]
+            text = self.path.read_bytes()
         except FileNotFoundError:
             return
-        except (ValueError, AttributeError, OSError) as exc:
-            self.warnings.append(f"{self.path}: stat cache unreadable ({exc}); discarded, files will be hashed again")
-            self._entries = {}
-            self._dirty = True
+        except OSError as exc:
+            return self._discard(os_error_line(exc, doing="cannot read the stat cache"))
+        from pydantic import ValidationError
+
+        try:
+            self._entries = cache_schema().validate_json(text)["files"]
+        except ValidationError as exc:
+            problem = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "<document>"
+            self._discard(f"{self.path}: stat cache unreadable ({where}: {problem['msg'].removeprefix('Value error, ')})")
+
+    def _discard(self, problem: str) -> None:
+        self.warnings.append(f"{problem}; discarded, files will be hashed again")
+        self._entries = {}
+        self._dirty = True
 
     def lookup(self, path: Path) -> dict[str, Any] | None:
         """The cached entry ``{"sig", "sha256", "hashed_at", ...extras}`` if it still describes ``path``."""
@@ -115,9 +165,17 @@ class StatCache:
         return entry
 
     def save(self) -> None:
-        """Write the cache atomically if anything changed."""
+        """Write the cache atomically if anything changed.
+
+        A cache that cannot be written (a full disk, a read-only project) is only a cache: ``warn`` gets
+        one line naming the file and the errno, the old file stays whole, and nothing is raised.
+        """
         if not self._dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path, json.dumps({"schema": SCHEMA, "files": self._entries}, separators=(",", ":")).encode())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, json.dumps({"schema": SCHEMA, "files": self._entries}, separators=(",", ":")).encode())
+        except OSError as exc:
+            self.warn(os_error_line(exc, self.path, "cannot save the stat cache (files will be hashed again next run)"))
+            return
         self._dirty = False
