@@ -76,6 +76,26 @@ def test_duplicate_keys_are_rejected(project: ProjectDir) -> None:
     assert lines == ["builds.yaml:5: models.a.precision: duplicate key (first at line 4)"]
 
 
+def test_a_model_may_merge_a_model_that_merges_and_override_its_keys(project: ProjectDir) -> None:
+    conv_net(project.root / "net.onnx")
+    project.write_manifest("""
+        models:
+          a: &a {source: net.onnx, precision: fp32, workspace: 64MiB}
+          b: &b
+            <<: *a
+            workspace: 128MiB
+          c:
+            <<: *b
+            precision: fp16
+    """)
+    run = project.trtbuild("config", "--json")
+    assert run.code == 0, run.stderr
+    models = json.loads(run.stdout)["models"]
+    assert models["c"] == {"source": "net.onnx", "workspace": "128MiB", "precision": "fp16"}
+    assert errors_of(project, "models:\n  a: &a {source: a.onnx}\n  b:\n    <<: *a\n    precision: fp16\n    precision: fp32\n") == [
+        "builds.yaml:6: models.b.precision: duplicate key (first at line 5)"]
+
+
 def test_yaml_bomb_is_refused_quickly(project: ProjectDir) -> None:
     bomb = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
     for level in range(1, 10):

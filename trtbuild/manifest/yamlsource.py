@@ -185,6 +185,8 @@ class _Walker:
                 raise self.error(key_node, f"{_dotted(path)}: mapping keys must be strings")
             key = str(key)
             if index < merged:
+                if key in from_merge:  # merged pairs of a mapping that merges another: the later one wins
+                    result.pop(key)
                 from_merge.add(key)
             elif key in from_merge:  # an explicit key overrides a merged one (YAML merge semantics)
                 from_merge.discard(key)
