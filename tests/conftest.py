@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,20 @@ def write_widthfile_recipe(root: Path) -> Path:
     recipe = root / "recipes" / "widthfile.py"
     recipe.write_text(WIDTHFILE_RECIPE.format(tests=str(Path(__file__).parent)))
     return recipe
+
+
+def child_of(project: ProjectDir, module: str, timeout: float = 60) -> int:
+    """The pid of a running ``module`` child working for this project (its command line names the target)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if module.encode() in command and any(str(project.root).encode() in part for part in command):
+                return int(entry.name)
+        time.sleep(0.002)
+    raise AssertionError(f"no {module} child appeared")

@@ -42,6 +42,21 @@ def conv_net(path: Path, batch: int | str = 1, channels: int = 8, seed: int = 0,
                       [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, size, size])], weights)
 
 
+def deep_net(path: Path, layers: int = 300, channels: int = 16, size: int = 32) -> Path:
+    """``layers`` Conv 3x3 + Relu pairs on [1, channels, size, size]: an engine whose build takes seconds
+    (for tests that must interrupt a running build)."""
+    rng = np.random.default_rng(0)
+    nodes, weights, current = [], [], "input"
+    for index in range(layers):
+        weights.append(numpy_helper.from_array((rng.standard_normal((channels, channels, 3, 3)) * 0.1).astype(np.float32), f"w{index}"))
+        nodes += [helper.make_node("Conv", [current, f"w{index}"], [f"c{index}"], pads=[1, 1, 1, 1], name=f"conv{index}"),
+                  helper.make_node("Relu", [f"c{index}"], [f"r{index}"], name=f"relu{index}")]
+        current = f"r{index}"
+    nodes.append(helper.make_node("Identity", [current], ["output"], name="out"))
+    return save_graph(path, nodes, "deep_net", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, size, size])],
+                      [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, channels, size, size])], weights)
+
+
 def unsupported_op_net(path: Path) -> Path:
     """A well-formed ONNX file whose node ``mystery`` uses an op no TensorRT parser imports."""
     graph = helper.make_graph(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ProjectDir, write_widthfile_recipe
+from conftest import child_of, ProjectDir, write_widthfile_recipe
 from onnx_models import conv_net
 
 TESTS = Path(__file__).parent
@@ -31,23 +31,6 @@ def start(project: ProjectDir, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
     return subprocess.Popen([sys.executable, "-m", "trtbuild", *args], cwd=project.root, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-
-
-def child_of(project: ProjectDir, module: str, timeout: float = 60) -> int:
-    """The pid of a running ``module`` child working for this project (its command line names the target)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if module.encode() in command and any(str(project.root).encode() in part for part in command):
-                return int(entry.name)
-        time.sleep(0.002)
-    raise AssertionError(f"no {module} child appeared")
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import filelock
 import pytest
 
-from conftest import ProjectDir, write_widthfile_recipe
+from conftest import child_of, ProjectDir, write_widthfile_recipe
 from onnx_models import conv_net
 
 KILL_POINTS = 16
@@ -90,19 +90,7 @@ def test_power_loss_at_many_points_loses_nothing(project: ProjectDir) -> None:
 
 def builder_child(project: ProjectDir, timeout: float = 30) -> int:
     """The pid of a running builder child of this project (read from /proc)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"trtbuild.builder.child" in command and any(str(project.root).encode() in part for part in command):
-                return int(entry.name)
-        time.sleep(0.005)
-    raise AssertionError("no builder child appeared")
+    return child_of(project, "trtbuild.builder.child", timeout)
 
 
 def test_ctrl_c_stops_cleanly_with_exit_130(project: ProjectDir) -> None:
