@@ -7,7 +7,6 @@ from the stat cache, so a no-op run reads neither.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from trtbuild.env.packages import installed_versions
 from trtbuild.manifest.loader import ModelTarget
 from trtbuild.state import keys
+from trtbuild.state.atomic import inside_project
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.onnx_digest import onnx_digest
 from trtbuild.state.statcache import StatCache
@@ -107,11 +107,9 @@ def discovered_digests(cache: StatCache, root: Path, files: list[str]) -> dict[s
     """Project file (relative to ``root``) -> sha256 now, ``None`` when missing or outside the project
     (a lock naming ``../x`` never makes trtbuild hash a file outside)."""
     digests: dict[str, str | None] = {}
-    real_root = Path(os.path.realpath(root))
     for name in files:
         path = root / name
-        inside = real_root in Path(os.path.realpath(path)).parents
-        digests[name] = cache.sha256(path) if inside and path.is_file() else None
+        digests[name] = cache.sha256(path) if inside_project(root, path) and path.is_file() else None
     return digests
 
 
