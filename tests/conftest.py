@@ -55,6 +55,12 @@ class ProjectDir:
         return json.loads((self.root / "builds.lock").read_text())
 
 
+def entries(lock: dict[str, Any], kind: str = "engine") -> dict[str, dict[str, Any]]:
+    """Model -> its lock entry of step ``kind`` (schema 2: ``steps`` keyed by step id); the entries are the
+    lock's own dicts, so a test can edit them and write the lock back."""
+    return {entry["model"]: entry for entry in lock["steps"].values() if entry["kind"] == kind}
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> ProjectDir:
     return ProjectDir(tmp_path)

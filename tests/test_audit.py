@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import ProjectDir
+from conftest import entries, ProjectDir
 from test_build import JETPACK_6_2, sysroot
 from trtbuild.state import keys
 
@@ -41,7 +41,7 @@ def test_an_edited_lock_is_caught(two_models: ProjectDir) -> None:
     assert two_models.trtbuild("all").code == 0
     path = two_models.root / "builds.lock"
     lock = json.loads(path.read_text())
-    lock["models"]["static"]["components"]["settings"]["precision"] = "fp16"  # a claim without its key
+    entries(lock)["static"]["components"]["settings"]["precision"] = "fp16"  # a claim without its key
     path.write_text(json.dumps(lock))
     code, report = audit(two_models)
     assert code == 1
@@ -52,7 +52,7 @@ def test_a_forged_lock_entry_shows_as_drift_and_fails_the_rebuild(two_models: Pr
     assert two_models.trtbuild("all").code == 0
     path = two_models.root / "builds.lock"
     lock = json.loads(path.read_text())
-    entry = lock["models"]["dynamic"]
+    entry = entries(lock)["dynamic"]
     entry["components"]["settings"]["workspace"] = 1 << 30  # consistent forgery: key recomputed
     entry["key"] = keys.key_of(entry["components"])
     path.write_text(json.dumps(lock))

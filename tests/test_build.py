@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from conftest import ProjectDir, Run
+from conftest import entries, ProjectDir, Run
 from onnx_models import conv_net, unsupported_op_net
 
 JETPACK_5_1_2 = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n"
@@ -32,11 +32,11 @@ def test_first_run_builds_real_engines_and_second_run_builds_nothing(two_models:
     lock = two_models.lock()
     for name in ("static", "dynamic"):
         engine = two_models.root / f"engines/{name}.engine"
-        entry = lock["models"][name]
-        assert entry["engine"] == {"path": f"engines/{name}.engine", "sha256": sha256(engine), "size": engine.stat().st_size}
-        assert entry["engine"]["size"] > 10_000  # a real serialized plan, not a placeholder
-        assert entry["builder"].startswith(("tensorrt ", "tensorrt-rtx "))
-    assert lock["models"]["dynamic"]["components"]["settings"]["profiles"] == [
+        entry = entries(lock)[name]
+        assert entry["outputs"] == [{"path": f"engines/{name}.engine", "sha256": sha256(engine), "size": engine.stat().st_size}]
+        assert entry["outputs"][0]["size"] > 10_000  # a real serialized plan, not a placeholder
+        assert entry["facts"]["builder"].startswith(("tensorrt ", "tensorrt-rtx "))
+    assert entries(lock)["dynamic"]["components"]["settings"]["profiles"] == [
         {"input": {"min": [1, 3, 32, 32], "opt": [4, 3, 32, 32], "max": [8, 3, 32, 32]}}
     ]
     mtimes = {p: p.stat().st_mtime_ns for p in (two_models.root / "engines").iterdir()}
@@ -53,8 +53,12 @@ def test_changing_one_onnx_rebuilds_only_its_engine(two_models: ProjectDir) -> N
     conv_net(two_models.root / "static.onnx", batch=1, seed=99)  # new weights, same interface
     plan = two_models.trtbuild("plan", "--json", "--check")
     assert plan.code == 1
-    assert plan.json()["models"]["static"] == {"status": "stale", "reasons": ["onnx changed"], "engine": "engines/static.engine", "seconds": 0.0,
-                                                  "size": None, "steps": []}
+    static = plan.json()["models"]["static"]
+    onnx_digest = entries(two_models.lock())["static"]["components"]["onnx"]
+    assert static == {"status": "stale", "reasons": ["onnx changed"], "engine": "engines/static.engine", "seconds": 0.0,
+                      "size": None, "steps": [], "why": [{"step": "engine", "kind": "changed", "field": "onnx", "old": onnx_digest,
+                                                          "new": static["why"][0]["new"], "text": "onnx changed"}]}
+    assert static["why"][0]["new"] != onnx_digest and len(static["why"][0]["new"]) == 64  # the reason as data
     assert plan.json()["models"]["dynamic"]["status"] == "fresh"
     run = two_models.trtbuild("all", "--json")
     assert run.statuses() == {"static": "built", "dynamic": "fresh"}
@@ -65,7 +69,7 @@ def test_changing_one_onnx_rebuilds_only_its_engine(two_models: ProjectDir) -> N
 def test_another_l4t_release_rebuilds_every_engine(two_models: ProjectDir, tmp_path: Path) -> None:
     jetpack5 = sysroot(tmp_path / "jp5", JETPACK_5_1_2)
     assert two_models.trtbuild("all", env=jetpack5).code == 0
-    assert two_models.lock()["models"]["static"]["components"]["env"]["l4t"] == "35.4.1"
+    assert entries(two_models.lock())["static"]["components"]["env"]["l4t"] == "35.4.1"
     assert two_models.trtbuild("all", "--json", env=jetpack5).statuses() == {"static": "fresh", "dynamic": "fresh"}
 
     reflashed = two_models.trtbuild("all", "--json", env=sysroot(tmp_path / "jp6", JETPACK_6_2))
@@ -78,7 +82,7 @@ def test_jetson_device_model_enters_the_fingerprint(two_models: ProjectDir, tmp_
     root = sysroot(tmp_path / "agx", JETPACK_6_2, model="NVIDIA Jetson AGX Orin Developer Kit")
     (tmp_path / "agx/proc/meminfo").write_text("MemTotal:       64335836 kB\nMemFree:  1 kB\n")
     assert two_models.trtbuild("all", env=root).code == 0
-    env = two_models.lock()["models"]["static"]["components"]["env"]
+    env = entries(two_models.lock())["static"]["components"]["env"]
     assert (env["device_model"], env["gpu"], env["compute_capability"], env["sm_count"]) == (
         "NVIDIA Jetson AGX Orin Developer Kit", "Orin (Ampere)", "8.7", 16)
 
@@ -91,7 +95,7 @@ def test_a_modified_engine_is_rebuilt(two_models: ProjectDir) -> None:
     run = two_models.trtbuild("all", "--json")
     assert run.json()["models"]["dynamic"]["status"] == "built"
     assert run.json()["models"]["dynamic"]["reasons"] == ["engine modified"]
-    assert sha256(engine) == two_models.lock()["models"]["dynamic"]["engine"]["sha256"]
+    assert sha256(engine) == entries(two_models.lock())["dynamic"]["outputs"][0]["sha256"]
 
 
 def test_a_deleted_engine_is_rebuilt(two_models: ProjectDir) -> None:
@@ -119,7 +123,7 @@ def test_unparseable_onnx_fails_that_model_only_with_the_parsers_message(project
     assert "mystery" in run.stderr  # ... and the node name
     assert not (project.root / "engines/bad.engine").exists()
     assert not list((project.root / "engines").glob(".*partial"))
-    assert "bad" not in project.lock()["models"]
+    assert "bad" not in entries(project.lock())
     assert "TotallyUnknownOp" in (project.root / ".trtbuild/logs/bad.log").read_text()
 
 
@@ -138,10 +142,10 @@ def test_builder_version_change_is_reported_per_component(two_models: ProjectDir
     assert two_models.trtbuild("all").code == 0
     lock_path = two_models.root / "builds.lock"
     lock = two_models.lock()
-    current = lock["models"]["static"]["components"]["env"]["builder_version"]
-    flavour = lock["models"]["static"]["components"]["env"]["builder"]
-    lock["models"]["static"]["components"]["env"]["builder_version"] = "0.9.0"
-    lock["models"]["static"]["key"] = "0" * 64
+    current = entries(lock)["static"]["components"]["env"]["builder_version"]
+    flavour = entries(lock)["static"]["components"]["env"]["builder"]
+    entries(lock)["static"]["components"]["env"]["builder_version"] = "0.9.0"
+    entries(lock)["static"]["key"] = "0" * 64
     import json
 
     lock_path.write_text(json.dumps(lock))
@@ -159,7 +163,7 @@ def test_parallel_jobs_build_every_engine(project: ProjectDir) -> None:
     run = project.trtbuild("all", "-j", "2", "--json")
     assert run.code == 0, run.stderr
     assert set(run.statuses().values()) == {"built"}
-    assert sorted(project.lock()["models"]) == ["m0", "m1", "m2", "m3"]
+    assert sorted(entries(project.lock())) == ["m0", "m1", "m2", "m3"]
 
 
 def test_build_names_only_the_selected_models(two_models: ProjectDir) -> None:
@@ -189,7 +193,7 @@ def test_clean_removes_engines_and_lock_entries(two_models: ProjectDir) -> None:
     run = two_models.trtbuild("clean", "static")
     assert run.code == 0 and "removed engines/static.engine" in run.stdout
     assert not (two_models.root / "engines/static.engine").exists()
-    assert sorted(two_models.lock()["models"]) == ["dynamic"]
+    assert sorted(entries(two_models.lock())) == ["dynamic"]
     assert two_models.trtbuild("plan", "--json").json()["models"]["static"]["reasons"] == ["never built"]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, ProjectDir
+from conftest import entries, REPO, ProjectDir
 from onnx_models import conv_net
 from test_build import sysroot
 from test_env import RELEASES
@@ -44,7 +44,7 @@ def test_two_devices_live_side_by_side_with_their_own_locks(devices_project: Pro
     assert "warning: building devices/orin-nano-8gb.yaml on this machine, detected as x86-rtx" in second.stderr
     locks = {path.name: json.loads(path.read_text()) for path in (devices_project.root / "locks").iterdir()}
     assert sorted(locks) == ["orin-nano-8gb.lock", "x86-rtx.lock"]
-    x86, orin = locks["x86-rtx.lock"]["models"], locks["orin-nano-8gb.lock"]["models"]
+    x86, orin = entries(locks["x86-rtx.lock"]), entries(locks["orin-nano-8gb.lock"])
     assert x86["a"]["components"]["settings"]["compute_capabilities"] == ["8.6", "8.9"]
     assert orin["a"]["components"]["settings"]["workspace"] == 1 << 30
     assert orin["b"]["components"]["settings"]["profiles"] == [{"input": {"min": [1, 3, 32, 32], "opt": [1, 3, 32, 32], "max": [1, 3, 32, 32]}}]

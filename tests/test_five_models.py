@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import photos
-from conftest import REPO, ProjectDir, report_fidelity
+from conftest import entries, REPO, ProjectDir, report_fidelity
 
 MODELS = ("yolo-face", "yolo-pose", "hairnet", "emonet", "facemesh")  # the five families, FP16
 #: FP16, FP32, INT8 by ModelOpt (the default quantizer), INT8 by ONNX Runtime (the fallback), per family.
@@ -53,22 +53,22 @@ def test_all_twenty_engines_are_built_locked_and_gated(fleet: ProjectDir) -> Non
     lock = fleet.lock()
     for name in VARIANTS:
         engine = fleet.root / f"engines/{name}.engine"
-        entry = lock["models"][name]
-        assert engine.stat().st_size == entry["engine"]["size"] > 100_000
+        entry = entries(lock)[name]
+        assert engine.stat().st_size == entry["outputs"][0]["size"] > 100_000
         precision = "fp32" if name.endswith("-fp32") else "int8" if "-int8" in name else "fp16"
         assert entry["components"]["settings"]["precision"] == precision
         if precision != "fp32":  # every reduced-precision engine stands behind a passed accuracy gate
             report = json.loads((fleet.root / f"reports/{name}.accuracy.json").read_text())
             assert report["passed"] and report["precision"] == precision, report
-            assert f"{name}:accuracy" in lock["exports"]
+            assert name in entries(lock, "accuracy")
         if precision == "int8":
-            assert lock["exports"][f"{name}:int8"]["onnx"]["path"] == f"exports/{name}.int8.onnx"
-            quantizer = lock["exports"][f"{name}:int8"]["components"]["params"]["calibration"]["quantizer"]
+            assert entries(lock, "int8")[f"{name}"]["outputs"][0]["path"] == f"exports/{name}.int8.onnx"
+            quantizer = entries(lock, "int8")[f"{name}"]["components"]["params"]["calibration"]["quantizer"]
             assert quantizer == ("onnxruntime" if name.endswith("-ort") else "modelopt")
             assert report["emulation"]["kinds"] == ["int8-fake-quant"]
     for name in MODELS:  # one export per family, shared by its variants
-        assert lock["exports"][name]["onnx"]["path"] == f"exports/{name}.onnx"
-        assert f"{name}-fp32" not in lock["exports"] and set(lock["exports"][name]["components"]["exporters"]) >= {"onnx"}
+        assert entries(lock, "export")[name]["outputs"][0]["path"] == f"exports/{name}.onnx"
+        assert f"{name}-fp32" not in entries(lock, "export") and set(entries(lock, "export")[name]["components"]["exporters"]) >= {"onnx"}
 
 
 def test_a_second_run_neither_exports_nor_builds(fleet: ProjectDir) -> None:

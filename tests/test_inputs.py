@@ -7,7 +7,7 @@ from pathlib import Path
 
 from onnx import TensorProto, helper
 
-from conftest import ProjectDir
+from conftest import entries, ProjectDir
 from onnx_models import save_graph
 
 
@@ -70,7 +70,7 @@ def test_a_scalar_input_is_declared_as_an_empty_shape(project: ProjectDir) -> No
     project.write_manifest("models:\n  net: {source: net.onnx, precision: fp32, workspace: 64MiB, inputs: {x: [1, 3, 8, 8], gain: []}}\n")
     run = project.trtbuild("all", "--json")
     assert run.code == 0, run.stdout + run.stderr
-    assert project.lock()["models"]["net"]["components"]["settings"]["profiles"][0]["gain"] == {"min": [], "opt": [], "max": []}
+    assert entries(project.lock())["net"]["components"]["settings"]["profiles"][0]["gain"] == {"min": [], "opt": [], "max": []}
 
 
 def test_dimensions_beyond_65536_up_to_int32_are_accepted(project: ProjectDir) -> None:

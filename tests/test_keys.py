@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnx
 
-from conftest import ProjectDir
+from conftest import entries, ProjectDir
 from onnx_models import conv_net
 
 TINYNET = '''
@@ -71,7 +71,7 @@ def test_editing_a_module_the_project_recipe_imports_makes_the_export_stale(proj
     _torch_project(project)
     first = project.trtbuild("all", "--json")
     assert first.code == 0, first.stdout + first.stderr
-    discovered = project.lock()["exports"]["tiny"]["components"]["discovered"]
+    discovered = entries(project.lock(), "export")["tiny"]["components"]["discovered"]
     assert set(discovered) == {"recipes/tinynet.py", "recipes/tinyblocks.py"}, discovered
     assert project.trtbuild("plan", "--check").code == 0
     blocks = project.root / "recipes/tinyblocks.py"  # imported by tinynet.py, named nowhere in the manifest
@@ -164,7 +164,7 @@ def test_a_hand_edited_environment_file_is_never_believed(project: ProjectDir) -
     cache.write_text(json.dumps(cached))
     assert project.trtbuild("clean").code == 0
     assert project.trtbuild("build", "net").code == 0
-    recorded = project.lock()["models"]["net"]["components"]["env"]["builder_version"]
+    recorded = entries(project.lock())["net"]["components"]["env"]["builder_version"]
     assert recorded == probe()["builder_version"] != "9.9.9"
     env = project.trtbuild("env", "--json")
     assert json.loads(env.stdout)["builder_version"] == recorded

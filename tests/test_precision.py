@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from conftest import ProjectDir
+from conftest import entries, ProjectDir
 from onnx_models import conv_net
 from trtbuild.precision.int8 import zero_points
 
@@ -53,7 +53,8 @@ def test_int8_builds_from_a_symmetric_qdq_onnx_with_a_passing_report(project: Pr
     scales = [init for init in qdq.graph.initializer if init.name.endswith("_scale") and init.dims]
     assert scales, "per-channel weight scales"
     lock = project.lock()
-    assert {"net-int8:int8", "net-int8:accuracy", "net-fp16:fp16", "net-fp16:accuracy"} <= set(lock["exports"])
+    assert {"int8:exports/net-int8.int8.onnx", "accuracy:reports/net-int8.accuracy.json", "fp16:exports/net-fp16.fp16.onnx",
+            "accuracy:reports/net-fp16.accuracy.json"} <= set(lock["steps"])
     report = json.loads((project.root / "reports/net-int8.accuracy.json").read_text())
     assert report["passed"] and report["images"] == 4
     assert 0.99 <= report["outputs"]["output"]["cosine"] <= 1.0
@@ -74,7 +75,7 @@ def test_the_gate_fails_a_too_tight_tolerance_with_the_figures(project: ProjectD
     assert not (project.root / "engines/net-int8.engine").exists()
     report = json.loads((project.root / "reports/net-int8.accuracy.json").read_text())
     assert report["passed"] is False and len(report["failures"]) == 2  # kept for diagnosis
-    assert "net-int8:accuracy" not in project.lock()["exports"]  # never recorded as passed
+    assert "net-int8" not in entries(project.lock(), "accuracy")  # never recorded as passed
     again = project.trtbuild("plan", "--json").json()["models"]["net-int8"]
     assert "accuracy: never validated" in again["reasons"]
 
@@ -174,7 +175,7 @@ def test_both_quantizers_build_and_the_choice_is_in_the_key(project: ProjectDir)
     assert project.trtbuild("build", "net-int8").code == 0
     log = (project.root / ".trtbuild/logs/net-int8.int8.log").read_text()
     assert "INT8: modelopt, calibrated on 8 images (minmax)" in log  # ModelOpt is the default quantizer
-    components = project.lock()["exports"]["net-int8:int8"]["components"]
+    components = entries(project.lock(), "int8")["net-int8"]["components"]
     assert components["params"]["calibration"]["quantizer"] == "modelopt" and components["exporters"]["nvidia-modelopt"]
     manifest.write_text(text.replace("algorithm: minmax}", "algorithm: minmax, quantizer: onnxruntime}"))
     reasons = project.trtbuild("plan", "--json").json()["models"]["net-int8"]["reasons"]
@@ -201,9 +202,9 @@ def test_fp16_by_modelopt_autocast_is_a_manifest_choice_with_calibration_images(
 """)
     run = project.trtbuild("build", "net-autocast", "net-fp16", "--json")
     assert run.code == 0, run.stdout + run.stderr
-    lock = project.lock()["exports"]
-    assert lock["net-autocast:fp16"]["components"]["params"]["converter"] == "autocast"
-    assert lock["net-fp16:fp16"]["components"]["params"]["converter"] == "onnxconverter-common"
+    lock = entries(project.lock(), "fp16")
+    assert lock["net-autocast"]["components"]["params"]["converter"] == "autocast"
+    assert lock["net-fp16"]["components"]["params"]["converter"] == "onnxconverter-common"
     model = onnx.load(str(project.root / "exports/net-autocast.fp16.onnx"))
     assert onnx.TensorProto.FLOAT16 in {init.data_type for init in model.graph.initializer}
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # I/O kept FP32

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import torch
 
 import photos
-from conftest import ProjectDir, report_fidelity, write_widthfile_recipe
+from conftest import entries, ProjectDir, report_fidelity, write_widthfile_recipe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -69,7 +69,7 @@ def test_torch_recipe_exports_emonet_interface_and_builds_a_dynamic_batch_engine
         assert got.shape == (4, 8 if name == "expression" else 1)
         _, relative = report_fidelity(f"emonet-like {name} (torch)", "torch", want, got)
         assert relative < 1e-5
-    profiles = project.lock()["models"]["emonet"]["components"]["settings"]["profiles"]
+    profiles = entries(project.lock())["emonet"]["components"]["settings"]["profiles"]
     assert profiles == [{"image": {"min": [1, 3, 256, 256], "opt": [4, 3, 256, 256], "max": [8, 3, 256, 256]}}]
 
 

@@ -59,12 +59,12 @@ def partials(project: ProjectDir) -> list[Path]:
 
 
 def assert_consistent(project: ProjectDir) -> None:
-    """Every engine and export on disk that the lock lists is byte-for-byte what the lock says."""
+    """Every engine, export and conversion on disk that the lock lists is byte-for-byte what the lock says."""
     lock = project.lock()
-    for section, field in (("models", "engine"), ("exports", "onnx")):
-        for name, entry in lock.get(section, {}).items():
-            path = project.root / entry[field]["path"]
-            assert hashlib.sha256(path.read_bytes()).hexdigest() == entry[field]["sha256"], (section, name)
+    for step_id, entry in lock["steps"].items():
+        for output in entry["outputs"]:
+            path = project.root / output["path"]
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == output["sha256"], step_id
 
 
 def test_power_loss_at_many_points_loses_nothing(project: ProjectDir) -> None:
@@ -210,7 +210,7 @@ def test_a_full_disk_gives_a_clear_error_and_nothing_corrupt(project: ProjectDir
             assert model["status"] == "failed"
             assert "No space left on device" in model["reasons"][0]
         assert list(engines.iterdir()) == []
-        assert "models" not in project.lock() or project.lock()["models"] == {}
+        assert not (project.root / "builds.lock").exists() or project.lock()["steps"] == {}
     finally:
         subprocess.run(["umount", str(engines)], check=True)
     assert project.trtbuild("all").code == 0

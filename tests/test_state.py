@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx_models import conv_net
+from trtbuild import reasons
 from trtbuild.errors import ManifestError, StateError
 from trtbuild.state import keys
 from trtbuild.state.lockfile import LockFile
@@ -107,34 +108,47 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path) -> No
 def test_keys_are_canonical_and_reasons_name_each_change() -> None:
     env = {"builder": "tensorrt", "builder_version": "10.3.0", "l4t": "36.4.0", "gpu": "Orin (Ampere)"}
     settings = {"precision": "fp16", "workspace": 1 << 30, "profiles": []}
-    old = keys.engine_components("a" * 64, settings, {"libplug.so": "1" * 64}, env)
+    old = {"schema": keys.KEY_SCHEMA, "onnx": "a" * 64, "settings": settings, "plugins": {"libplug.so": "1" * 64}, "env": env}
     reordered = json.loads(json.dumps(old, sort_keys=False))
     assert keys.key_of(old) == keys.key_of(dict(reversed(list(reordered.items()))))
-    new = keys.engine_components(
-        "b" * 64, {**settings, "precision": "fp32"}, {"libplug.so": "2" * 64},
-        {**env, "builder_version": "10.7.0", "l4t": "36.4.3"},
-    )
+    new = {"schema": keys.KEY_SCHEMA, "onnx": "b" * 64, "settings": {**settings, "precision": "fp32"},
+           "plugins": {"libplug.so": "2" * 64}, "env": {**env, "builder_version": "10.7.0", "l4t": "36.4.3"}}
     assert keys.key_of(new) != keys.key_of(old)
-    assert keys.diff_reasons(old, new) == [
+    found = reasons.diff(old, new, "engine")
+    assert reasons.texts(found) == [
         "onnx changed", "precision fp16 -> fp32", "plugin libplug.so changed",
         "tensorrt 10.3.0 -> 10.7.0", "l4t 36.4.0 -> 36.4.3",
     ]
+    assert [(r.kind, r.field, r.old, r.new) for r in found] == [  # the same reasons, as data
+        ("changed", "onnx", "a" * 64, "b" * 64), ("changed", "settings.precision", "fp16", "fp32"),
+        ("file-changed", "plugins.libplug.so", "1" * 64, "2" * 64),
+        ("changed", "env.builder_version", "10.3.0", "10.7.0"), ("changed", "env.l4t", "36.4.0", "36.4.3"),
+    ]
+    export = reasons.diff({"params": {"calibration": {"algorithm": "minmax"}}, "discovered": {"recipes/a.py": "1" * 64}},
+                          {"params": {"calibration": {"algorithm": "entropy"}}, "discovered": {"recipes/a.py": None}}, "int8")
+    assert reasons.texts(export) == ["int8: calibration.algorithm minmax -> entropy", "int8: recipes/a.py removed"]
 
 
 def test_lock_is_written_sorted_with_a_schema_and_refuses_garbage(tmp_path: Path) -> None:
     lock = LockFile(tmp_path / "builds.lock")
     digest = "0" * 64
-    lock.set("zeta", {"key": digest, "components": {}, "engine": {"path": "engines/zeta.engine", "sha256": digest, "size": 1}})
-    lock.set("alpha", {"key": digest, "components": {}, "engine": {"path": "engines/alpha.engine", "sha256": digest, "size": 1}})
+    for name in ("zeta", "alpha"):
+        lock.record(f"engine:engines/{name}.engine", {"kind": "engine", "model": name, "key": digest, "components": {},
+                                                      "outputs": [{"path": f"engines/{name}.engine", "sha256": digest, "size": 1}]})
     lock.save()
     text = (tmp_path / "builds.lock").read_text()
-    assert json.loads(text)["schema"] == 1
-    assert text.index('"alpha"') < text.index('"zeta"')
+    assert json.loads(text)["schema"] == 2
+    assert text.index('"engine:engines/alpha.engine"') < text.index('"engine:engines/zeta.engine"')
     assert not list(tmp_path.glob("*.partial"))
-    assert LockFile(tmp_path / "builds.lock").entries == lock.entries
+    assert LockFile(tmp_path / "builds.lock").steps == lock.steps
+    assert lock.of_model("alpha") == ("engine:engines/alpha.engine", lock.steps["engine:engines/alpha.engine"])
+    assert lock.remove_model("alpha") == ["engine:engines/alpha.engine"] and list(lock.steps) == ["engine:engines/zeta.engine"]
 
-    (tmp_path / "builds.lock").write_text(json.dumps({"schema": 99, "models": {}}))
-    with pytest.raises(StateError, match="not a trtbuild lock of schema 1"):
+    (tmp_path / "builds.lock").write_text(json.dumps({"schema": 99, "steps": {}}))
+    with pytest.raises(StateError, match="not a trtbuild lock of schema 2 or 1"):
+        LockFile(tmp_path / "builds.lock")
+    (tmp_path / "builds.lock").write_text(json.dumps({"schema": 2, "steps": {"engine:e": {"key": digest}}}))
+    with pytest.raises(StateError, match="steps.engine:e: missing kind, model, components, outputs"):
         LockFile(tmp_path / "builds.lock")
     (tmp_path / "builds.lock").write_text(json.dumps({"schema": 1, "models": {"a": {"key": digest}}}))
     with pytest.raises(StateError, match="models.a: missing components, engine"):

@@ -23,13 +23,14 @@ from typing import Any
 
 from trtbuild.builder.summary import differences
 from trtbuild.errors import BuildError, ManifestError
-from trtbuild.graph.engine_node import engine_request
-from trtbuild.graph.nodes import Context
 from trtbuild.isolation import run_isolated
 from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.reasons import diff, texts
 from trtbuild.state import keys
 from trtbuild.state.onnx_digest import onnx_digest
-from trtbuild.state.staleness import assess
+from trtbuild.steps.choices import engine_onnx
+from trtbuild.steps.context import Context
+from trtbuild.steps.engine import engine_request, engine_step
 
 
 @dataclass
@@ -58,19 +59,20 @@ def _check_file(project: Project, entry: dict[str, Any], ctx: Context, result: A
     leaves it through a symlink is a finding, and the file it points to is neither read nor recorded in
     the stat cache.
     """
-    engine = project.root / entry["engine"]["path"]
+    recorded = entry["outputs"][0]
+    engine = project.root / recorded["path"]
     real_root = os.path.realpath(project.root)
     if os.path.commonpath([real_root, os.path.realpath(engine)]) != real_root:
-        result.fail(f"engine {entry['engine']['path']} resolves outside the project ({os.path.realpath(engine)}); not read")
+        result.fail(f"engine {recorded['path']} resolves outside the project ({os.path.realpath(engine)}); not read")
         return False
     if not engine.is_file():
-        result.fail(f"engine {entry['engine']['path']} is missing")
+        result.fail(f"engine {recorded['path']} is missing")
         return False
     size, digest = engine.stat().st_size, ctx.cache.sha256(engine)
-    if digest != entry["engine"]["sha256"]:
-        result.fail(f"engine sha256 {digest} differs from the lock's {entry['engine']['sha256']}")
-    if size != entry["engine"]["size"]:
-        result.fail(f"engine size {size} differs from the lock's {entry['engine']['size']}")
+    if digest != recorded["sha256"]:
+        result.fail(f"engine sha256 {digest} differs from the lock's {recorded['sha256']}")
+    if size != recorded["size"]:
+        result.fail(f"engine size {size} differs from the lock's {recorded['size']}")
     return True
 
 
@@ -80,21 +82,24 @@ def _check_key(target: ModelTarget | None, entry: dict[str, Any], ctx: Context, 
     if target is None:
         result.fail("the model is no longer in the manifest")
         return
-    now = assess(target, ctx.project.root, ctx.cache, ctx.lock, ctx.env).components
-    if now is None:
+    step = engine_step(target, ctx.project, ctx.env)
+    if not all(path.is_file() for path in step.inputs):
         result.fail("its ONNX is missing, so its key cannot be checked")
-    elif keys.key_of(now) != entry["key"]:
-        for reason in keys.diff_reasons(entry["components"], now):
-            result.fail(f"drift: {reason}")
+        return
+    assert step.components is not None
+    now = step.components(ctx, entry)
+    if keys.key_of(now) != entry["key"]:
+        for reason in diff(entry["components"], now, "engine"):
+            result.fail(f"drift: {reason.text()}")
 
 
 def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: AuditResult) -> None:
     recorded = entry["components"]
     if recorded["env"] != ctx.env:
-        drift = "; ".join(keys.diff_reasons({"env": recorded["env"]}, {"env": ctx.env}))
+        drift = "; ".join(texts(diff({"env": recorded["env"]}, {"env": ctx.env}, "engine")))
         result.rebuild = f"not attempted: this machine is not the one recorded ({drift})"
         return
-    onnx = target.engine_onnx(ctx.env)
+    onnx = engine_onnx(target, ctx.env)
     if not onnx.is_file() or onnx_digest(ctx.cache, onnx) != recorded["onnx"]:
         result.fail(f"cannot rebuild: {ctx.project.relative(onnx)} is not the ONNX the engine was built from")
         result.rebuild = "not attempted: ONNX differs"
@@ -108,10 +113,10 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
             result.fail(f"rebuild failed: {exc}")
             result.rebuild = "failed"
             return
-    if produced.sha256 == entry["engine"]["sha256"]:
+    if produced.sha256 == entry["outputs"][0]["sha256"]:
         result.rebuild = "byte-identical"
         return
-    changes = differences(entry.get("network"), produced.result.get("network"))
+    changes = differences(entry.get("facts", {}).get("network"), produced.result.get("network"))
     if changes:
         result.rebuild = "differs"
         for change in changes:
@@ -131,10 +136,11 @@ def audit(project: Project, ctx: Context, rebuild: bool, progress: Callable[[str
     Raises:
         ManifestError: the lock records no engine at all.
     """
-    if not ctx.lock.entries:
+    engines = {entry["model"]: entry for entry in ctx.lock.steps.values() if entry["kind"] == "engine"}
+    if not engines:
         raise ManifestError(f"{project.relative(project.lock_path)}: no engine recorded; nothing to audit")
     results = {}
-    for name, entry in sorted(ctx.lock.entries.items()):
+    for name, entry in sorted(engines.items()):
         result = AuditResult()
         target = project.models.get(name)
         present = _check_file(project, entry, ctx, result)
@@ -142,7 +148,7 @@ def audit(project: Project, ctx: Context, rebuild: bool, progress: Callable[[str
         if rebuild and present and target is not None:
             started = time.monotonic()
             if progress:
-                progress(f"rebuilding {name} ({entry['engine']['path']})")
+                progress(f"rebuilding {name} ({entry['outputs'][0]['path']})")
             _rebuild(target, entry, ctx, result)
             if progress:
                 progress(f"rebuilt {name}: {result.rebuild} in {time.monotonic() - started:.1f}s")

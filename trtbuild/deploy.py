@@ -19,7 +19,7 @@ of TensorRT", or DeepStream quietly rebuilding the engine on the device.
   (else ``engine modified``);
 - the environment fingerprint recorded when it was built (``components.env``: builder and its version,
   CUDA, L4T, JetPack, device, GPU, ...) equals this machine's now (``env.fingerprint``); else one reason
-  per field, rendered as ``trtbuild plan`` renders them (``state.keys.diff_reasons``).
+  per field, rendered as ``trtbuild plan`` renders them (``trtbuild.reasons``).
 
 It does not re-read ``builds.yaml``'s settings or hash the ONNX: an engine whose manifest entry was
 edited after the build is still the one recorded for this machine. ``trtbuild plan --check`` (exit 1 if
@@ -47,11 +47,12 @@ from trtbuild.env.jetson import device_of
 from trtbuild.errors import ManifestError, StateError, TrtbuildError
 from trtbuild.locate import MANIFEST_NAME, find_manifest
 from trtbuild.manifest.devices import LOCK_DIR, known_devices, overlay_path
-from trtbuild.state.keys import diff_reasons
+from trtbuild import reasons as why
+from trtbuild.reasons import Reason, diff, texts
 
-NEVER_BUILT = "never built"
-ENGINE_MISSING = "engine missing"
-ENGINE_MODIFIED = "engine modified"
+NEVER_BUILT = Reason(why.NEVER, "engine").text()
+ENGINE_MISSING = Reason(why.OUTPUT_MISSING, "engine", "engine").text()
+ENGINE_MODIFIED = Reason(why.OUTPUT_MODIFIED, "engine", "engine").text()
 
 _CHUNK = 1 << 20  # bytes read at a time while hashing
 
@@ -115,11 +116,11 @@ def engine(name: str, manifest: str | os.PathLike[str] | None = None, device: st
             listing = ", ".join(declared) or "none"
             raise ManifestError(f"{manifest_path}: no model named {name!r} (models: {listing})")
         raise StaleEngineError(name, [NEVER_BUILT], None, lock, device)
-    recorded = entry["engine"]
+    recorded = entry["outputs"][0]
     path = root / recorded["path"]
     reasons = _file_reasons(path, recorded)
     if entry["components"]["env"] != env:
-        reasons += diff_reasons({"env": entry["components"]["env"]}, {"env": env})
+        reasons += texts(diff({"env": entry["components"]["env"]}, {"env": env}, "engine"))
     if reasons:
         raise StaleEngineError(name, reasons, path, lock, device)
     return path
@@ -176,18 +177,26 @@ def _entry(lock: Path, name: str) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as exc:
         raise StateError(f"{lock}: unreadable lock file ({exc}); run `trtbuild all` to rebuild it") from None
-    models = raw.get("models") if isinstance(raw, dict) else None
-    if not isinstance(models, dict):
-        raise StateError(f"{lock}: not a trtbuild lock (no models mapping); run `trtbuild all` to rebuild it")
-    entry = models.get(name)
+    schema = raw.get("schema") if isinstance(raw, dict) else None
+    section = raw.get({1: "models", 2: "steps"}.get(schema, "")) if isinstance(raw, dict) else None
+    if not isinstance(section, dict):
+        raise StateError(f"{lock}: not a trtbuild lock (schema 2 with a steps mapping, or 1 with models); "
+                         "run `trtbuild all` to rebuild it")
+    if schema == 1:  # not migrated yet (``state.lockfile.migrate_v1``): the engine is models.NAME.engine
+        where, entry = f"models.{name}", section.get(name)
+        entry = None if entry is None else {**entry, "outputs": [entry.get("engine")]} if isinstance(entry, dict) else entry
+    else:
+        where, entry = name, next((item for item in section.values() if isinstance(item, dict)
+                                   and item.get("kind") == "engine" and item.get("model") == name), None)
     if entry is None:
         return None
     try:
-        ok = all(isinstance(entry["engine"][field], str) for field in ("path", "sha256")) and isinstance(entry["components"]["env"], dict)
-    except (KeyError, TypeError):
+        recorded = entry["outputs"][0]
+        ok = all(isinstance(recorded[field], str) for field in ("path", "sha256")) and isinstance(entry["components"]["env"], dict)
+    except (KeyError, TypeError, IndexError):
         ok = False
     if not ok:
-        raise StateError(f"{lock}: models.{name}: missing engine.path, engine.sha256 or components.env; "
+        raise StateError(f"{lock}: the engine entry of {where}: missing its output path and sha256 or components.env; "
                          "run `trtbuild all` to rebuild it")
     return entry
 

@@ -39,21 +39,23 @@ def describe(project: Project, name: str) -> dict[str, Any]:
     """
     if name not in project.models:
         raise ManifestError(f"{project.manifest.name}: no model named {name} (models: {', '.join(project.models)})")
-    entry = LockFile(project.lock_path).get(name)
-    if entry is None:
+    found = LockFile(project.lock_path).of_model(name, "engine")
+    if found is None:
         raise ManifestError(f"{name}: not in {project.relative(project.lock_path)}; build it first")
-    engine = project.root / entry["engine"]["path"]
+    entry, facts = found[1], found[1].get("facts", {})
+    recorded = entry["outputs"][0]
+    engine = project.root / recorded["path"]
     settings = entry["components"]["settings"]
     description: dict[str, Any] = {
-        "model": name, "engine": entry["engine"]["path"], "size": entry["engine"]["size"],
-        "sha256": entry["engine"]["sha256"], "builder": entry.get("builder"), "built_at": entry.get("built_at"),
+        "model": name, "engine": recorded["path"], "size": recorded["size"],
+        "sha256": recorded["sha256"], "builder": facts.get("builder"), "built_at": entry.get("when"),
         "precision": settings["precision"], "workspace": settings["workspace"], "profiles": settings["profiles"],
     }
     try:
-        found = _from_inspector(project, name, engine, entry["components"]["env"]["builder"])
-        return {**description, "source": "TensorRT engine inspector", **found}
+        inspected = _from_inspector(project, name, engine, entry["components"]["env"]["builder"])
+        return {**description, "source": "TensorRT engine inspector", **inspected}
     except BuildError as exc:
-        network = entry.get("network") or {}
+        network = facts.get("network") or {}
         return {**description, "source": f"lock (build-time network summary); {exc}", "io": {
             "inputs": network.get("inputs"), "outputs": network.get("outputs")},
             "layers": network.get("layers"), "precisions": network.get("precisions")}

@@ -180,22 +180,28 @@ def _lock_of(manifest: Path, stamp: dict[str, Any]) -> tuple[str | None, str | N
 
 
 def _lock_entries(root: Path, lock_name: str | None) -> dict[str, Any] | None:
-    """The ``models`` of the stamped lock, checked for what the summary reads (``engine.size`` an int,
-    ``components.env`` a mapping); ``{}`` without a lock; ``None`` when it is unreadable or another shape."""
+    """The engine entries of the stamped lock (schema 2, ``state.lockfile``) by model, checked for what the
+    summary reads (the output's ``size`` an int, ``components.env`` a mapping); ``{}`` without a lock;
+    ``None`` when it is unreadable or another shape."""
     if lock_name is None:
         return {}
     try:
         lock = json.loads((root / lock_name).read_bytes())
     except (OSError, ValueError):
         return None
-    entries = lock.get("models") if isinstance(lock, dict) else None
-    if not isinstance(entries, dict):
+    steps = lock.get("steps") if isinstance(lock, dict) and lock.get("schema") == 2 else None
+    if not isinstance(steps, dict):
         return None
-    for entry in entries.values():
-        if not (isinstance(entry, dict) and isinstance(entry.get("engine"), dict) and isinstance(entry.get("components"), dict)
-                and _is_int(entry["engine"].get("size")) and isinstance(entry["components"].get("env", {}), dict)):
+    engines = {}
+    for entry in steps.values():
+        if not isinstance(entry, dict) or entry.get("kind") != "engine":
+            continue
+        outputs, components = entry.get("outputs"), entry.get("components")
+        if not (isinstance(outputs, list) and outputs and isinstance(outputs[0], dict) and _is_int(outputs[0].get("size"))
+                and isinstance(components, dict) and isinstance(components.get("env", {}), dict)):
             return None
-    return entries
+        engines[entry.get("model")] = {"size": outputs[0]["size"], "env": components.get("env")}
+    return engines
 
 
 def fresh_summary(manifest: Path, device: str | None, stamp: dict[str, Any]) -> Any:
@@ -213,10 +219,10 @@ def fresh_summary(manifest: Path, device: str | None, stamp: dict[str, Any]) -> 
     entries = _lock_entries(root, lock_name)
     if entries is None:
         return None
-    environment = next((entry["components"]["env"] for entry in entries.values() if "env" in entry["components"]), {})
+    environment = next((entry["env"] for entry in entries.values() if entry["env"] is not None), {})
     results = {}
     for name, engine in stamp["engines"].items():
-        result = ModelResult(FRESH, engine=engine, size=(entries.get(name) or {}).get("engine", {}).get("size"))
+        result = ModelResult(FRESH, engine=engine, size=(entries.get(name) or {}).get("size"))
         report = next((path for path in stamp["files"] if path.startswith("reports/") and path.endswith(f"/{name}.accuracy.json")
                        or path == f"reports/{name}.accuracy.json"), None)
         if report is not None:

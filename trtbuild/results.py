@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from trtbuild.reasons import Reason
+
 #: Outcomes of a graph node and of a model in ``all``/``build``; ``plan`` says ``stale`` or ``fresh``;
 #: ``interrupted``: the step was running when the run was stopped (Ctrl-C, SIGTERM).
 BUILT, FRESH, FAILED, SKIPPED, STALE, INTERRUPTED = "built", "fresh", "failed", "skipped", "stale", "interrupted"
@@ -24,7 +26,7 @@ EXIT_BROKEN_PIPE = 141
 
 
 @dataclass
-class Step:
+class StepRun:
     """One graph step a model's run went through.
 
     Attributes:
@@ -44,7 +46,7 @@ class ModelResult:
 
     Attributes:
         status: ``built``, ``fresh``, ``failed``, ``skipped``, ``interrupted`` (build) or ``stale``/``fresh`` (plan).
-        reasons: why it was or would be built, or why it failed.
+        reasons: why it was or would be built, or why it failed (``trtbuild.reasons``).
         engine: engine path relative to the project.
         seconds: wall time spent on the model's steps in this run (the sum of ``steps``).
         log_tail: builder log lines worth showing for a failure.
@@ -55,12 +57,12 @@ class ModelResult:
     """
 
     status: str
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
     engine: str = ""
     seconds: float = 0.0
     log_tail: str = ""
     size: int | None = None
-    steps: list[Step] = field(default_factory=list)
+    steps: list[StepRun] = field(default_factory=list)
     accuracy: dict[str, Any] | None = None
     log: str = ""
 
@@ -143,12 +145,15 @@ def accuracy_figures(report: Any, path: str) -> dict[str, Any]:
 
 
 def summary_json(summary: RunSummary) -> str:
-    """``{"device", "environment", "seconds", "models": {NAME: {"status", "reasons", "engine", "seconds",
-    "size", "steps": [{"step", "status", "seconds"}], "accuracy"?}}}``; ``accuracy`` only for gated models."""
+    """``{"device", "environment", "seconds", "models": {NAME: {"status", "reasons", "why", "engine", "seconds",
+    "size", "steps": [{"step", "status", "seconds"}], "accuracy"?}}}``: ``reasons`` in words, ``why`` the
+    same reasons as data (``Reason.as_dict``: step, kind, field, old, new, text); ``accuracy`` only for
+    gated models."""
     models = {}
     for name, r in summary.models.items():
         model: dict[str, Any] = {
-            "status": r.status, "reasons": r.reasons, "engine": r.engine, "seconds": round(r.seconds, 3), "size": r.size,
+            "status": r.status, "reasons": [reason.text() for reason in r.reasons], "why": [reason.as_dict() for reason in r.reasons],
+            "engine": r.engine, "seconds": round(r.seconds, 3), "size": r.size,
             "steps": [{"step": s.step, "status": s.status, "seconds": round(s.seconds, 3)} for s in r.steps],
         }
         if r.accuracy is not None:
@@ -251,7 +256,7 @@ def summary_lines(summary: RunSummary, width: int | None = None) -> list[str]:
             lines += _wrap(", ".join(f"{s.step} {duration(s.seconds)}" + ("" if s.status == BUILT else f" {s.status}")
                                      for s in ran), width, " " * 12)
         if r.reasons:
-            lines += _wrap("; ".join(r.reasons), width, " " * 12)
+            lines += _wrap("; ".join(reason.text() for reason in r.reasons), width, " " * 12)
     lines += failure_logs(summary)
     lines.append(summary_line(summary))
     return lines

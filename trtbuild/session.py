@@ -20,21 +20,19 @@ import networkx as nx
 from trtbuild.env.fingerprint import fingerprint
 from trtbuild.env.jetson import device_of
 from trtbuild.errors import BusyError, ManifestError, TrtbuildError, WriteError, did_you_mean, os_error_line
-from trtbuild.graph.dag import build_graph, engine_node_id, select
-from trtbuild.graph.engine_node import EngineBuild
-from trtbuild.graph.export_node import Export
-from trtbuild.graph.nodes import BUILT, FAILED, INTERRUPTED, Context, Node, Outcome, step_name
-from trtbuild.graph.precision_node import AccuracyGate, PrecisionStep
-from trtbuild.graph.sources import SourceFile
+from trtbuild.graph.dag import build_graph, engine_node_id, select, step_of, steps_of
 from trtbuild.graph.runner import Reporter, run_graph
 from trtbuild.manifest.devices import known_devices
 from trtbuild.manifest.loader import Project, load_project
 from trtbuild.manifest.onnx_inputs import verify_inputs
+from trtbuild.reasons import INPUT_MISSING, Reason
+from trtbuild.results import FRESH, STALE, ModelResult, StepRun, accuracy_figures
 from trtbuild.state.atomic import remove_partials
 from trtbuild.state.freshstamp import remove_stamps, write_stamp
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache, sha256_file
-from trtbuild.results import FRESH, STALE, ModelResult, Step, accuracy_figures
+from trtbuild.steps.context import BUILT, FAILED, INTERRUPTED, Context, Outcome
+from trtbuild.steps.step import Step, assess, never
 
 
 def load(manifest: Path, device: str | None) -> Project:
@@ -144,20 +142,11 @@ def _check_names(project: Project, names: list[str]) -> None:
                              f"(models: {', '.join(project.models)})" for name in unknown])
 
 
-def _steps(graph: nx.DiGraph, engine_id: str) -> list[str]:
-    """The nodes a model's engine needs, in run order, the engine last.
-
-    Sorts only the model's own subgraph (its engine's ancestors), so asking for every model of an
-    N-model project costs O(N), not one topological sort of the whole graph per model (O(N^2)).
-    """
-    needed = graph.subgraph(nx.ancestors(graph, engine_id) | {engine_id})
-    return list(nx.lexicographical_topological_sort(needed))
-
-
 def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelResult]:
-    """What is stale and why, per model, without building anything, in the words the run will use
-    (``step_reasons``; a step whose input an earlier stale step will produce says what the run will say
-    of it then: ``never built``, or nothing when it was built before).
+    """What is stale and why, per model, without building anything, in the words the run will use (a step
+    whose input an earlier stale step will produce says what the run will say of it then: ``never built``,
+    or nothing when it was built before). Each step is assessed once (``Context.assessments``), and each
+    model's steps are sorted in its own subgraph: O(N) for N models.
 
     Raises:
         ManifestError: an unknown model name, or an unreadable ONNX.
@@ -168,42 +157,20 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
     graph = select(build_graph(project, ctx.env), names)
     _preflight(graph, ctx)
     results = {}
+    stale: set[str] = set()
     for name in names:
-        reasons: list[str] = []
-        stale: set[str] = set()
-        for node_id in _steps(graph, engine_node_id(graph, name)):  # the same nodes, in the same order, that `trtbuild all` would run
-            node = graph.nodes[node_id]["node"]
-            own = node.stale_reasons(ctx)
-            if own in (["onnx missing"], ["source missing"]) and stale & set(graph.predecessors(node_id)):
-                own = _never(node, ctx)
+        reasons: list[Reason] = []
+        for node_id in steps_of(graph, name):  # the same steps, in the same order, that `trtbuild all` would run
+            step = step_of(graph, node_id)
+            own = assess(step, ctx).reasons
+            if own and own[0].kind == INPUT_MISSING and stale & set(graph.predecessors(node_id)):
+                own = never(step, ctx)
             if own:
                 stale.add(node_id)
-            reasons += step_reasons(node, own)
+            reasons += own
         results[name] = ModelResult(STALE if reasons else FRESH, reasons, project.relative(project.models[name].engine))
     ctx.cache.save()
     return results
-
-
-_NEVER = {"export": "never exported", "fp16": "never converted", "int8": "never quantized", "accuracy": "never validated"}
-
-
-def _never(node: Node, ctx: Context) -> list[str]:
-    """What the run will say of a step whose input an earlier step is about to produce: ``never ...``
-    when the lock has no record of it, else nothing yet (the run names the change once the input exists)."""
-    if isinstance(node, EngineBuild):
-        return [] if ctx.lock.get(node.model) else ["never built"]
-    if isinstance(node, Export):
-        return [] if ctx.lock.exports.get(node.target.export_owner) else [_NEVER["export"]]
-    if isinstance(node, PrecisionStep):
-        return [] if ctx.lock.exports.get(node.entry()) else [_NEVER[node.step]]
-    return []
-
-
-def step_reasons(node: Node, reasons: list[str]) -> list[str]:
-    """A step's reasons as ``plan`` and the run both print them: prefixed with the node's verb
-    (``export: source changed``, ``source: fetched ...``), the engine's own unprefixed."""
-    prefix = f"{node.verb}: " if node.verb else ""
-    return [reason if reason.startswith(prefix) else prefix + reason for reason in reasons]
 
 
 def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
@@ -216,45 +183,46 @@ def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
         ManifestError: with every problem found (exit code 2, nothing built).
     """
     problems: list[str] = []
-    for node_id, data in graph.nodes(data=True):
-        node = data["node"]
-        if isinstance(node, SourceFile):
-            where, target = ctx.project.relative(node.produces), ctx.project.models[node.model]
-            if not node.produces.is_file():
+    for node_id in graph.nodes:
+        step = step_of(graph, node_id)
+        target = ctx.project.models[step.model]
+        if step.kind == "source":
+            where, pin = ctx.project.relative(step.output), step.extra["pin"]
+            if not step.output.is_file():
                 problems.append(f"{target.where('source')}: {where} does not exist")
-            elif node.pin is not None and (actual := sha256_file(node.produces)) != node.pin:
-                problems.append(f"{target.where('source')}: {where} has sha256 {actual}, not the pinned {node.pin}")
+            elif pin is not None and (actual := sha256_file(step.output)) != pin:
+                problems.append(f"{target.where('source')}: {where} has sha256 {actual}, not the pinned {pin}")
             continue
-        if not isinstance(node, EngineBuild):
+        if step.kind != "engine":
             continue
         missing = False
-        for index, (plugin, pin) in enumerate(zip(node.target.plugins, node.target.plugin_sha256)):
+        for index, (plugin, pin) in enumerate(zip(target.plugins, target.plugin_sha256)):
             if pin is not None and not plugin.is_file():
-                problems.append(f"{node.target.where('plugins', index)}: {plugin} does not exist")
+                problems.append(f"{target.where('plugins', index)}: {plugin} does not exist")
                 missing = True
             elif pin is not None and (actual := sha256_file(plugin)) != pin:
-                problems.append(f"{node.target.where('plugins', index)}: {plugin} has sha256 {actual}, not the pinned {pin}")
-        if node.target.recipe is None and node.target.onnx.is_file() and not missing:
+                problems.append(f"{target.where('plugins', index)}: {plugin} has sha256 {actual}, not the pinned {pin}")
+        if target.recipe is None and target.onnx.is_file() and not missing:
             try:
-                if node.stale_reasons(ctx):
-                    verify_inputs(node.target)
+                if assess(step, ctx).reasons:
+                    verify_inputs(target)
             except ManifestError as exc:
                 problems += exc.messages
             except FileNotFoundError as exc:
-                problems.append(f"{node.target.where('plugins')}: {exc.filename} does not exist")
-    problems += _image_problems(graph, ctx.project.root)
+                problems.append(f"{target.where('plugins')}: {exc.filename} does not exist")
+    problems += _image_problems(graph, ctx.project)
     if problems:
         raise ManifestError(problems)
 
 
-def _image_problems(graph: nx.DiGraph, root: Path) -> list[str]:
+def _image_problems(graph: nx.DiGraph, project: Project) -> list[str]:
     """Calibration and validation samples that match no image or name a package that is not installed,
     as ``file:line: models.NAME.calibration: ...`` lines (the same verdict for ``plan`` and builds)."""
     from trtbuild.precision.images import image_files
 
     problems = []
-    targets = {data["node"].target.name: data["node"].target for _, data in graph.nodes(data=True) if isinstance(data["node"], EngineBuild)}
-    for target in targets.values():
+    root = project.root
+    for target in (project.models[model] for model in graph.graph["engine_ids"]):
         for field_name in ("calibration", "validation"):
             sample = getattr(target.spec, field_name)
             if sample is None:
@@ -284,6 +252,8 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
         remove_stamps(project)
         _remove_leftovers(project)
         ctx = open_context(project)
+        if ctx.lock.migrated:  # a schema-1 lock: written as schema 2 now, its keys unchanged
+            ctx.lock.save()
         for warning in ctx.cache.warnings:
             reporter.warn(warning)
         if project.device and project.device != device_of(ctx.env):
@@ -305,7 +275,7 @@ def _stamp_if_fresh(graph: nx.DiGraph, ctx: Context, device: str | None) -> None
     """Write the no-op stamp if every node of ``graph`` now assesses fresh. The assessment is what
     collects the stamp's file list: every file a key depends on passes through the stat cache
     (``StatCache.consulted``), discovered dependencies and external data included."""
-    if not any(graph.nodes[node_id]["node"].stale_reasons(ctx) for node_id in graph.nodes):
+    if not any(assess(step_of(graph, node_id), ctx).reasons for node_id in graph.nodes):
         write_stamp(ctx.project, device, ctx.cache.consulted)
 
 
@@ -329,38 +299,36 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
     engine_id = engine_node_id(graph, name)
     target = project.models[name]
     engine = project.relative(target.engine)
-    order = _steps(graph, engine_id)
-    nodes = {node_id: graph.nodes[node_id]["node"] for node_id in order}
-    steps = [Step(step_name(nodes[node_id]), outcomes[node_id].status, outcomes[node_id].seconds)
-             for node_id in order if outcomes[node_id].status != FRESH]
-    seconds = sum(step.seconds for step in steps)
+    order = steps_of(graph, name)
+    steps = {node_id: step_of(graph, node_id) for node_id in order}
+    runs = [StepRun(steps[node_id].kind, outcomes[node_id].status, outcomes[node_id].seconds)
+            for node_id in order if outcomes[node_id].status != FRESH]
+    seconds = sum(run.seconds for run in runs)
     accuracy = None
-    if any(isinstance(node, AccuracyGate) for node in nodes.values()) and target.report.is_file():
+    if any(step.kind == "accuracy" for step in steps.values()) and target.report.is_file():
         with contextlib.suppress(OSError, ValueError):
             accuracy = accuracy_figures(json.loads(target.report.read_text()), project.relative(target.report))
     for node_id in order[:-1]:
         if outcomes[node_id].status in (FAILED, INTERRUPTED):
             failed = outcomes[node_id]
             return ModelResult(failed.status, failed.reasons, engine, seconds, failed.log_tail,
-                               steps=steps, accuracy=accuracy, log=_log_of(project, nodes[node_id]))
+                               steps=runs, accuracy=accuracy, log=_log_of(project, steps[node_id]))
     outcome = outcomes[engine_id]
-    upstream_reasons = [reason for node_id in order[:-1] if outcomes[node_id].status == BUILT
-                        for reason in step_reasons(nodes[node_id], outcomes[node_id].reasons)]
-    reasons = outcome.reasons + upstream_reasons if outcome.status == FAILED else upstream_reasons + outcome.reasons
+    upstream = [reason for node_id in order[:-1] if outcomes[node_id].status == BUILT for reason in outcomes[node_id].reasons]
+    reasons = outcome.reasons + upstream if outcome.status == FAILED else upstream + outcome.reasons
     size = target.engine.stat().st_size if outcome.status in (BUILT, FRESH) and target.engine.is_file() else None
-    return ModelResult(outcome.status, reasons, engine, seconds, outcome.log_tail, size=size, steps=steps, accuracy=accuracy,
-                       log=_log_of(project, nodes[engine_id]) if outcome.status == FAILED else "")
+    return ModelResult(outcome.status, reasons, engine, seconds, outcome.log_tail, size=size, steps=runs, accuracy=accuracy,
+                       log=_log_of(project, steps[engine_id]) if outcome.status == FAILED else "")
 
 
-def _log_of(project: Project, node: Node) -> str:
+def _log_of(project: Project, step: Step) -> str:
     """The log file a step writes (``.trtbuild/logs/<model>[.<step>].log``), relative to the project."""
-    step = step_name(node)
-    suffix = "" if step == "engine" else f".{step}"
-    return project.relative(project.state_dir / "logs" / f"{node.model}{suffix}.log")
+    return project.relative(project.state_dir / "logs" / f"{step.model}{step.log}.log")
 
 
 def clean(project: Project, names: list[str] | None, wait_seconds: float = 0) -> list[str]:
-    """Delete the engines (and leftover partial files) of ``names`` and forget them in the lock.
+    """Delete the engines (and leftover partial files) of ``names`` and forget every lock entry of those
+    models (export, conversions, report, engine).
 
     Returns:
         the engine paths removed, relative to the project.
@@ -377,6 +345,6 @@ def clean(project: Project, names: list[str] | None, wait_seconds: float = 0) ->
             if engine.is_file():
                 engine.unlink()
                 removed.append(project.relative(engine))
-            lock.remove(name)
+            lock.remove_model(name)
         lock.save()
     return removed

@@ -10,26 +10,27 @@ from __future__ import annotations
 import threading
 from typing import Any, TextIO
 
-from trtbuild.graph.engine_node import EngineBuild
-from trtbuild.graph.nodes import BUILT, FAILED, FRESH, INTERRUPTED, SKIPPED, Node, Outcome, step_name
+from trtbuild.reasons import Reason
 from trtbuild.results import columns, duration
+from trtbuild.steps.context import BUILT, FAILED, FRESH, INTERRUPTED, SKIPPED, Outcome
+from trtbuild.steps.step import Step
 
 _STYLE = {BUILT: "green", FRESH: "dim", FAILED: "red", SKIPPED: "yellow", INTERRUPTED: "yellow", "stale": "yellow"}
 
 
-def start_line(node: Node, reasons: list[str]) -> str:
-    """``export   yolo-face  (never exported)``: a step begins work."""
-    return f"{step_name(node):<8} {node.model}  ({'; '.join(reasons)})"
+def start_line(step: Step, reasons: list[Reason]) -> str:
+    """``export   yolo-face  (never exported)``: a step begins work (the step named once, in front)."""
+    return f"{step.kind:<8} {step.model}  ({'; '.join(reason.body() for reason in reasons)})"
 
 
-def finish_line(node: Node, outcome: Outcome) -> str | None:
+def finish_line(step: Step, outcome: Outcome) -> str | None:
     """``export   yolo-face  built in 12.3s``, ``int8     hairnet-int8  FAILED after 3.1s: ...``,
     ``engine   facemesh  interrupted after 2.0s``; ``None`` for fresh and skipped steps."""
-    head = f"{step_name(node):<8} {node.model}"
+    head = f"{step.kind:<8} {step.model}"
     if outcome.status == BUILT:
         return f"{head}  built in {duration(outcome.seconds)}"
     if outcome.status == FAILED:
-        return f"{head}  FAILED after {duration(outcome.seconds)}: {'; '.join(outcome.reasons)}"
+        return f"{head}  FAILED after {duration(outcome.seconds)}: {'; '.join(r.text() for r in outcome.reasons)}"
     if outcome.status == INTERRUPTED:
         return f"{head}  interrupted after {duration(outcome.seconds)}"
     return None
@@ -43,11 +44,11 @@ class PlainReporter:
         self.stream = stream
         self._lock = threading.Lock()
 
-    def started(self, node: Node, reasons: list[str]) -> None:
-        self._line(start_line(node, reasons))
+    def started(self, step: Step, reasons: list[Reason]) -> None:
+        self._line(start_line(step, reasons))
 
-    def finished(self, node: Node, outcome: Outcome) -> None:
-        line = finish_line(node, outcome)
+    def finished(self, step: Step, outcome: Outcome) -> None:
+        line = finish_line(step, outcome)
         if line is not None:
             self._line(line)
 
@@ -82,19 +83,19 @@ class RichReporter:
         self._lock = threading.Lock()
         self.progress.start()
 
-    def started(self, node: Node, reasons: list[str]) -> None:
+    def started(self, step: Step, reasons: list[Reason]) -> None:
         with self._lock:
-            self.working[node.id] = self.progress.add_task(f"  {step_name(node)} {node.model}", total=None, count="")
+            self.working[step.id] = self.progress.add_task(f"  {step.kind} {step.model}", total=None, count="")
 
-    def finished(self, node: Node, outcome: Outcome) -> None:
+    def finished(self, step: Step, outcome: Outcome) -> None:
         with self._lock:
-            task = self.working.pop(node.id, None)
+            task = self.working.pop(step.id, None)
             if task is not None:
                 self.progress.remove_task(task)
-            if isinstance(node, EngineBuild):
+            if step.kind == "engine":
                 self.done += 1
                 self.progress.update(self.task, advance=1, count=f"{self.done}/{self.total}")
-        line = finish_line(node, outcome)
+        line = finish_line(step, outcome)
         if line is not None:
             from rich.text import Text
 

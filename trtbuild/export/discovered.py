@@ -7,7 +7,7 @@ audit hook (PEP 578, ``sys.addaudithook``) on the ``open`` event and, after the 
 files of the modules in ``sys.modules``. Those inside the project root — except trtbuild's state, bytecode
 caches, installed packages (a virtual environment inside the project) and the files the key already
 holds — go into the export's key with their sha256
-(``state.staleness.assess_export``); the no-op stamp re-stats them like every other key input.
+(``steps.export``); the no-op stamp re-stats them like every other key input.
 
 Child side only: standard library, nothing of the parent's modules.
 """

@@ -1,8 +1,11 @@
 """Run the graph in topological waves; independent nodes of a wave in parallel (``-j N``).
 
-Error policy (DVC's ``skip_dependents``): a failed node's dependents are skipped, every other node goes
-on, and the run's result says which failed. A node's unexpected exception fails that node only. A node
-that fails because the run is being stopped (``request_stop``: Ctrl-C, SIGTERM) is ``interrupted``.
+Every node is a ``steps.step.Step``; the runner only calls ``steps.step.assess`` (to announce the work)
+and ``steps.step.run``. Error policy (DVC's ``skip_dependents``): a failed step's dependents are skipped,
+every other step goes on, and the run's result says which failed. A ``TrtbuildError`` a step raises (a
+child that failed, a refused write) fails that step with its message and log tail; an unexpected
+exception fails that step only, with its traceback as the log tail. A step that fails because the run is
+being stopped (``request_stop``: Ctrl-C, SIGTERM) is ``interrupted``.
 """
 
 from __future__ import annotations
@@ -15,8 +18,12 @@ from typing import Protocol
 
 import networkx as nx
 
+from trtbuild import reasons as why
 from trtbuild.errors import TrtbuildError
-from trtbuild.graph.nodes import FAILED, INTERRUPTED, SKIPPED, Context, Node, Outcome
+from trtbuild.graph.dag import step_of
+from trtbuild.reasons import Reason
+from trtbuild.steps.context import FAILED, INTERRUPTED, SKIPPED, Context, Outcome
+from trtbuild.steps.step import Step, assess, run
 
 _STOPPING = threading.Event()
 
@@ -30,33 +37,33 @@ def request_stop() -> None:
 class Reporter(Protocol):
     """Receives progress.
 
-    ``started``: a node is about to do work, with the reasons its assessment gives (nodes that are fresh
-    are not announced); ``finished``: a node ended, whatever its outcome (skipped dependents of a failed
-    node included); ``warn``: something worth a warning happened.
+    ``started``: a step is about to do work, with the reasons its assessment gives (steps that are fresh
+    are not announced); ``finished``: a step ended, whatever its outcome (skipped dependents of a failed
+    step included); ``warn``: something worth a warning happened.
     """
 
-    def started(self, node: Node, reasons: list[str]) -> None: ...
+    def started(self, step: Step, reasons: list[Reason]) -> None: ...
 
-    def finished(self, node: Node, outcome: Outcome) -> None: ...
+    def finished(self, step: Step, outcome: Outcome) -> None: ...
 
     def warn(self, message: str) -> None: ...
 
 
-def _run_one(node: Node, ctx: Context, reporter: Reporter) -> Outcome:
+def _run_one(step: Step, ctx: Context, reporter: Reporter) -> Outcome:
     started = time.monotonic()
     try:
-        reasons = node.stale_reasons(ctx)  # only to announce the work: the node assesses again (stat-cached) as it runs
+        reasons = assess(step, ctx).reasons  # memoized: ``run`` uses the same assessment
         if reasons:
-            reporter.started(node, reasons)
-        outcome = node.run(ctx)
+            reporter.started(step, reasons)
+        outcome = run(step, ctx)
     except TrtbuildError as exc:
-        outcome = Outcome(FAILED, [str(exc)])
-    except Exception as exc:  # a bug in one node must not take the other models down
-        outcome = Outcome(FAILED, [f"internal error: {type(exc).__name__}: {exc}"], 0.0, traceback.format_exc())
+        outcome = Outcome(FAILED, [why.error(str(exc))], 0.0, getattr(exc, "log_tail", ""))
+    except Exception as exc:  # a bug in one step must not take the other models down
+        outcome = Outcome(FAILED, [why.error(f"internal error: {type(exc).__name__}: {exc}")], 0.0, traceback.format_exc())
     outcome.seconds = max(outcome.seconds, time.monotonic() - started)
     if outcome.status == FAILED and _STOPPING.is_set():
-        outcome = Outcome(INTERRUPTED, ["interrupted"], outcome.seconds)
-    reporter.finished(node, outcome)
+        outcome = Outcome(INTERRUPTED, [why.error("interrupted")], outcome.seconds)
+    reporter.finished(step, outcome)
     return outcome
 
 
@@ -66,13 +73,13 @@ def _run_wave(wave: list[str], graph: nx.DiGraph, ctx: Context, pool: ThreadPool
     is skipped (its reason names that predecessor)."""
     futures = {}
     for node_id in wave:
-        node: Node = graph.nodes[node_id]["node"]
+        step = step_of(graph, node_id)
         blocked = [p for p in graph.predecessors(node_id) if outcomes[p].status in (FAILED, SKIPPED, INTERRUPTED)]
         if blocked:
-            outcomes[node_id] = Outcome(SKIPPED, [f"{blocked[0]} did not succeed"])
-            reporter.finished(node, outcomes[node_id])
+            outcomes[node_id] = Outcome(SKIPPED, [Reason(why.UPSTREAM, step.kind, blocked[0])])
+            reporter.finished(step, outcomes[node_id])
             continue
-        futures[pool.submit(_run_one, node, ctx, reporter)] = node_id
+        futures[pool.submit(_run_one, step, ctx, reporter)] = node_id
     for future in as_completed(futures):
         outcomes[futures[future]] = future.result()
 

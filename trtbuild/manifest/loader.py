@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from trtbuild.builder.compat import strongly_typed
 from trtbuild.errors import ManifestError, did_you_mean
 from trtbuild.export.registry import Recipe, load_recipe
 from trtbuild.manifest.schema import (
@@ -80,31 +79,6 @@ class ModelTarget:
     field_lines: dict[str, str] = field(default_factory=dict, compare=False)
     export_owner: str = ""
     plugin_sha256: tuple[str | None, ...] = ()
-
-    def uses_fp16_onnx(self, env: dict[str, Any]) -> bool:
-        """Whether the engine is built from the FP16 conversion, for the builder described by ``env``."""
-        if self.spec.precision != "fp16":
-            return False
-        via = self.spec.fp16_via
-        return via == "onnx" or (via == "auto" and strongly_typed(env["builder"], env.get("builder_version")))
-
-    def needs_fp16_onnx(self, env: dict[str, Any]) -> bool:
-        """Whether an FP16 conversion is made: to build from, or to validate an FP16-flag build with."""
-        return self.uses_fp16_onnx(env) or (self.spec.precision == "fp16" and self.spec.validation is not None)
-
-    def gated(self, env: dict[str, Any]) -> bool:
-        """Whether an accuracy gate stands before the engine (INT8 always; FP16 when validation is given)."""
-        return self.spec.precision == "int8" or (self.needs_fp16_onnx(env) and self.spec.validation is not None)
-
-    def reduced_onnx(self, env: dict[str, Any]) -> Path:
-        """The reduced-precision ONNX the accuracy gate judges (Q/DQ INT8 or FP16)."""
-        return self.int8_onnx if self.spec.precision == "int8" else self.fp16_onnx
-
-    def engine_onnx(self, env: dict[str, Any]) -> Path:
-        """The ONNX the engine is built from: the Q/DQ ONNX, the FP16 conversion, or the model's ONNX."""
-        if self.spec.precision == "int8":
-            return self.int8_onnx
-        return self.fp16_onnx if self.uses_fp16_onnx(env) else self.onnx
 
     def where(self, *path: str | int) -> str:
         """``file:line: models.NAME.path`` for error messages about this model's field ``path``."""

@@ -1,18 +1,21 @@
-"""builds.lock: what every engine was built from, so staleness and audits have a record to compare to.
+"""builds.lock: what every step produced and from what, so staleness and audits have a record to compare to.
 
 JSON, written sorted with a schema version, atomically (temporary file in the same folder, fsync,
 rename). Paths are relative to the manifest's folder. A lock that cannot be read is an error naming the
 file and what to do; it is never silently replaced.
 
-Two sections, ``models`` (engines) and ``exports`` (recipe outputs). Per model::
+Schema 2: one section, ``steps``, keyed by step id (``kind:output path``, as the build graph names its
+nodes), one entry shape for every step kind::
 
-    {"key": "<sha256>", "components": {...}, "engine": {"path", "sha256", "size"},
-     "build_seconds": 1.2, "builder": "tensorrt-rtx 1.7.1.116", "built_at": "2026-11-21T08:00:00+00:00"}
+    {"kind": "engine", "model": "yolo-face", "key": "<sha256>", "components": {...},
+     "outputs": [{"path": "engines/yolo-face.engine", "sha256": "<hex>", "size": 268764}],
+     "seconds": 41.2, "when": "2026-11-21T08:00:00+00:00",
+     "facts": {"builder": "tensorrt-rtx 1.7.1.116", "network": {...}}}
 
-Per export::
-
-    {"key": "<sha256>", "components": {...}, "onnx": {"path", "sha256", "size"}, "export_seconds": 3.1,
-     "exported_at": "..."}
+``facts`` holds what the step reported besides its outputs (the engine's builder and network summary).
+A schema-1 lock (sections ``models`` and ``exports``, entry names ``MODEL`` / ``MODEL:fp16``) is migrated
+when it is read (``migrate_v1``): same components, so same keys, nothing rebuilt; it is written as
+schema 2 the next time the lock is saved.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from typing_extensions import NotRequired, TypedDict
 from trtbuild.errors import StateError, WriteError, os_error_line
 from trtbuild.state.atomic import write_atomic
 
-SCHEMA = 1
-REQUIRED = {"models": ("key", "components", "engine"), "exports": ("key", "components", "onnx")}
+SCHEMA = 2
+#: schema-1 conversion entry suffix -> step kind (``m:fp16``); an entry without a suffix is an export
+_V1_KINDS = {"fp16": "fp16", "int8": "int8", "accuracy": "accuracy"}
 
 
 def inside_project(path: str) -> str:
@@ -65,7 +69,7 @@ class FileRecord(TypedDict):
 
 
 #: ``components.schema`` as a field name would shadow nothing in a TypedDict; each component is typed as
-#: ``keys`` builds it, so ``diff_reasons`` and the audit can rely on the shapes.
+#: ``keys`` builds it, so ``reasons.diff`` and the audit can rely on the shapes.
 @with_config(_RECORD)
 class Components(TypedDict):
     """An entry's key components (``state.keys``); every field optional, typed when present."""
@@ -76,6 +80,8 @@ class Components(TypedDict):
     code: NotRequired[str | None]
     recipe: NotRequired[str | None]
     recipe_version: NotRequired[int | None]
+    converter: NotRequired[str | None]
+    versions: NotRequired[dict[str, Any]]
     settings: NotRequired[dict[str, Any]]
     params: NotRequired[dict[str, Any]]
     exporters: NotRequired[dict[str, Any]]
@@ -85,8 +91,30 @@ class Components(TypedDict):
 
 
 @with_config(_RECORD)
-class EngineEntry(TypedDict):
-    """``models.NAME``: an engine, its key and how it was built."""
+class StepEntry(TypedDict):
+    """``steps.ID``: what a step produced, its key and how it ran (see the module docstring)."""
+
+    kind: Literal["export", "fp16", "int8", "accuracy", "engine"]
+    model: str
+    key: Sha256
+    components: Components
+    outputs: Annotated[list[FileRecord], Field(min_length=1)]
+    seconds: NotRequired[float]
+    when: NotRequired[str | None]
+    facts: NotRequired[dict[str, Any]]
+
+
+@with_config(_RECORD)
+class LockDocument(TypedDict):
+    """The whole lock file: ``{"schema": 2, "steps": {...}}``."""
+
+    schema: Literal[2]
+    steps: dict[str, StepEntry]
+
+
+@with_config(_RECORD)
+class EngineEntryV1(TypedDict):
+    """Schema 1, ``models.NAME``: an engine."""
 
     key: Sha256
     components: Components
@@ -98,8 +126,8 @@ class EngineEntry(TypedDict):
 
 
 @with_config(_RECORD)
-class ExportEntry(TypedDict):
-    """``exports.NAME``: an ONNX trtbuild produced (export, FP16/INT8 conversion, accuracy report)."""
+class ExportEntryV1(TypedDict):
+    """Schema 1, ``exports.NAME``: an ONNX trtbuild produced (export, FP16/INT8 conversion, accuracy report)."""
 
     key: Sha256
     components: Components
@@ -109,15 +137,62 @@ class ExportEntry(TypedDict):
 
 
 @with_config(_RECORD)
-class LockDocument(TypedDict):
-    """The whole lock file: ``{"schema": 1, "models": {...}, "exports": {...}}``."""
+class LockDocumentV1(TypedDict):
+    """A schema-1 lock: ``{"schema": 1, "models": {...}, "exports": {...}}``."""
 
     schema: Literal[1]
-    models: dict[str, EngineEntry]
-    exports: NotRequired[dict[str, ExportEntry]]
+    models: dict[str, EngineEntryV1]
+    exports: NotRequired[dict[str, ExportEntryV1]]
 
 
 _DOCUMENT = TypeAdapter(LockDocument)
+_DOCUMENT_V1 = TypeAdapter(LockDocumentV1)
+_SECTION = {1: "models", 2: "steps"}
+_ADAPTER = {1: _DOCUMENT_V1, 2: _DOCUMENT}
+
+
+def _migrated_components(kind: str, components: dict[str, Any]) -> dict[str, Any]:
+    """Schema-1 components of a conversion named its converter ``recipe`` and its library versions
+    ``exporters``: renamed to ``converter`` and ``versions``. Exports and engines keep theirs."""
+    if kind not in _V1_KINDS:
+        return dict(components)
+    renamed = {{"recipe": "converter", "exporters": "versions"}.get(name, name): value for name, value in components.items()}
+    return renamed
+
+
+def migrate_v1(document: dict[str, Any]) -> dict[str, Any]:
+    """A validated schema-1 lock as schema 2 (see the module docstring).
+
+    Every entry becomes ``steps["<kind>:<its output path>"]``. Components are kept (a conversion's two
+    renamed fields aside); the key is recomputed from them only where the schema-1 key was the sha256 of
+    its own components, so a hand-edited entry stays visibly edited (``trtbuild audit`` names it) instead
+    of being laundered by the migration.
+
+    Returns:
+        ``{"schema": 2, "steps": {...}}``.
+    """
+    from trtbuild.state.keys import key_of
+
+    steps: dict[str, Any] = {}
+
+    def put(kind: str, model: str, entry: dict[str, Any], output: dict[str, Any], seconds: Any, when: Any,
+            facts: dict[str, Any]) -> None:
+        components = _migrated_components(kind, entry["components"])
+        intact = key_of(entry["components"]) == entry["key"]
+        steps[f"{kind}:{output['path']}"] = {
+            "kind": kind, "model": model, "key": key_of(components) if intact else entry["key"], "components": components,
+            "outputs": [output], "seconds": seconds if seconds is not None else 0.0, "when": when,
+            "facts": {name: value for name, value in facts.items() if value is not None},
+        }
+
+    for name, entry in document.get("exports", {}).items():
+        model, _, suffix = name.partition(":")
+        put(_V1_KINDS.get(suffix, "export"), model, entry, entry["onnx"], entry.get("export_seconds"),
+            entry.get("exported_at"), {})
+    for name, entry in document["models"].items():
+        put("engine", name, entry, entry["engine"], entry.get("build_seconds"), entry.get("built_at"),
+            {"builder": entry.get("builder"), "network": entry.get("network")})
+    return {"schema": SCHEMA, "steps": steps}
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -139,12 +214,12 @@ def validate_lock(raw: Any, path: Path) -> dict[str, Any]:
         StateError: one line naming ``path``, the entry and the field (``models.m.engine.path``), what is
             wrong, and what to do (restore the lock from git, or delete the entry or the file to rebuild).
     """
-    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA or not isinstance(raw.get("models"), dict):
-        found = raw.get("schema") if isinstance(raw, dict) else None
-        raise StateError(f"{path}: not a trtbuild lock of schema {SCHEMA} (found schema {found!r}); "
+    schema = raw.get("schema") if isinstance(raw, dict) else None
+    if schema not in _SECTION or not isinstance(raw.get(_SECTION[schema]), dict):
+        raise StateError(f"{path}: not a trtbuild lock of schema {SCHEMA} or 1 (found schema {schema!r}); "
                          f"{_whole_file_advice(path)}")
     try:
-        return _DOCUMENT.validate_python(raw)
+        return _ADAPTER[schema].validate_python(raw)
     except ValidationError as exc:
         raise _refusal(exc, path) from None
 
@@ -180,8 +255,9 @@ class LockFile:
         path: the lock file (``builds.lock``); it need not exist yet.
 
     Attributes:
-        entries: model name -> engine entry as above (``EngineEntry``).
-        exports: entry name -> export entry as above (``ExportEntry``).
+        steps: step id -> entry as above (``StepEntry``).
+        migrated: the file on disk is a schema-1 lock, read through ``migrate_v1``; ``save`` writes it as
+            schema 2.
 
     Raises:
         StateError: on load, when the file is not JSON, has another schema version, or an entry lacks a
@@ -191,8 +267,8 @@ class LockFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.entries: dict[str, dict[str, Any]] = {}
-        self.exports: dict[str, dict[str, Any]] = {}
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.migrated = False
         self._load()
 
     def _load(self) -> None:
@@ -203,40 +279,48 @@ class LockFile:
         except OSError as exc:
             raise StateError(os_error_line(exc, self.path, "cannot read the lock")) from None
         try:
-            document = _DOCUMENT.validate_json(text)  # one pass: parse and check (a 10,000-model lock)
-            if document["schema"] != SCHEMA:
-                raise ValueError("schema")
-        except (ValidationError, ValueError):
-            try:  # the slow path, only for a lock that is wrong: word what is wrong
+            document: dict[str, Any] = dict(_DOCUMENT.validate_json(text))  # one pass: parse and check (10,000 models)
+        except ValidationError:
+            try:  # a schema-1 lock, or one that is wrong: find out which, and word what is wrong
                 raw = json.loads(text)
             except ValueError as exc:
                 raise StateError(f"{self.path}: corrupt lock file ({exc}); {_whole_file_advice(self.path)}") from None
-            document = validate_lock(raw, self.path)
-        self.entries = dict(document["models"])
-        self.exports = dict(document.get("exports", {}))
+            document = dict(validate_lock(raw, self.path))
+            if document["schema"] == 1:
+                document, self.migrated = migrate_v1(document), True
+        self.steps = dict(document["steps"])
 
-    def get(self, name: str) -> dict[str, Any] | None:
-        """The entry of model ``name``, or ``None`` if it was never built."""
-        return self.entries.get(name)
+    def step(self, step_id: str) -> dict[str, Any] | None:
+        """The entry of step ``step_id`` (``engine:engines/m.engine``), or ``None`` if it never ran."""
+        return self.steps.get(step_id)
 
-    def set(self, name: str, entry: dict[str, Any]) -> None:
-        """Record ``entry`` for ``name`` (call ``save`` to write)."""
-        self.entries[name] = entry
+    def of_model(self, model: str, kind: str = "engine") -> tuple[str, dict[str, Any]] | None:
+        """``(step id, entry)`` of ``model``'s step of ``kind``, or ``None``. A scan: for reports, not
+        for the run (which knows its step ids)."""
+        return next(((step_id, entry) for step_id, entry in self.steps.items()
+                     if entry["model"] == model and entry["kind"] == kind), None)
 
-    def remove(self, name: str) -> None:
-        """Forget model ``name``'s engine and export."""
-        self.entries.pop(name, None)
-        self.exports.pop(name, None)
+    def record(self, step_id: str, entry: dict[str, Any]) -> None:
+        """Put ``entry`` under ``step_id`` (call ``save`` to write)."""
+        self.steps[step_id] = entry
+
+    def remove_model(self, model: str) -> list[str]:
+        """Forget every entry of ``model`` (export, conversions, report, engine); returns their step ids."""
+        gone = sorted(step_id for step_id, entry in self.steps.items() if entry["model"] == model)
+        for step_id in gone:
+            del self.steps[step_id]
+        return gone
 
     def save(self) -> None:
-        """Write the lock atomically, keys sorted.
+        """Write the lock atomically, keys sorted, as schema 2.
 
         Raises:
             WriteError: the file could not be written (a full disk, a read-only project): one line naming
                 the lock and the errno; the lock on disk is the previous one, whole.
         """
-        document = {"schema": SCHEMA, "models": self.entries, "exports": self.exports}
+        document = {"schema": SCHEMA, "steps": self.steps}
         try:
             write_atomic(self.path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
         except OSError as exc:
             raise WriteError(os_error_line(exc, self.path, "cannot write the lock")) from None
+        self.migrated = False

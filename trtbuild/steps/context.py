@@ -1,0 +1,53 @@
+"""What every step shares during one run: the context, and the outcome of running a step."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from trtbuild.manifest.loader import Project
+from trtbuild.reasons import Reason
+from trtbuild.results import BUILT, FAILED, FRESH, INTERRUPTED, SKIPPED  # noqa: F401  (the step outcomes, defined once)
+from trtbuild.state.lockfile import LockFile
+from trtbuild.state.statcache import StatCache
+
+if TYPE_CHECKING:
+    from trtbuild.steps.step import Assessment
+
+
+@dataclass
+class Outcome:
+    """What running a step did.
+
+    Attributes:
+        status: ``built``, ``fresh``, ``failed``, ``skipped`` or ``interrupted`` (the run was stopped
+            while the step worked).
+        reasons: why it was (re)built, or why it failed / was skipped.
+        seconds: wall time of the step's work; the runner makes it the step's whole wall time.
+        log_tail: the step log's error lines, for failures.
+    """
+
+    status: str
+    reasons: list[Reason] = field(default_factory=list)
+    seconds: float = 0.0
+    log_tail: str = ""
+
+
+@dataclass
+class Context:
+    """What steps share during one run: the project, the environment fingerprint and the state files.
+
+    Attributes:
+        lock_mutex: serializes lock-file updates from parallel steps.
+        assessments: step id -> its assessment in this run (``steps.step.assess``): a step is assessed
+            once however often ``plan``, the pre-flight checks, the runner and the stamp ask; the memo is
+            emptied whenever a step produces a file, since that can change any later verdict.
+    """
+
+    project: Project
+    env: dict[str, Any]
+    cache: StatCache
+    lock: LockFile
+    lock_mutex: threading.Lock = field(default_factory=threading.Lock)
+    assessments: dict[str, Assessment] = field(default_factory=dict)

@@ -1,0 +1,69 @@
+"""The engine step: ONNX -> serialized TensorRT engine (plan), through Polygraphy in ``builder.child``.
+
+Key components: ``onnx`` (content digest, external data included), ``settings`` (``state.keys.build_settings``),
+``plugins`` (library -> sha256) and ``env`` (the environment fingerprint: builder flavour and version,
+CUDA, L4T, device, GPU). The timing cache is shared by the project's builds and audit rebuilds, so the
+same GPU picks the same tactics; it is an accelerator, not part of any key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trtbuild.isolation import Produced
+from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.state.keys import KEY_SCHEMA, build_settings
+from trtbuild.state.onnx_digest import onnx_digest
+from trtbuild.state.statcache import StatCache
+from trtbuild.steps.choices import engine_onnx
+from trtbuild.steps.context import Context
+from trtbuild.steps.step import Step
+
+
+def plugin_digests(cache: StatCache, plugins: tuple[Path, ...], root: Path) -> dict[str, str]:
+    """Plugin library (path relative to ``root``, else absolute) -> sha256.
+
+    Raises:
+        FileNotFoundError: a plugin library is missing.
+    """
+    found = {}
+    for path in plugins:
+        try:
+            name = path.relative_to(root).as_posix()
+        except ValueError:
+            name = path.as_posix()
+        found[name] = cache.sha256(path)
+    return found
+
+
+def engine_request(target: ModelTarget, env: dict[str, Any], settings: dict[str, Any], timing_cache: Path) -> dict[str, Any]:
+    """The builder child's request for ``target`` with ``settings`` (``state.keys.build_settings``)."""
+    return {
+        "flavour": env["builder"],
+        "timing_cache": str(timing_cache),
+        "onnx": str(engine_onnx(target, env)),
+        "plugins": [str(path) for path in target.plugins],
+        "plugin_sha256": list(target.plugin_sha256),
+        **settings,
+    }
+
+
+def engine_step(target: ModelTarget, project: Project, env: dict[str, Any], gate: tuple[Path, ...] = ()) -> Step:
+    """``engine:<engine path>``, built from ``steps.choices.engine_onnx``; ``gate``: the accuracy report
+    that must pass first (a graph edge only: the engine's key is its ONNX, not the report)."""
+    onnx = engine_onnx(target, env)
+
+    def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
+        return {"schema": KEY_SCHEMA, "onnx": onnx_digest(ctx.cache, onnx), "settings": build_settings(target),
+                "plugins": plugin_digests(ctx.cache, target.plugins, ctx.project.root), "env": ctx.env}
+
+    def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
+        return engine_request(target, ctx.env, found["settings"], ctx.project.timing_cache)
+
+    def facts(produced: Produced) -> dict[str, Any]:
+        return {"builder": produced.result["builder"], "network": produced.result.get("network")}
+
+    return Step(id=f"engine:{project.relative(target.engine)}", kind="engine", model=target.name, output=target.engine,
+                consumes=(onnx, *gate), inputs=(onnx,), components=components, child="trtbuild.builder.child",
+                request=request, output_label="engine", facts=facts)

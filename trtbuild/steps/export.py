@@ -1,0 +1,85 @@
+"""The export step: source -> canonical ONNX through the model's recipe (``export.child``).
+
+Key components: ``source``, ``recipe``, ``code``, ``recipe_version``, ``params``, ``exporters`` and
+``discovered``: the project files the last export read besides its declared inputs (``export.discovered``),
+hashed now, so editing a module a project recipe imports makes the export stale. The child reports them;
+``complete`` hashes them into the recorded key.
+
+The parent refuses to start a recipe that loads pickles unless the source's bytes match their pin (hashed
+again here, never answered from the stat cache), and checks the declared inputs against the new ONNX
+before it is renamed into place. The pin goes to the child too, which loads only a private copy it
+checked against the pin: replacing the source between this check and the child's load changes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trtbuild import reasons as why
+from trtbuild.errors import BuildError
+from trtbuild.isolation import Produced
+from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.manifest.onnx_inputs import check_inputs, read_onnx_inputs
+from trtbuild.reasons import Reason
+from trtbuild.state.atomic import inside_project
+from trtbuild.state.keys import KEY_SCHEMA
+from trtbuild.state.statcache import StatCache, sha256_file
+from trtbuild.steps.context import Context
+from trtbuild.steps.step import Step
+
+
+def discovered_digests(cache: StatCache, root: Path, files: list[str]) -> dict[str, str | None]:
+    """Project file (relative to ``root``) -> sha256 now, ``None`` when missing or outside the project
+    (a lock naming ``../x`` never makes trtbuild hash a file outside)."""
+    digests: dict[str, str | None] = {}
+    for name in files:
+        path = root / name
+        digests[name] = cache.sha256(path) if inside_project(root, path) and path.is_file() else None
+    return digests
+
+
+def export_step(target: ModelTarget, project: Project) -> Step:
+    """``export:<onnx path>`` for a model with a recipe."""
+    recipe, spec = target.recipe, target.spec
+    assert recipe is not None and spec.recipe is not None
+    recipe_spec = spec.recipe
+
+    def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "schema": KEY_SCHEMA, "source": ctx.cache.sha256(target.source), "recipe": recipe.name,
+            "code": ctx.cache.sha256(recipe.file), "recipe_version": recipe.module.VERSION,
+            "params": recipe.module.Params.model_validate(recipe_spec.params()).model_dump(mode="json"),
+            "exporters": recipe.exporter_versions(),
+        }
+        discovered = (recorded or {}).get("components", {}).get("discovered")
+        if discovered is not None:  # entries written before discovered dependencies have none
+            found["discovered"] = discovered_digests(ctx.cache, ctx.project.root, sorted(discovered))
+        return found
+
+    def precheck(ctx: Context) -> Reason | None:
+        missing = recipe.missing_modules()
+        if missing:
+            return why.error(f"recipe {recipe.name} needs {', '.join(missing)}: {recipe.install_hint()}")
+        pin = spec.pinned_sha256()
+        if pin is not None and (actual := sha256_file(target.source)) != pin:
+            return why.error(f"source {target.source}: sha256 {actual} is not the pinned {pin}; not loaded")
+        return None
+
+    def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
+        return {"recipe": recipe.name, "project_root": str(ctx.project.root), "source": str(target.source),
+                "sha256": spec.pinned_sha256(), "params": found["params"],
+                "declared": [str(target.source), str(recipe.file)]}
+
+    def verify(onnx_path: Path) -> None:
+        problems = check_inputs(target, *read_onnx_inputs(onnx_path))
+        if problems:
+            raise BuildError("; ".join(problems))
+
+    def complete(ctx: Context, found: dict[str, Any], produced: Produced) -> dict[str, Any]:
+        return {**found, "discovered": discovered_digests(ctx.cache, ctx.project.root, produced.result["discovered"])}
+
+    return Step(id=f"export:{project.relative(target.onnx)}", kind="export", model=target.name, output=target.onnx,
+                consumes=(target.source,), inputs=(target.source,), input_label="source", components=components,
+                child="trtbuild.export.child", request=request, log=".export", precheck=precheck, verify=verify,
+                complete=complete)

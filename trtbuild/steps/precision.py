@@ -1,0 +1,168 @@
+"""Precision steps: the model's FP32 ONNX -> ONNX that carries a reduced precision, and the accuracy gate.
+
+- ``fp16_step``: FP16 ONNX (I/O kept FP32) for strongly typed builders, ``fp16_via: onnx``, or to
+  validate an FP16-flag build;
+- ``int8_step``: symmetric Q/DQ INT8 ONNX calibrated on real images;
+- ``accuracy_step``: the FP32 ONNX against the reduced one, emulated (``precision.emulate``), on
+  validation images; a tolerance breach fails the step, so the engine after it is skipped. The JSON
+  report is kept either way, but recorded in the lock only when it passed.
+
+Each runs ``precision.child`` when its key changed. Key components: ``onnx`` (the input digest; for the
+gate, of both ONNX), ``converter`` (the step's name and version), ``code`` (the hash of the modules doing
+the work), ``params`` (settings, and every image's sha256) and ``versions`` (the libraries doing the work).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trtbuild import reasons as why
+from trtbuild.env.packages import installed_versions
+from trtbuild.errors import BuildError
+from trtbuild.isolation import Produced
+from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.manifest.onnx_inputs import onnx_input_dims
+from trtbuild.state.keys import KEY_SCHEMA, key_of
+from trtbuild.state.onnx_digest import onnx_digest
+from trtbuild.state.statcache import StatCache
+from trtbuild.steps.choices import reduced_onnx
+from trtbuild.steps.context import FAILED, Context, Outcome
+from trtbuild.steps.step import Step
+
+
+def image_input(target: ModelTarget) -> tuple[str, list[int]]:
+    """(name, shape with batch 1) of the model's single image input: the declared opt shape, else the ONNX's.
+
+    Raises:
+        BuildError: the model has several inputs, or a dynamic one that is not declared.
+    """
+    declared = target.spec.profiles()[0]
+    dims = onnx_input_dims(target.onnx)
+    if len(dims) != 1:
+        raise BuildError(f"calibration and validation feed one image input; {target.onnx.name} has {list(dims)}")
+    name = next(iter(dims))
+    shape = list(declared[name][1]) if name in declared else dims[name]
+    if not all(isinstance(dim, int) for dim in shape):
+        raise BuildError(f"input {name!r} has dynamic dims {shape}; declare its shape under inputs")
+    return name, [1, *shape[1:]]
+
+
+def image_hashes(cache: StatCache, sample: Any, root: Path) -> dict[str, str]:
+    """file name -> sha256 of every image a sample uses (crops come from the same files).
+
+    Raises:
+        ManifestError: no image matches, or the package holding them is not installed.
+    """
+    from trtbuild.precision.images import sample_plan
+
+    return {path.name: cache.sha256(path) for path, _ in sample_plan(sample, root)}
+
+
+def _code(cache: StatCache, *modules: Any) -> str:
+    """The hash of the modules that do a step's work (``{module name: sha256}``, keyed)."""
+    return key_of({module.__name__.rsplit(".", 1)[-1]: cache.sha256(Path(module.__file__ or "")) for module in modules})
+
+
+def _images(target: ModelTarget, ctx: Context) -> dict[str, Any]:
+    name, shape = image_input(target)
+    return {"project_root": str(ctx.project.root), "preprocess": target.spec.preprocess.model_dump(mode="json"),
+            "input": name, "shape": shape}
+
+
+def _step(kind: str, target: ModelTarget, project: Project, output: Path, consumes: tuple[Path, ...], **hooks: Any) -> Step:
+    return Step(id=f"{kind}:{project.relative(output)}", kind=kind, model=target.name, output=output, consumes=consumes,
+                inputs=consumes, child="trtbuild.precision.child", log=f".{kind}", **hooks)
+
+
+def fp16_step(target: ModelTarget, project: Project) -> Step:
+    """``fp16:<fp16 onnx path>``: onnxconverter-common (default, sensitive ops blocked) or ModelOpt AutoCast
+    (``fp16_converter: autocast``, which also reads the calibration images)."""
+    from trtbuild.precision import fp16, images
+
+    spec = target.spec
+
+    def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"converter": spec.fp16_converter, "keep_io_types": True}
+        if spec.fp16_converter == "autocast":
+            assert spec.calibration is not None
+            params.update(calibration=spec.calibration.model_dump(mode="json"), preprocess=spec.preprocess.model_dump(mode="json"),
+                          images=image_hashes(ctx.cache, spec.calibration, ctx.project.root))
+            code, versions = _code(ctx.cache, fp16, images), installed_versions("nvidia-modelopt", "onnx", "onnxruntime")
+        else:
+            params["block_list"] = list(fp16.SENSITIVE_OPS)
+            code, versions = ctx.cache.sha256(Path(fp16.__file__)), installed_versions("onnxconverter-common", "onnx")
+        return {"schema": KEY_SCHEMA, "onnx": onnx_digest(ctx.cache, target.onnx), "converter": f"fp16 v{fp16.VERSION}",
+                "code": code, "params": params, "versions": versions}
+
+    def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
+        if spec.fp16_converter != "autocast":
+            return {"step": "fp16", "onnx": str(target.onnx)}
+        assert spec.calibration is not None
+        return {"step": "fp16", "onnx": str(target.onnx), "converter": "autocast",
+                "calibration": spec.calibration.model_dump(mode="json"), **_images(target, ctx)}
+
+    return _step("fp16", target, project, target.fp16_onnx, (target.onnx,), components=components, request=request)
+
+
+def int8_step(target: ModelTarget, project: Project) -> Step:
+    """``int8:<int8 onnx path>``: symmetric Q/DQ from the calibration images (ModelOpt or ONNX Runtime)."""
+    from trtbuild.precision import images, int8
+
+    spec = target.spec
+    calibration = spec.calibration
+    assert calibration is not None
+
+    def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
+        return {"schema": KEY_SCHEMA, "onnx": onnx_digest(ctx.cache, target.onnx), "converter": f"int8 v{int8.VERSION}",
+                "code": _code(ctx.cache, int8, images),
+                "params": {"calibration": calibration.model_dump(mode="json"), "preprocess": spec.preprocess.model_dump(mode="json"),
+                           "images": image_hashes(ctx.cache, calibration, ctx.project.root)},
+                "versions": installed_versions(*int8.QUANTIZER_PACKAGES[calibration.quantizer], "pillow")}
+
+    def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
+        return {"step": "int8", "onnx": str(target.onnx), "calibration": calibration.model_dump(mode="json"),
+                **_images(target, ctx)}
+
+    return _step("int8", target, project, target.int8_onnx, (target.onnx,), components=components, request=request)
+
+
+def accuracy_step(target: ModelTarget, project: Project) -> Step:
+    """``accuracy:<report path>``: judge the reduced ONNX against the FP32 ONNX; a breach fails the step
+    with the figures and leaves the report for diagnosis, unrecorded."""
+    from trtbuild.precision import accuracy, emulate, images
+
+    spec, reduced = target.spec, reduced_onnx(target)
+    validation = spec.validation
+    assert validation is not None
+
+    def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
+        return {"schema": KEY_SCHEMA,
+                "onnx": key_of({"reference": onnx_digest(ctx.cache, target.onnx), "reduced": onnx_digest(ctx.cache, reduced)}),
+                "converter": "accuracy v2", "code": key_of({m.__name__: ctx.cache.sha256(Path(m.__file__ or "")) for m in (accuracy, emulate, images)}),
+                "params": {"validation": validation.model_dump(mode="json"), "preprocess": spec.preprocess.model_dump(mode="json"),
+                           "head": spec.head.model_dump(mode="json"), "tolerance": spec.tolerance.model_dump(mode="json"),
+                           "images": image_hashes(ctx.cache, validation, ctx.project.root)},
+                "versions": installed_versions("onnxruntime", "pillow")}
+
+    def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
+        if spec.calibration is not None:
+            root = ctx.project.root
+            shared = set(image_hashes(ctx.cache, spec.calibration, root).values()) & set(image_hashes(ctx.cache, validation, root).values())
+            if shared:
+                raise BuildError(f"{target.where('validation')}: validation images must be kept apart from calibration "
+                                 f"images; {len(shared)} are in both")
+        return {"step": "accuracy", "model": target.name, "precision": spec.precision, "reference": str(target.onnx),
+                "reduced": str(reduced), "validation": validation.model_dump(mode="json"), "head": spec.head.model_dump(mode="json"),
+                "tolerance": spec.tolerance.model_dump(mode="json"), **_images(target, ctx)}
+
+    def accept(ctx: Context, produced: Produced) -> Outcome | None:
+        if produced.result["passed"]:
+            return None
+        report = json.loads(target.report.read_text())  # kept for diagnosis, never recorded as passed
+        figures = "; ".join(report["failures"])
+        return Outcome(FAILED, [why.error(f"accuracy gate failed ({ctx.project.relative(target.report)}): {figures}")])
+
+    return _step("accuracy", target, project, target.report, (target.onnx, reduced), components=components,
+                 request=request, accept=accept)
