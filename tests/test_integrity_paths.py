@@ -286,6 +286,14 @@ def test_a_folder_swapped_for_a_symlink_in_a_loop_never_gets_anything_written_ou
             assert "Traceback" not in run.stderr and "internal error" not in run.stdout
             if run.code == 2:  # the manifest check saw the symlink
                 assert "models.a.output: 'out/a.engine' is outside the project folder" in run.stderr
+            elif run.code == 1 and not run.stdout:
+                # The swap hit trtbuild's own bookkeeping after the steps (a state file refused, or the
+                # engine under out/ gone from under it): cli.main._guarded prints one error line on stderr
+                # and no JSON summary.
+                errors = [line for line in run.stderr.splitlines() if line.startswith("trtbuild: ")]
+                assert len(errors) == 1 and run.stderr.rstrip().endswith(errors[0]), run.stderr
+                assert f"{project.root}/out/" in errors[0], run.stderr
+                assert any(words in errors[0] for words in ("refusing to write", "cannot write", "[Errno")), run.stderr
             else:
                 reasons = run.json()["models"]["a"]["reasons"]
                 assert run.json()["models"]["a"]["status"] == "built" or any("refusing to write" in r for r in reasons), reasons

@@ -69,16 +69,16 @@ def _config(features: compat.Features, trt: Any, network: Any, request: dict[str
 
     options: dict[str, Any] = {
         "profiles": _profiles(request) if request["profiles"] != [{}] else None,
-        "memory_pool_limits": {trt.MemoryPoolType.WORKSPACE: request["workspace"]},
-        "builder_optimization_level": request["builder_optimization_level"],
+        **compat.workspace_options(features, trt, request["workspace"]),
+        **compat.optimization_level_options(features, request["builder_optimization_level"]),
         **compat.precision_options(features, request["precision"], trt, network),
         **compat.dla_options(features, request["dla_core"]),
         **compat.target_options(features, request["compute_capabilities"]),
         **timing,
     }
     config = compat.config_loader(features)(**options)
-    if request["dla_core"] is not None:
-        config = PostprocessConfig(config, compat.set_dla_core(request["dla_core"]))
+    for callback in compat.config_callbacks(features, request["dla_core"], request["workspace"]):
+        config = PostprocessConfig(config, callback)
     return config
 
 
@@ -102,7 +102,7 @@ def build(request: dict[str, Any]) -> dict[str, Any]:
     from polygraphy.backend.trt import engine_bytes_from_network
     from polygraphy.exception import PolygraphyException
 
-    features = compat.Features.of(request["flavour"], trt)
+    features = compat.features_of(request["flavour"], trt)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="trtbuild-plugins-") as scratch:  # loaded libraries stay mapped
         builder, network, parser = _parse(request, Path(scratch))

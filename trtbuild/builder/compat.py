@@ -1,17 +1,20 @@
-"""Every difference between TensorRT 8.6 / 10 / 11 and TensorRT-RTX, and nowhere else.
+"""Every difference between TensorRT 8.x / 10 / 11 and TensorRT-RTX, and nowhere else.
 
 Two builder *flavours*:
 
-- ``tensorrt``: NVIDIA TensorRT (JetPack's ``python3-libnvinfer``, or the x86 wheels). 8.6 and 10.x take
+- ``tensorrt``: NVIDIA TensorRT (JetPack's ``python3-libnvinfer``, or the x86 wheels). 8.x and 10.x take
   FP16/INT8 builder flags; 11 is strongly typed.
 - ``tensorrt-rtx``: TensorRT for RTX (``pip install tensorrt-rtx-cu13``). Strongly typed; its
   ahead-of-time builder needs no GPU and targets compute capabilities chosen in the build config.
   Polygraphy switches to it with ``POLYGRAPHY_USE_TENSORRT_RTX=1``.
 
-Choosing a flavour and reading its version never imports TensorRT (that takes seconds); the feature
-checks below run only inside the builder's child process, where TensorRT is imported anyway. Version
-differences are named features (``strongly_typed``, ``precision_flags``, ...), not ``if version >= ...``
-spread through the code — the approach of Polygraphy's ``backend/trt/util.py``.
+Choosing a flavour and reading its version never imports TensorRT (that takes seconds). What a builder can
+do is one table, ``features_for(flavour, version)``: a pure function of the flavour and the version string,
+taken from NVIDIA's documented version history (the sources are on ``Features``), so every branch can be
+tested without that release installed. Version differences are named features (``strongly_typed``,
+``precision_flags``, ...), not ``if version >= ...`` spread through the code, the approach of Polygraphy's
+``backend/trt/util.py``. The few functions that need the imported module (for its enum members) take it as
+an argument, ``trt``; they run only in the builder's child process.
 """
 
 from __future__ import annotations
@@ -93,17 +96,6 @@ def cuda_of_distribution(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def strongly_typed(flavour: str, version: str | None) -> bool:
-    """Whether the builder takes tensor types from the network only: TensorRT-RTX, TensorRT >= 11.
-
-    Decided from the flavour and version string (no import), so the graph can be planned on a no-op run.
-    """
-    if flavour == "tensorrt-rtx":
-        return True
-    major = (version or "0").split(".")[0]
-    return major.isdigit() and int(major) >= 11
-
-
 def activate(flavour: str) -> None:
     """Point Polygraphy at ``flavour``. Must run before Polygraphy's TensorRT backend is imported."""
     os.environ["POLYGRAPHY_USE_TENSORRT_RTX"] = "1" if flavour == "tensorrt-rtx" else "0"
@@ -119,49 +111,194 @@ def import_trt(flavour: str) -> Any:
 
 @dataclass(frozen=True)
 class Features:
-    """What the imported builder can do, as named checks.
+    """What a builder flavour and version can do, as named decisions (see ``features_for``).
+
+    Each attribute is decided from NVIDIA's documented version history; the source is named beside it.
 
     Attributes:
         flavour: ``tensorrt`` or ``tensorrt-rtx``.
-        version: the module's ``__version__``.
-        strongly_typed: tensor types come from the network (TensorRT >= 11, TensorRT-RTX); there are no
-            FP16/INT8 builder flags ("Strongly Typed Networks", TensorRT developer guide).
-        precision_flags: ``BuilderFlag.FP16`` / ``INT8`` exist (TensorRT <= 10).
-        dla: Deep Learning Accelerator cores can be targeted (TensorRT on Jetson Xavier / Orin).
-        compute_capability_targets: the build config chooses target compute capabilities
-            (TensorRT-RTX ahead-of-time builds).
-        timing_cache: tactic timings can be loaded and saved (``ITimingCache``), so a rebuild on the same
-            GPU picks the same tactics (TensorRT developer guide, "Determinism and Reproducibility").
-            TensorRT-RTX's ahead-of-time builder times nothing, so it does not use one.
+        version: the version string the decisions were made from (``10.3.0.30``, ``1.7.1.116``).
+        strongly_typed: every network is strongly typed: tensor types come from the network only and there
+            is no precision builder flag. TensorRT >= 11.0 ("Strongly typed networks are now the default
+            ... Weak typing is no longer supported", TensorRT 11.0.0 release notes,
+            https://docs.nvidia.com/deeplearning/tensorrt/11.0.0/getting-started/release-notes-11/11.0.0.html);
+            TensorRT-RTX always ("strongly typed networks required", TensorRT-RTX porting guide).
+        strongly_typed_flag: ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` exists, so a network *can*
+            be created strongly typed. Absent from TensorRT 8.x (8.4.3's flags are ``EXPLICIT_BATCH`` and
+            ``EXPLICIT_PRECISION``), present in TensorRT 10.0 (Python API, ``NetworkDefinitionCreationFlag``),
+            kept but ignored in 11.0 (11.0.0 Python API: "Deprecated in TensorRT 11.0. Strongly typed mode is
+            always enabled"), present in TensorRT-RTX. trtbuild does not opt in on 10.x: it builds 10.x
+            networks weakly typed with the precision flags, as before.
+        precision_flags: ``BuilderFlag.FP16`` / ``BuilderFlag.INT8`` exist. TensorRT < 11.0; removed in 11.0
+            ("BuilderFlag.FP16 — Strong typing with ModelOpt AutoCast; BuilderFlag.INT8 — Explicit
+            quantization with Q/DQ nodes", Removed Python APIs, TensorRT 10.x -> 11.x migration guide,
+            https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html);
+            never in TensorRT-RTX (its ``BuilderFlag`` has no ``FP16``/``INT8``; Polygraphy refuses precision
+            flags under ``POLYGRAPHY_USE_TENSORRT_RTX=1``). Weakly typed networks also need ``INT8`` set for
+            their Q/DQ layers to run in INT8 ("to enable any quantization operation, the INT8 flag must be
+            set in the builder config", TensorRT 8.x developer guide, "Working with INT8").
+        explicit_quantization: Q/DQ layers (``LayerType.QUANTIZE`` / ``DEQUANTIZE``, from ONNX
+            ``QuantizeLinear`` / ``DequantizeLinear``) are built as explicit quantization: TensorRT >= 8.0
+            (``IQuantizeLayer`` / ``IDequantizeLayer``, TensorRT 8.0.1 release notes; the old
+            ``EXPLICIT_PRECISION`` network flag "has no effect now", 8.4.3 Python API) and TensorRT-RTX.
+        builder_optimization_level: ``IBuilderConfig.builder_optimization_level`` (0-5, default 3) exists:
+            TensorRT >= 8.6 (added with hardware/version compatibility in 8.6.0 EA, "API Changes For
+            TensorRT 8.6.0 EA", TensorRT 8.6 API reference; Torch-TensorRT gates its ``optimization_level``
+            on ``trt.__version__ >= "8.6"``, pytorch/TensorRT#1935) and TensorRT-RTX
+            (``IBuilderConfig::getBuilderOptimizationLevel``, TensorRT-RTX C++ API).
+        memory_pool_limits: the workspace is set with ``IBuilderConfig.set_memory_pool_limit(
+            MemoryPoolType.WORKSPACE, bytes)``: TensorRT >= 8.4 (new in 8.4.0 EA, which deprecates
+            ``max_workspace_size``; "API Changes For TensorRT 8.4.0 EA",
+            https://docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-840-ea/api/index.html) and
+            TensorRT-RTX. Older TensorRT sets ``IBuilderConfig.max_workspace_size`` (removed in 10.0: "--workspace
+            flag replaced with --memPoolSize", 8.x -> 10.x trtexec migration).
+        timing_cache: tactic timings are loaded and saved (``ITimingCache``), so a rebuild on the same GPU
+            picks the same tactics (TensorRT developer guide, "Determinism and Reproducibility" and
+            "Optimizing Builder Performance: Timing Cache"): TensorRT >= 8.0 (``ITimingCache``, 8.0 C++ API). Not TensorRT-RTX: its timing cache "has
+            no impact on the serialized engine; requires a GPU during AOT" and is deprecated since 1.2
+            (TensorRT-RTX "Timing Cache Migration",
+            https://docs.nvidia.com/deeplearning/tensorrt-rtx/latest/inference-library/timing-cache-migration.html).
+        compute_capability_targets: the build config chooses the target compute capabilities
+            (``IBuilderConfig.set_compute_capability``, ``ComputeCapability``): TensorRT-RTX only, whose
+            ahead-of-time builder needs no GPU (TensorRT-RTX "CPU-Only AOT and TensorRT-RTX Engines",
+            https://docs.nvidia.com/deeplearning/tensorrt-rtx/latest/inference-library/cpu-engines.html).
+            TensorRT builds for the GPU it runs on.
+        dla: Deep Learning Accelerator cores can be targeted with GPU fallback (Jetson Xavier / Orin).
+            TensorRT 8.x to 10.7 ("TensorRT 10.7 was the last 10.x release that supported DLA"); not 10.8 to
+            11.4.0 ("DLA was unavailable in TensorRT 11.0 through 11.3 ... TensorRT 11.4.0 supported DLA only
+            on Windows on ARM", without GPU fallback); again from 11.4.1 (Jetson AGX Orin, JetPack >= 7.2.2,
+            "GPU fallback behaves as it did in TensorRT 10.x"), all from "Working with DLA", TensorRT 11.4.1,
+            https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/inference-library/work-with-dla.html.
+            Never TensorRT-RTX (Polygraphy: "DLA is not supported with USE_TENSORRT_RTX=1").
     """
 
     flavour: str
     version: str
     strongly_typed: bool
+    strongly_typed_flag: bool
     precision_flags: bool
-    dla: bool
-    compute_capability_targets: bool
+    explicit_quantization: bool
+    builder_optimization_level: bool
+    memory_pool_limits: bool
     timing_cache: bool
-
-    @classmethod
-    def of(cls, flavour: str, trt: Any) -> Features:
-        """Probe the imported module ``trt``."""
-        rtx = flavour == "tensorrt-rtx"
-        flags = hasattr(trt, "BuilderFlag") and hasattr(trt.BuilderFlag, "FP16") and not rtx
-        major = int(str(trt.__version__).split(".")[0])
-        return cls(
-            flavour=flavour,
-            version=str(trt.__version__),
-            strongly_typed=rtx or major >= 11,
-            precision_flags=flags and major < 11,
-            dla=not rtx,
-            compute_capability_targets=rtx and hasattr(trt, "ComputeCapability"),
-            timing_cache=not rtx and hasattr(trt, "ITimingCache"),
-        )
+    compute_capability_targets: bool
+    dla: bool
 
     def describe(self) -> str:
         """``tensorrt-rtx 1.7.1.116``."""
         return f"{self.flavour} {self.version}"
+
+
+def _release(version: str) -> tuple[int, int, int] | None:
+    """``(major, minor, patch)`` from a version string (``10.3.0.30``, ``8.6.1.post1``, ``11``); ``None``
+    when it does not start with a number."""
+    match = re.match(r"\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", version)
+    if match is None:
+        return None
+    major, minor, patch = (int(part) if part else 0 for part in match.groups())
+    return major, minor, patch
+
+
+def features_for(flavour: str, version: str) -> Features:
+    """What ``flavour`` at ``version`` can do: a pure function of the two strings (no TensorRT import).
+
+    Args:
+        flavour: ``tensorrt`` or ``tensorrt-rtx``.
+        version: the builder's version string: ``tensorrt.__version__`` / ``tensorrt_rtx.__version__`` or
+            the distribution's version (``10.3.0.30``, ``1.7.1.116``); only major.minor.patch are read.
+
+    Returns:
+        The decisions, each with its source in ``Features``' docstring.
+
+    Raises:
+        TrtbuildError: an unknown flavour, or a version that does not start with a number.
+    """
+    if flavour not in MODULES:
+        raise TrtbuildError(f"unknown builder flavour {flavour!r}: expected one of {', '.join(MODULES)}")
+    release = _release(version)
+    if release is None:
+        raise TrtbuildError(f"{flavour} version {version!r}: expected a version such as 10.3.0")
+    if flavour == "tensorrt-rtx":  # every TensorRT-RTX release so far (1.0 to 1.7) behaves the same here
+        return Features(
+            flavour=flavour, version=version, strongly_typed=True, strongly_typed_flag=True, precision_flags=False,
+            explicit_quantization=True, builder_optimization_level=True, memory_pool_limits=True,
+            timing_cache=False, compute_capability_targets=True, dla=False,
+        )
+    return Features(
+        flavour=flavour,
+        version=version,
+        strongly_typed=release >= (11, 0, 0),
+        strongly_typed_flag=release >= (10, 0, 0),
+        precision_flags=release < (11, 0, 0),
+        explicit_quantization=release >= (8, 0, 0),
+        builder_optimization_level=release >= (8, 6, 0),
+        memory_pool_limits=release >= (8, 4, 0),
+        timing_cache=release >= (8, 0, 0),
+        compute_capability_targets=False,
+        dla=release < (10, 8, 0) or release >= (11, 4, 1),
+    )
+
+
+def strongly_typed(flavour: str, version: str | None) -> bool:
+    """Whether the builder takes tensor types from the network only (``features_for(...).strongly_typed``):
+    TensorRT-RTX, TensorRT >= 11.
+
+    Decided from the flavour and version string (no import), so the graph can be planned on a no-op run. An
+    unknown or unreadable ``version`` (``None``: TensorRT copied in by hand) reads as an old TensorRT, i.e.
+    weakly typed; TensorRT-RTX is strongly typed whatever its version.
+
+    Raises:
+        TrtbuildError: an unknown flavour.
+    """
+    return features_for(flavour, version if version and _release(version) else "0").strongly_typed
+
+
+def missing_apis(features: Features, trt: Any) -> list[str]:
+    """The members of the imported module ``trt`` that ``features`` relies on and ``trt`` lacks (``[]``
+    when the table and the module agree).
+
+    Only checks one way: a module may have more than the table uses (TensorRT-RTX still has
+    ``ITimingCache`` and ``DeviceType.DLA``, which it ignores or refuses).
+    """
+    wanted = [
+        (features.precision_flags, "BuilderFlag.FP16"),
+        (features.precision_flags, "BuilderFlag.INT8"),
+        (features.strongly_typed_flag, "NetworkDefinitionCreationFlag.STRONGLY_TYPED"),
+        (features.explicit_quantization, "LayerType.QUANTIZE"),
+        (features.explicit_quantization, "LayerType.DEQUANTIZE"),
+        (features.builder_optimization_level, "IBuilderConfig.builder_optimization_level"),
+        (features.memory_pool_limits, "MemoryPoolType.WORKSPACE"),
+        (not features.memory_pool_limits, "IBuilderConfig.max_workspace_size"),
+        (features.timing_cache, "ITimingCache"),
+        (features.compute_capability_targets, "ComputeCapability"),
+        (features.dla, "DeviceType.DLA"),
+    ]
+    return [name for needed, name in wanted if needed and not _has(trt, name)]
+
+
+def _has(module: Any, dotted: str) -> bool:
+    owner = module
+    for part in dotted.split("."):
+        if not hasattr(owner, part):
+            return False
+        owner = getattr(owner, part)
+    return True
+
+
+def features_of(flavour: str, trt: Any) -> Features:
+    """``features_for(flavour, trt.__version__)``, checked against the imported module ``trt`` (child
+    process only).
+
+    Raises:
+        BuildError: the module lacks a member the table says this version has (``missing_apis``): the table
+            is wrong for this release, and building on would fail later with a less clear error.
+    """
+    features = features_for(flavour, str(trt.__version__))
+    missing = missing_apis(features, trt)
+    if missing:
+        raise BuildError(f"{features.describe()} has no {', '.join(missing)}, which trtbuild's feature table "
+                         "(trtbuild/builder/compat.py) expects of this version; please report it")
+    return features
 
 
 def _network_has_fp16(trt: Any, network: Any) -> bool:
@@ -178,12 +315,14 @@ def _network_has_qdq(trt: Any, network: Any) -> bool:
     return any(network.get_layer(index).type in kinds for index in range(network.num_layers))
 
 
-def precision_options(features: Features, precision: str, trt: Any, network: Any) -> dict[str, Any]:
-    """``CreateConfig`` keyword arguments that give the requested precision.
+def precision_kwargs(features: Features, precision: str, *, fp16_tensors: bool, qdq_layers: bool) -> dict[str, Any]:
+    """``CreateConfig`` keyword arguments that give ``precision`` (``fp32``, ``fp16``, ``int8``) for a network
+    with FP16 tensors (``fp16_tensors``) and Q/DQ layers (``qdq_layers``) — the decision alone, no TensorRT.
 
-    TensorRT <= 10: the FP16 builder flag. Strongly typed builders have no flag; their precision is the
-    ONNX's, so ``fp16`` is accepted only when the network carries FP16 tensors. Never falls back to FP32
-    silently.
+    With precision flags (TensorRT <= 10): ``fp16`` sets the FP16 flag; ``int8`` needs Q/DQ layers and sets
+    the INT8 flag too (weakly typed networks quantize only with it). Strongly typed builders (TensorRT 11,
+    TensorRT-RTX) have no flag: their precision is the ONNX's, so ``fp16`` is accepted only when the network
+    carries FP16 tensors and ``int8`` only with Q/DQ layers. Never falls back to FP32 silently.
 
     Raises:
         BuildError: the builder cannot give ``precision`` for this network.
@@ -193,24 +332,71 @@ def precision_options(features: Features, precision: str, trt: Any, network: Any
     if features.precision_flags and precision == "fp16":
         return {"fp16": True}
     if features.strongly_typed and precision == "fp16":
-        if _network_has_fp16(trt, network):
+        if fp16_tensors:
             return {}
         raise BuildError(
             f"precision fp16: {features.describe()} is strongly typed (no FP16 builder flag) and this ONNX "
             "has no FP16 tensors; give it an FP16 ONNX (converted with FP32 I/O) or set precision: fp32"
         )
-    if precision == "int8":
-        if not _network_has_qdq(trt, network):
+    if precision == "int8" and features.explicit_quantization:
+        if not qdq_layers:
             raise BuildError(f"precision int8: this ONNX has no Q/DQ layers; {features.describe()} is built with explicit quantization only")
-        return {} if features.strongly_typed else {"int8": True}  # TensorRT <= 10 needs the flag for Q/DQ too
+        return {"int8": True} if features.precision_flags else {}
     raise BuildError(f"precision {precision}: not supported by {features.describe()}")
+
+
+def precision_options(features: Features, precision: str, trt: Any, network: Any) -> dict[str, Any]:
+    """``precision_kwargs`` for the parsed ``network`` (its tensor types and layers read through ``trt``).
+
+    Raises:
+        BuildError: the builder cannot give ``precision`` for this network.
+    """
+    return precision_kwargs(
+        features, precision,
+        fp16_tensors=precision == "fp16" and _network_has_fp16(trt, network),
+        qdq_layers=precision == "int8" and _network_has_qdq(trt, network),
+    )
+
+
+def workspace_options(features: Features, trt: Any, workspace: int) -> dict[str, Any]:
+    """``CreateConfig`` keyword arguments limiting the builder's workspace to ``workspace`` bytes.
+
+    TensorRT >= 8.4 and TensorRT-RTX: ``memory_pool_limits={MemoryPoolType.WORKSPACE: workspace}`` (needs
+    the imported module ``trt`` for the enum member). Older TensorRT: none; ``config_callbacks`` sets
+    ``max_workspace_size`` instead (Polygraphy's ``CreateConfig`` has no such argument).
+    """
+    if not features.memory_pool_limits:
+        return {}
+    return {"memory_pool_limits": {trt.MemoryPoolType.WORKSPACE: workspace}}
+
+
+#: TensorRT's default builder optimization level (``IBuilderConfig.builder_optimization_level``).
+DEFAULT_OPTIMIZATION_LEVEL = 3
+
+
+def optimization_level_options(features: Features, level: int) -> dict[str, Any]:
+    """``CreateConfig`` keyword arguments for builder optimization level ``level`` (0-5).
+
+    TensorRT >= 8.6 and TensorRT-RTX take it. Older TensorRT has no levels: the default level
+    (``DEFAULT_OPTIMIZATION_LEVEL``, 3) is what it builds anyway, so it passes; another level is refused
+    rather than ignored.
+
+    Raises:
+        BuildError: a level other than the default on a builder without optimization levels.
+    """
+    if features.builder_optimization_level:
+        return {"builder_optimization_level": level}
+    if level == DEFAULT_OPTIMIZATION_LEVEL:
+        return {}
+    raise BuildError(f"builder_optimization_level {level}: {features.describe()} has no builder optimization "
+                     f"levels (TensorRT >= 8.6); remove the setting or set it to {DEFAULT_OPTIMIZATION_LEVEL}")
 
 
 def dla_options(features: Features, dla_core: int | None) -> dict[str, Any]:
     """``CreateConfig`` keyword arguments for a DLA build (GPU fallback allowed).
 
     Raises:
-        BuildError: the builder has no DLA support (TensorRT-RTX).
+        BuildError: the builder has no DLA support (TensorRT-RTX, TensorRT 10.8 to 11.4.0).
     """
     if dla_core is None:
         return {}
@@ -220,7 +406,8 @@ def dla_options(features: Features, dla_core: int | None) -> dict[str, Any]:
 
 
 def target_options(features: Features, compute_capabilities: list[str] | None) -> dict[str, Any]:
-    """``CreateConfigRTX`` keyword arguments for the target compute capabilities (none on TensorRT).
+    """``CreateConfigRTX`` keyword arguments for the target compute capabilities (``["8.6", "12.0"]`` ->
+    ``[(8, 6), (12, 0)]``; none on TensorRT).
 
     Raises:
         BuildError: targets were given to a builder that builds for the GPU it runs on (TensorRT).
@@ -236,7 +423,9 @@ def target_options(features: Features, compute_capabilities: list[str] | None) -
 
 
 def timing_cache_options(features: Features, path: str | None) -> tuple[dict[str, Any], str | None]:
-    """(``CreateConfig`` keyword arguments, ``save_timing_cache`` path) for a timing cache at ``path``."""
+    """(``CreateConfig`` keyword arguments, ``save_timing_cache`` path) for a timing cache at ``path``: load
+    it when the file exists, save it after the build; ``({}, None)`` where the builder keeps no timing cache
+    (TensorRT-RTX) or no path is given."""
     if not features.timing_cache or not path:
         return {}, None
     return ({"load_timing_cache": path} if os.path.exists(path) else {}), path
@@ -260,3 +449,25 @@ def set_dla_core(dla_core: int) -> Any:
         config.DLA_core = dla_core
 
     return apply
+
+
+def set_max_workspace_size(workspace: int) -> Any:
+    """A Polygraphy ``PostprocessConfig`` callback setting ``IBuilderConfig.max_workspace_size`` to
+    ``workspace`` bytes (TensorRT < 8.4, before memory pools)."""
+
+    def apply(builder: Any, network: Any, config: Any) -> None:
+        config.max_workspace_size = workspace
+
+    return apply
+
+
+def config_callbacks(features: Features, dla_core: int | None, workspace: int) -> list[Any]:
+    """The ``PostprocessConfig`` callbacks a build needs after ``CreateConfig``, in order: the workspace
+    limit where memory pools do not exist yet (``set_max_workspace_size``), the DLA core when one is chosen
+    (``set_dla_core``)."""
+    callbacks = []
+    if not features.memory_pool_limits:
+        callbacks.append(set_max_workspace_size(workspace))
+    if dla_core is not None:
+        callbacks.append(set_dla_core(dla_core))
+    return callbacks
