@@ -60,6 +60,8 @@ def edit_json(path: Path, change: Any) -> None:
 
 # --- the lock --------------------------------------------------------------------------------------
 
+E = "engine:engines/m.engine"  # the engine step's id: its entry in the lock's ``steps``
+
 def _set(*path_and_value: Any) -> Any:
     *path, value = path_and_value
 
@@ -74,17 +76,20 @@ def _set(*path_and_value: Any) -> Any:
 @pytest.mark.parametrize(
     ("change", "where"),
     [
-        (_set("models", "m", "engine", "x"), "models.m.engine: Input should be a valid dictionary"),
-        (_set("models", "m", "engine", "size", "12"), "models.m.engine.size: Input should be a valid integer"),
-        (_set("models", "m", "engine", "sha256", None), "models.m.engine.sha256: Input should be a valid string"),
-        (_set("models", "m", "key", 5), "models.m.key: Input should be a valid string"),
-        (_set("models", "m", "components", []), "models.m.components: Input should be a valid dictionary"),
-        (_set("models", "m", "components", "settings", []), "models.m.components.settings: Input should be a valid dictionary"),
-        (_set("models", "m", "components", "env", "x86"), "models.m.components.env: Input should be a valid dictionary"),
-        (_set("models", "m", 7), "models.m: Input should be a valid dictionary"),
-        (_set("models", "m", "engine", "path", "/etc/hostname"), "models.m.engine.path: '/etc/hostname' is outside the project (an absolute path)"),
-        (_set("models", "m", "engine", "path", "../outside.engine"), "models.m.engine.path: '../outside.engine' is outside the project"),
-        (_set("exports", []), "exports: Input should be a valid dictionary"),
+        (_set("steps", E, "outputs", 0, "x"), f"steps.{E}.outputs.0: Input should be a valid dictionary"),
+        (_set("steps", E, "outputs", 0, "size", "12"), f"steps.{E}.outputs.0.size: Input should be a valid integer"),
+        (_set("steps", E, "outputs", 0, "sha256", None), f"steps.{E}.outputs.0.sha256: Input should be a valid string"),
+        (_set("steps", E, "outputs", []), f"steps.{E}.outputs: List should have at least 1 item"),
+        (_set("steps", E, "key", 5), f"steps.{E}.key: Input should be a valid string"),
+        (_set("steps", E, "kind", "compile"), f"steps.{E}.kind: Input should be 'export', 'fp16', 'int8', 'accuracy' or 'engine'"),
+        (_set("steps", E, "components", []), f"steps.{E}.components: Input should be a valid dictionary"),
+        (_set("steps", E, "components", "settings", []), f"steps.{E}.components.settings: Input should be a valid dictionary"),
+        (_set("steps", E, "components", "env", "x86"), f"steps.{E}.components.env: Input should be a valid dictionary"),
+        (_set("steps", E, 7), f"steps.{E}: Input should be a valid dictionary"),
+        (_set("steps", E, "outputs", 0, "path", "/etc/hostname"),
+         f"steps.{E}.outputs.0.path: '/etc/hostname' is outside the project (an absolute path)"),
+        (_set("steps", E, "outputs", 0, "path", "../outside.engine"), f"steps.{E}.outputs.0.path: '../outside.engine' is outside the project"),
+        (_set("steps", []), "steps: Input should be a valid dictionary"),
     ],
 )
 def test_a_lock_entry_of_the_wrong_shape_is_refused_naming_file_entry_and_field(project: ProjectDir, change: Any, where: str) -> None:
@@ -109,7 +114,7 @@ def test_an_audit_never_reads_a_file_outside_the_project(project: ProjectDir, tm
     good = (project.root / "builds.lock").read_text()
     relative = os.path.relpath(outside, project.root)
     for path in (str(outside), relative):
-        edit_json(project.root / "builds.lock", _set("models", "m", "engine", "path", path))
+        edit_json(project.root / "builds.lock", _set("steps", E, "outputs", 0, "path", path))
         run = project.trtbuild("audit")
         assert run.code == 2 and "is outside the project" in run.stderr, run.stderr
         no_traceback(run)
@@ -117,7 +122,7 @@ def test_an_audit_never_reads_a_file_outside_the_project(project: ProjectDir, tm
         (project.root / "builds.lock").write_text(good)
     # inside by name, outside through a symlink: a finding, and the target is neither read nor cached
     (project.root / "engines/link.engine").symlink_to(outside)
-    edit_json(project.root / "builds.lock", _set("models", "m", "engine", "path", "engines/link.engine"))
+    edit_json(project.root / "builds.lock", _set("steps", E, "outputs", 0, "path", "engines/link.engine"))
     run = project.trtbuild("audit", "--json")
     assert run.code == 1, run.stderr
     findings = run.json()["m"]["findings"]

@@ -176,7 +176,7 @@ def test_both_quantizers_build_and_the_choice_is_in_the_key(project: ProjectDir)
     log = (project.root / ".trtbuild/logs/net-int8.int8.log").read_text()
     assert "INT8: modelopt, calibrated on 8 images (minmax)" in log  # ModelOpt is the default quantizer
     components = entries(project.lock(), "int8")["net-int8"]["components"]
-    assert components["params"]["calibration"]["quantizer"] == "modelopt" and components["exporters"]["nvidia-modelopt"]
+    assert components["params"]["calibration"]["quantizer"] == "modelopt" and components["versions"]["nvidia-modelopt"]
     manifest.write_text(text.replace("algorithm: minmax}", "algorithm: minmax, quantizer: onnxruntime}"))
     reasons = project.trtbuild("plan", "--json").json()["models"]["net-int8"]["reasons"]
     assert "int8: calibration.quantizer modelopt -> onnxruntime" in reasons

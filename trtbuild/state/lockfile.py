@@ -215,7 +215,7 @@ def validate_lock(raw: Any, path: Path) -> dict[str, Any]:
             wrong, and what to do (restore the lock from git, or delete the entry or the file to rebuild).
     """
     schema = raw.get("schema") if isinstance(raw, dict) else None
-    if schema not in _SECTION or not isinstance(raw.get(_SECTION[schema]), dict):
+    if schema not in _SECTION:
         raise StateError(f"{path}: not a trtbuild lock of schema {SCHEMA} or 1 (found schema {schema!r}); "
                          f"{_whole_file_advice(path)}")
     try:
