@@ -20,7 +20,7 @@ from trtbuild.isolation import run_isolated
 from trtbuild.manifest.onnx_inputs import check_inputs, read_onnx_inputs
 from trtbuild.state import keys
 from trtbuild.state.staleness import assess_export, discovered_digests
-from trtbuild.state.statcache import sha256_file
+from trtbuild.files import sha256_file
 
 
 @dataclass

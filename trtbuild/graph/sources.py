@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trtbuild.errors import BuildError
+from trtbuild.files import sha256_file
 from trtbuild.graph.nodes import BUILT, FAILED, FRESH, Context, Outcome
 from trtbuild.manifest.schema import PypiSource
 from trtbuild.sources.pypi import fetch_member
-from trtbuild.state.statcache import sha256_file
 
 
 @dataclass

@@ -26,7 +26,7 @@ from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationE
 from typing_extensions import NotRequired, TypedDict
 
 from trtbuild.errors import StateError, WriteError, os_error_line
-from trtbuild.state.atomic import write_atomic
+from trtbuild.files import write_atomic
 
 SCHEMA = 1
 REQUIRED = {"models": ("key", "components", "engine"), "exports": ("key", "components", "onnx")}

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trtbuild.env.packages import installed_versions
+from trtbuild.files import inside_project
 from trtbuild.manifest.loader import ModelTarget
+from trtbuild.packages import installed_versions
 from trtbuild.state import keys
-from trtbuild.state.atomic import inside_project
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.onnx_digest import onnx_digest
 from trtbuild.state.statcache import StatCache
