@@ -6,10 +6,11 @@ After a run in which every model ended fresh or built, trtbuild writes a *fresh 
 ``sys.path`` folders the environment probe reads — plus the variables that steer trtbuild. Paths inside
 the project are relative to the manifest's folder.
 The next ``trtbuild all`` with the same manifest and device re-stats them; if every one is unchanged it
-prints the same all-fresh summary and exits, importing nothing but the standard library. Any
-difference, an mtime too close to the stamp (git's racily-clean rule), or an option the fast path does
-not know sends the command down the full path, which decides precisely. So the fast path can only
-ever say "fresh" when the full path would.
+prints the same all-fresh summary and exits, importing nothing but the standard library and trtbuild's
+standard-library-only modules (``stampfile``, the stamp's format, shared with its writer; ``files``,
+``clock``, ``locate``, ``results``, ``env.jetson``). Any difference, an mtime too close to the stamp
+(git's racily-clean rule), or an option the fast path does not know sends the command down the full
+path, which decides precisely. So the fast path can only ever say "fresh" when the full path would.
 """
 
 from __future__ import annotations
@@ -21,33 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trtbuild.clock import STARTED  # the run's wall time, as the summaries report it, counts from here (both paths)
+from trtbuild.files import RACY_WINDOW_NS, signature
 from trtbuild.locate import find_manifest
-
-STARTED = time.monotonic()  # the run's wall time, as the summaries report it, counts from here (both paths)
-
-STAMP_SCHEMA = 2  # 2: paths inside the project relative to its root
-RACY_WINDOW_NS = 2_000_000_000
-VARIABLES = ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER", "TRTBUILD_CACHE", "XDG_CACHE_HOME", "POLYGRAPHY_USE_TENSORRT_RTX")
-
-
-def signature(path: str) -> list[int] | None:
-    """``[inode, size, mtime_ns]`` of ``path``, or ``None`` when it does not exist."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
-
-
-def stamp_path(manifest: Path, device: str | None) -> Path:
-    """Where the fresh stamp of ``manifest`` with the requested ``device`` (``None``: detected) lives."""
-    return manifest.parent / ".trtbuild" / f"fresh.{manifest.name}.{device or 'auto'}.json"
-
-
-def environment() -> dict[str, Any]:
-    """The process facts a stamp is valid for: interpreter and trtbuild's variables."""
-    python = {"prefix": sys.prefix, "interpreter": os.path.realpath(sys.executable)}  # python == python3 in a venv
-    return {"python": python, "variables": {name: os.environ.get(name) for name in VARIABLES}}
+from trtbuild.stampfile import environment, is_int, read_stamp, stamp_path
 
 
 def _parse(argv: list[str]) -> tuple[Path, str | None, bool] | None:
@@ -71,60 +49,6 @@ def _parse(argv: list[str]) -> tuple[Path, str | None, bool] | None:
     if manifest is None:
         return None  # no manifest found: the full path says so
     return Path(os.path.abspath(manifest)), device, json_mode
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def stamp_problem(stamp: Any) -> str | None:
-    """What is wrong with the shape of a parsed stamp, or ``None`` when it has the shape ``write_stamp``
-    gives it: ``{"schema": int, "written_at": int, "environment": {...}, "files": {name: [inode, size,
-    mtime_ns] | null}, "engines": {model: path}}``. Plain type checks: the fast path stays standard-library-only."""
-    if not isinstance(stamp, dict):
-        return "not a JSON object"
-    if not _is_int(stamp.get("schema")):
-        return "schema: not an integer"
-    if stamp["schema"] != STAMP_SCHEMA:
-        return None  # another version's stamp: outdated, not damaged
-    if not _is_int(stamp.get("written_at")):
-        return "written_at: not an integer"
-    if not isinstance(stamp.get("environment"), dict):
-        return "environment: not a mapping"
-    files = stamp.get("files")
-    if not isinstance(files, dict):
-        return "files: not a mapping"
-    for name, recorded in files.items():  # ``type(x) is int``: no bools, and fast over 30,000 files
-        if recorded is not None and not (type(recorded) is list and len(recorded) == 3 and type(recorded[0]) is int
-                                         and type(recorded[1]) is int and type(recorded[2]) is int):
-            return f"files.{name}: not [inode, size, mtime_ns] or null"
-    engines = stamp.get("engines")
-    if not isinstance(engines, dict) or not all(isinstance(path, str) and path for path in engines.values()):
-        return "engines: not a mapping of model -> engine path"
-    return None
-
-
-def read_stamp(manifest: Path, device: str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """The stamp for ``manifest``/``device`` and what is wrong with it.
-
-    Returns:
-        ``(stamp, None)`` when it is well formed (its files not yet checked); ``(None, None)`` when there
-        is none or it is another version's; ``(None, problem)`` when it is damaged (not JSON, wrong shape):
-        the caller warns once and takes the full path, which rewrites it.
-    """
-    path = stamp_path(manifest, device)
-    try:
-        text = path.read_bytes()
-    except OSError:
-        return None, None
-    try:
-        stamp = json.loads(text)
-    except ValueError as exc:
-        return None, f"not JSON ({exc})"
-    problem = stamp_problem(stamp)
-    if problem is not None or stamp.get("schema") != STAMP_SCHEMA:
-        return None, problem
-    return stamp, None
 
 
 def valid_stamp(manifest: Path, device: str | None) -> dict[str, Any] | None:
@@ -197,7 +121,7 @@ def _lock_entries(root: Path, lock_name: str | None) -> dict[str, Any] | None:
         if not isinstance(entry, dict) or entry.get("kind") != "engine":
             continue
         outputs, components = entry.get("outputs"), entry.get("components")
-        if not (isinstance(outputs, list) and outputs and isinstance(outputs[0], dict) and _is_int(outputs[0].get("size"))
+        if not (isinstance(outputs, list) and outputs and isinstance(outputs[0], dict) and is_int(outputs[0].get("size"))
                 and isinstance(components, dict) and isinstance(components.get("env", {}), dict)):
             return None
         engines[entry.get("model")] = {"size": outputs[0]["size"], "env": components.get("env")}
@@ -219,7 +143,7 @@ def fresh_summary(manifest: Path, device: str | None, stamp: dict[str, Any]) -> 
     entries = _lock_entries(root, lock_name)
     if entries is None:
         return None
-    environment = next((entry["env"] for entry in entries.values() if entry["env"] is not None), {})
+    env: dict[str, Any] = next((entry["env"] for entry in entries.values() if entry["env"] is not None), {})
     results = {}
     for name, engine in stamp["engines"].items():
         result = ModelResult(FRESH, engine=engine, size=(entries.get(name) or {}).get("size"))
@@ -233,11 +157,11 @@ def fresh_summary(manifest: Path, device: str | None, stamp: dict[str, Any]) -> 
             except (OSError, ValueError):
                 return None
         results[name] = result
-    if locked_device is None and environment:
+    if locked_device is None and env:
         from trtbuild.env.jetson import device_of  # standard library only
 
-        locked_device = device_of(environment)
-    return RunSummary(results, device or locked_device, environment, time.monotonic() - STARTED)
+        locked_device = device_of(env)
+    return RunSummary(results, device or locked_device, env, time.monotonic() - STARTED)
 
 
 def print_fresh(manifest: Path, device: str | None, stamp: dict[str, Any], json_mode: bool) -> bool:
@@ -274,7 +198,3 @@ def main() -> None:
 
     full()
 
-
-def now_ns() -> int:
-    """The clock the stamp's racy-window rule compares mtimes with."""
-    return time.time_ns()

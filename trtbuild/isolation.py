@@ -7,15 +7,14 @@ only. Everything the child prints is its log (``.trtbuild/logs/<model>.<step>.lo
 
 Protocol: the child module is run as ``python -m MODULE REQUEST.json TARGET``; the request carries
 ``partial`` (where to write: ``/proc/self/fd/N``, an inherited descriptor), ``result`` (a JSON file for a
-small result dict) and ``target`` (where the file will go, for messages). ``child_main`` implements the
-child's side: exit 0 done, 1 failed with a ``trtbuild: message`` last line.
+small result dict) and ``target`` (where the file will go, for messages). This module is the parent's
+side; the child's side (``child_main``, ``private_copy``) is ``trtbuild.childside``, so a child never
+imports the parent's modules.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trtbuild.errors import BuildError, TrtbuildError
-from trtbuild.state.atomic import OutsideProjectError, child_fd, open_for_writing, partial_path, publish, remove_partials
-from trtbuild.state.statcache import sha256_file
+from trtbuild.errors import BuildError
+from trtbuild.files import (
+    OutsideProjectError,
+    child_fd,
+    open_for_writing,
+    partial_path,
+    publish,
+    remove_partials,
+    sha256_file,
+)
 
 LOG_TAIL_LINES = 25
 
@@ -106,13 +112,13 @@ def run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, 
     """Run ``python -m module`` on ``request`` and rename the file it wrote to ``target``.
 
     Every file of the step (the partial target, the request, the result, the log) is created through
-    ``state.atomic``, so inside a project each is written where it really is inside the project at the
+    ``trtbuild.files``, so inside a project each is written where it really is inside the project at the
     moment it is written; the child writes the partial through ``/proc/self/fd/N`` (an inherited
     descriptor), not through a path a symlink could redirect. The child's command line ends with the
     target, for ``ps``.
 
     Args:
-        module: the child's module (it calls ``child_main``).
+        module: the child's module (it calls ``childside.child_main``).
         request: the child's request, without the ``partial``/``result``/``target`` entries.
         target: where the produced file goes.
         log: the step's log file (overwritten).
@@ -163,44 +169,3 @@ def _run_isolated(module: str, request: dict[str, Any], target: Path, log: Path,
         publish(partial, target)
     return Produced(sha256=digest, size=size, result=outcome)
 
-
-def child_main(step: Callable[[dict[str, Any]], dict[str, Any]], argv: list[str]) -> int:
-    """The child's side: read the request, run ``step``, write its result. Returns the exit code.
-
-    ``step`` writes its file to ``request["partial"]``; a ``TrtbuildError`` it raises becomes a
-    ``trtbuild: message`` last line and exit code 1.
-    """
-    request = json.loads(Path(argv[0]).read_text())
-    try:
-        result = step(request)
-        Path(request["result"]).write_text(json.dumps(result))
-    except TrtbuildError as exc:
-        print(f"trtbuild: {exc}", flush=True)
-        return 1
-    except OSError as exc:  # e.g. ENOSPC while writing the plan or the result: one clear line, not a traceback
-        where = request.get("target", request["partial"]) if exc.filename in (None, request["partial"]) else exc.filename
-        print(f"trtbuild: {exc.strerror or exc} (writing to {where})", flush=True)
-        return 1
-    return 0
-
-
-def private_copy(source: Path, folder: Path, pin: str, what: str = "source") -> Path:
-    """For a child: copy ``source`` into ``folder`` (created, private; same file name) and return the
-    copy, after checking the bytes copied against ``pin``. The child loads only the copy, so the bytes it
-    loads are the bytes it verified, whatever happens to ``source`` meanwhile. ``what`` names the file in
-    the message (``source``, ``plugin``).
-
-    Raises:
-        BuildError: the copied bytes' sha256 is not ``pin``.
-    """
-    folder.mkdir(mode=0o700)
-    copy = folder / source.name
-    digest = hashlib.sha256()
-    with open(source, "rb") as reader, open(copy, "wb") as writer:
-        while chunk := reader.read(1 << 20):
-            digest.update(chunk)
-            writer.write(chunk)
-    if digest.hexdigest() != pin:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise BuildError(f"{what} {source}: sha256 {digest.hexdigest()} is not the pinned {pin}; not loaded")
-    return copy

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trtbuild.errors import ManifestError
-from trtbuild.state.atomic import write_atomic
+from trtbuild.files import write_atomic
 
 MANIFEST = """\
 # trtbuild manifest: every model of the fleet, how it becomes ONNX, and how its engine is built.

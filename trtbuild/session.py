@@ -25,12 +25,12 @@ from trtbuild.graph.runner import Reporter, run_graph
 from trtbuild.manifest.devices import known_devices
 from trtbuild.manifest.loader import Project, load_project
 from trtbuild.manifest.onnx_inputs import verify_inputs
+from trtbuild.files import remove_partials, sha256_file
 from trtbuild.reasons import INPUT_MISSING, Reason
 from trtbuild.results import FRESH, STALE, ModelResult, StepRun, accuracy_figures
-from trtbuild.state.atomic import remove_partials
 from trtbuild.state.freshstamp import remove_stamps, write_stamp
 from trtbuild.state.lockfile import LockFile
-from trtbuild.state.statcache import StatCache, sha256_file
+from trtbuild.state.statcache import StatCache
 from trtbuild.steps.context import BUILT, FAILED, INTERRUPTED, Context, Outcome
 from trtbuild.steps.step import Step, assess, never
 

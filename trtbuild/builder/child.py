@@ -15,8 +15,8 @@ from typing import Any
 
 from trtbuild.builder import compat
 from trtbuild.builder.summary import network_summary
+from trtbuild.childside import child_main, private_copy
 from trtbuild.errors import BuildError
-from trtbuild.isolation import child_main, private_copy
 
 
 def _profiles(request: dict[str, Any]) -> list[Any]:

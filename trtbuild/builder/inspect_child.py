@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.builder import compat
+from trtbuild.childside import child_main
 from trtbuild.errors import BuildError
-from trtbuild.isolation import child_main
 
 
 def _io(trt: Any, engine: Any) -> list[dict[str, Any]]:

@@ -136,8 +136,8 @@ def _report(summary: Any, json_mode: bool) -> None:
 def _run_build(manifest: Path, device: str | None, names: list[str] | None, jobs: int, json_mode: bool, wait: float) -> int:
     import time
 
-    from trtbuild import fastpath
     from trtbuild.cli import report
+    from trtbuild.clock import STARTED
     from trtbuild.results import FAILED, INTERRUPTED, SKIPPED, default_stream
     from trtbuild.session import build
 
@@ -147,7 +147,7 @@ def _run_build(manifest: Path, device: str | None, names: list[str] | None, jobs
         results = build(project, names, jobs, reporter, wait_seconds=wait, stamp_device=device if names is None else False)
     finally:
         reporter.close()
-    _report(_summary(project, results, time.monotonic() - fastpath.STARTED), json_mode)
+    _report(_summary(project, results, time.monotonic() - STARTED), json_mode)
     return EXIT_FAILED if any(r.status in (FAILED, SKIPPED, INTERRUPTED) for r in results.values()) else 0
 
 

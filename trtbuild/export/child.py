@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trtbuild.childside import child_main, private_copy
 from trtbuild.errors import BuildError
-from trtbuild.export.canonical import canonicalize
 from trtbuild.export import torch_pair
+from trtbuild.export.canonical import canonicalize
 from trtbuild.export.discovered import ReadRecorder
 from trtbuild.export.registry import ExportContext, load_recipe
-from trtbuild.isolation import child_main, private_copy
 
 
 def export(request: dict[str, Any]) -> dict[str, Any]:

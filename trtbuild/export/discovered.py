@@ -72,9 +72,9 @@ def _installed_trees() -> list[str]:
     recipes (keyed by version and code hash, not as discovered files)."""
     import site
 
-    import trtbuild
     import trtbuild.recipes
 
+    package = os.path.dirname(os.path.dirname(__file__))  # trtbuild/ (this is trtbuild/export/discovered.py)
     trees = {sys.prefix, sys.exec_prefix, sys.base_prefix, *site.getsitepackages()}
-    trees |= {os.path.dirname(trtbuild.__file__ or ""), os.path.dirname(trtbuild.recipes.__file__ or "")}
+    trees |= {package, os.path.dirname(trtbuild.recipes.__file__ or "")}
     return [tree for tree in trees if tree]

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from trtbuild.env.packages import installed_versions
 from trtbuild.errors import ManifestError
+from trtbuild.packages import installed_versions
 
 BUILTIN_PACKAGE = "trtbuild.recipes"
 PROJECT_PACKAGE = "trtbuild_project_recipes"

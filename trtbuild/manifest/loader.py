@@ -29,9 +29,8 @@ from trtbuild.manifest.schema import (
     PypiSource,
     is_valid_name,
 )
-from trtbuild.sources.cache import cache_root, source_path
-from trtbuild.state.atomic import confine, inside_project
-from trtbuild.state.statcache import sha256_file
+from trtbuild.locate import cache_root, source_path
+from trtbuild.files import confine, inside_project, sha256_file
 from trtbuild.manifest.devices import DEVICE_DIR, LOCK_DIR, overlay_path
 from trtbuild.manifest.yamlsource import LocatedData, load_located, overlay
 

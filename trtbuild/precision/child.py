@@ -15,8 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from trtbuild.childside import child_main
 from trtbuild.errors import BuildError
-from trtbuild.isolation import child_main
 from trtbuild.manifest.schema import Calibration, Head, ImageSample, Preprocess, Tolerance
 from trtbuild.precision import accuracy, emulate, fp16, images, int8, validate
 

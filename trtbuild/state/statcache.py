@@ -2,46 +2,32 @@
 
 Cheap checks first, as git and DVC do: a file whose inode, size and mtime are unchanged is not read
 again. An entry is trusted only when the file's mtime is older than the moment it was hashed by more
-than the file system's timestamp granularity (git's "racily clean" rule), so a write in the same
-instant as the hash is never missed. A corrupt cache is reported and discarded: it is only a cache.
+than the file system's timestamp granularity (git's "racily clean" rule), so a write in the same instant
+as the hash is never missed. A corrupt cache is reported and discarded: it is only a cache. The hash, the
+stat signature and the racy window come from ``trtbuild.files``; this module keeps only the cache.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from trtbuild.clock import now_ns
 from trtbuild.errors import os_error_line
-from trtbuild.state.atomic import write_atomic
+from trtbuild.files import RACY_WINDOW_NS, sha256_file, stat_signature, write_atomic
 
 SCHEMA = 1
-#: An mtime closer than this to the hash time is not trusted (coarse file-system timestamps).
-RACY_WINDOW_NS = 2_000_000_000
-CHUNK = 4 * 1024 * 1024
-
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file's bytes (``hashlib.file_digest``; read in 4 MiB chunks on Python 3.10)."""
-    with open(path, "rb") as handle:
-        if hasattr(hashlib, "file_digest"):
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-        digest = hashlib.sha256()
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-        return digest.hexdigest()
 
 
 @lru_cache(maxsize=1)
 def cache_schema() -> Any:
-    """The pydantic ``TypeAdapter`` of the cache file (built on first use: children that import this
-    module for ``sha256_file`` do not pay for pydantic).
+    """The pydantic ``TypeAdapter`` of the cache file (built on first use: importing this module does not
+    import pydantic).
 
     Shape: ``{"schema": 1, "files": {absolute path: {"sig": [inode, size, mtime_ns], "sha256": "<hex>",
     "hashed_at": ns, "external"?: [path relative to the ONNX's folder, inside it]}}}``; other keys kept.
@@ -51,14 +37,15 @@ def cache_schema() -> Any:
     from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, with_config
     from typing_extensions import NotRequired, TypedDict
 
-    from trtbuild.state.lockfile import Sha256, inside_project
+    from trtbuild.state.lockfile import Sha256
+    from trtbuild.state.lockfile import project_relative  # the lock's string validator
 
     @with_config(ConfigDict(strict=True, extra="allow"))
     class CacheEntry(TypedDict):
         sig: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=3, max_length=3)]
         sha256: Sha256
         hashed_at: Annotated[int, Field(ge=0)]
-        external: NotRequired[list[Annotated[str, AfterValidator(inside_project)]]]
+        external: NotRequired[list[Annotated[str, AfterValidator(project_relative)]]]
 
     @with_config(ConfigDict(strict=True, extra="allow"))
     class CacheDocument(TypedDict):
@@ -70,10 +57,6 @@ def cache_schema() -> Any:
 
 def _stderr_warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def _signature(stat: os.stat_result) -> list[int]:
-    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
 
 
 class StatCache:
@@ -136,7 +119,7 @@ class StatCache:
             stat = os.stat(path)
         except OSError:
             return None
-        if entry.get("sig") != _signature(stat) or stat.st_mtime_ns > entry.get("hashed_at", 0) - RACY_WINDOW_NS:
+        if entry.get("sig") != stat_signature(stat) or stat.st_mtime_ns > entry.get("hashed_at", 0) - RACY_WINDOW_NS:
             return None
         return entry
 
@@ -157,8 +140,8 @@ class StatCache:
         before = os.stat(path)
         digest = sha256_file(path)
         self.hashed_bytes += before.st_size
-        entry = {"sig": _signature(before), "sha256": digest, "hashed_at": time.time_ns(), **extras}
-        if _signature(os.stat(path)) != entry["sig"]:
+        entry = {"sig": stat_signature(before), "sha256": digest, "hashed_at": now_ns(), **extras}
+        if stat_signature(os.stat(path)) != entry["sig"]:
             entry["hashed_at"] = 0  # changed while being read: use the hash once, never trust it later
         self._entries[str(path)] = entry
         self._dirty = True

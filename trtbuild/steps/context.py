@@ -1,19 +1,16 @@
-"""What every step shares during one run: the context, and the outcome of running a step."""
+"""What every step shares during one run: the context, a step's assessment and the outcome of running it."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trtbuild.manifest.loader import Project
 from trtbuild.reasons import Reason
 from trtbuild.results import BUILT, FAILED, FRESH, INTERRUPTED, SKIPPED  # noqa: F401  (the step outcomes, defined once)
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
-
-if TYPE_CHECKING:
-    from trtbuild.steps.step import Assessment
 
 
 @dataclass
@@ -32,6 +29,25 @@ class Outcome:
     reasons: list[Reason] = field(default_factory=list)
     seconds: float = 0.0
     log_tail: str = ""
+
+
+@dataclass
+class Assessment:
+    """The staleness of one step.
+
+    Attributes:
+        components: the key components now (``None`` when an input is missing or the step is not keyed).
+        key: their key.
+        reasons: why the step must run; empty when it is fresh.
+    """
+
+    components: dict[str, Any] | None
+    key: str | None
+    reasons: list[Reason] = field(default_factory=list)
+
+    @property
+    def fresh(self) -> bool:
+        return not self.reasons
 
 
 @dataclass

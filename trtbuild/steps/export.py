@@ -22,9 +22,9 @@ from trtbuild.isolation import Produced
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.onnx_inputs import check_inputs, read_onnx_inputs
 from trtbuild.reasons import Reason
-from trtbuild.state.atomic import inside_project
+from trtbuild.files import inside_project, sha256_file
 from trtbuild.state.keys import KEY_SCHEMA
-from trtbuild.state.statcache import StatCache, sha256_file
+from trtbuild.state.statcache import StatCache
 from trtbuild.steps.context import Context
 from trtbuild.steps.step import Step
 

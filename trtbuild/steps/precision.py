@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild import reasons as why
-from trtbuild.env.packages import installed_versions
+from trtbuild.packages import installed_versions
 from trtbuild.errors import BuildError
 from trtbuild.isolation import Produced
 from trtbuild.manifest.loader import ModelTarget, Project

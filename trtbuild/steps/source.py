@@ -19,7 +19,7 @@ from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.schema import PypiSource
 from trtbuild.reasons import Reason
 from trtbuild.sources.pypi import fetch_member
-from trtbuild.state.statcache import sha256_file
+from trtbuild.files import sha256_file
 from trtbuild.steps.context import BUILT, FAILED, FRESH, Context, Outcome
 from trtbuild.steps.step import Step
 

@@ -27,7 +27,7 @@ from trtbuild import reasons as why
 from trtbuild.isolation import Produced, run_isolated
 from trtbuild.reasons import Reason
 from trtbuild.state.keys import key_of
-from trtbuild.steps.context import BUILT, FAILED, FRESH, Context, Outcome
+from trtbuild.steps.context import BUILT, FAILED, FRESH, Assessment, Context, Outcome
 
 #: ``components(ctx, recorded entry or None) -> components``
 Components = Callable[[Context, "dict[str, Any] | None"], "dict[str, Any]"]
@@ -87,25 +87,6 @@ class Step:
     def log_path(self, ctx: Context) -> Path:
         """``.trtbuild/logs/<model><log>.log``."""
         return ctx.project.state_dir / "logs" / f"{self.model}{self.log}.log"
-
-
-@dataclass
-class Assessment:
-    """The staleness of one step.
-
-    Attributes:
-        components: the key components now (``None`` when an input is missing or the step is not keyed).
-        key: their key.
-        reasons: why the step must run; empty when it is fresh.
-    """
-
-    components: dict[str, Any] | None
-    key: str | None
-    reasons: list[Reason] = field(default_factory=list)
-
-    @property
-    def fresh(self) -> bool:
-        return not self.reasons
 
 
 def utc_now() -> str:

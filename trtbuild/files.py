@@ -1,9 +1,14 @@
-"""Crash-safe file replacement, confined to the project: write a temporary file in the target's folder,
-fsync, rename.
+"""trtbuild's file-system primitives, each defined once: crash-safe writes confined to the project, the
+containment rule, content hashes and stat signatures with git's racily-clean window.
 
-``os.replace`` is atomic on POSIX within one file system, so a reader sees either the old file or the
-complete new one; never a prefix. A power loss before the rename leaves only a ``.partial`` file, which
-no reader takes for the real thing.
+Standard library only and cheap to import (no ``secrets``, ``threading`` or ``hashlib`` at import): the
+no-op fast path uses ``signature`` and ``RACY_WINDOW_NS``; the parent's layers use the rest. A child needs
+none of it: it writes through the descriptor it inherited (``childside``).
+
+Crash-safe replacement: write a temporary file in the target's folder, fsync, rename. ``os.replace`` is
+atomic on POSIX within one file system, so a reader sees either the old file or the complete new one;
+never a prefix. A power loss before the rename leaves only a ``.partial`` file, which no reader takes for
+the real thing.
 
 Confinement: a loaded project registers its folder (``confine``). From then on every file or folder this
 module creates lexically under that folder must really be under it, symlinks resolved, at the moment it
@@ -11,27 +16,35 @@ is written: the target's folder is resolved, checked with ``inside_project`` and
 component with ``O_NOFOLLOW`` from the project's real root, and the partial file is created and renamed
 relative to that folder's descriptor. A symlink swapped in afterwards changes nothing: the descriptor
 still names the folder that was checked, which is checked once more right before the rename. Children
-write their output through ``/proc/self/fd/N`` (``child_path``), never through a path an attacker can
-redirect. The source cache (``~/.cache/trtbuild``, ``TRTBUILD_CACHE``) lives outside projects by design
-and is never confined.
+write their output through ``/proc/self/fd/N`` (``child_fd``), never through a path an attacker can
+redirect. The source cache (``locate.cache_root``: ``~/.cache/trtbuild``, ``TRTBUILD_CACHE``) lives
+outside projects by design and is never confined.
+
+Stat signatures: ``[inode, size, mtime_ns]``, as git and DVC compare them. A signature vouches for a
+file's content only if its mtime is older than the moment the content was read by more than
+``RACY_WINDOW_NS`` (git's "racily clean" rule), so a write in the same instant as the read is never
+missed. The stat cache (``state.statcache``) and the fresh stamp (``stampfile``, ``fastpath``) both use it.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import fnmatch
 import os
-import secrets
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from trtbuild.errors import StateError
+from trtbuild.locate import cache_root
 
 PARTIAL_SUFFIX = ".partial"
+#: An mtime closer than this to the moment a file was read is not trusted (coarse file-system timestamps).
+RACY_WINDOW_NS = 2_000_000_000
+CHUNK = 4 * 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 #: Where a process sees its own descriptors as paths (Linux); elsewhere partial files are named by path.
 _PROC_FD = "/proc/self/fd"
@@ -82,8 +95,6 @@ def inside_project(root: Path | str, path: Path | str) -> bool:
 
 def _confining_root(path: str) -> str | None:
     """The innermost registered project folder ``path`` lies under, unless ``path`` is in the source cache."""
-    from trtbuild.sources.cache import cache_root
-
     if _lexically_under(path, _normal(cache_root())):
         return None
     roots = [root for root in _ROOTS if _lexically_under(path, root)]
@@ -178,7 +189,7 @@ class _Partial:
 
 
 _PARTIALS: dict[str, _Partial] = {}
-_PARTIALS_LOCK = threading.Lock()
+_PARTIALS_LOCK = _thread.allocate_lock()  # threading.Lock without importing threading (the fast path imports this module)
 
 
 @contextlib.contextmanager
@@ -196,7 +207,7 @@ def partial_path(target: Path) -> Iterator[Path]:
     dir_fd = _open_folder(target.parent, True, target)
     try:
         while True:
-            name = f".{target.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+            name = f".{target.name}.{os.urandom(4).hex()}{PARTIAL_SUFFIX}"  # secrets.token_hex(4), without its imports
             try:
                 fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
                 break
@@ -310,3 +321,30 @@ def remove_partials(folder: Path, name: str) -> int:
 def _escape(name: str) -> str:
     """``name`` with ``fnmatch``'s special characters taken literally."""
     return "".join(f"[{char}]" if char in "*?[" else char for char in name)
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file's bytes (``hashlib.file_digest``; read in 4 MiB chunks on Python 3.10)."""
+    import hashlib  # not at import: the no-op fast path never hashes
+
+    with open(path, "rb") as handle:
+        if hasattr(hashlib, "file_digest"):
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = hashlib.sha256()
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+
+def stat_signature(stat: os.stat_result) -> list[int]:
+    """``[inode, size, mtime_ns]`` of a stat result: what must be unchanged for a recorded hash to hold."""
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+
+def signature(path: str) -> list[int] | None:
+    """``stat_signature`` of ``path``, or ``None`` when it does not exist (or cannot be stat'ed)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]

@@ -1,0 +1,64 @@
+"""The child's side of a step run in a child process; ``isolation.run_isolated`` is the parent's side.
+
+Protocol: the child module is run as ``python -m MODULE REQUEST.json TARGET``; the request carries
+``partial`` (where to write: ``/proc/self/fd/N``, an inherited descriptor), ``result`` (a JSON file for a
+small result dict) and ``target`` (where the file will go, for messages). ``child_main`` implements the
+child's side: exit 0 done, 1 failed with a ``trtbuild: message`` last line.
+
+A child imports this module, ``errors`` and its own layer (``builder``, ``export``, ``precision``), never
+the parent's modules (``isolation``, ``state``, ``graph``, the session, the CLI): ``tests/test_layers.py``
+checks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from trtbuild.errors import BuildError, TrtbuildError
+
+
+def child_main(step: Callable[[dict[str, Any]], dict[str, Any]], argv: list[str]) -> int:
+    """The child's side: read the request, run ``step``, write its result. Returns the exit code.
+
+    ``step`` writes its file to ``request["partial"]``; a ``TrtbuildError`` it raises becomes a
+    ``trtbuild: message`` last line and exit code 1.
+    """
+    request = json.loads(Path(argv[0]).read_text())
+    try:
+        result = step(request)
+        Path(request["result"]).write_text(json.dumps(result))
+    except TrtbuildError as exc:
+        print(f"trtbuild: {exc}", flush=True)
+        return 1
+    except OSError as exc:  # e.g. ENOSPC while writing the plan or the result: one clear line, not a traceback
+        where = request.get("target", request["partial"]) if exc.filename in (None, request["partial"]) else exc.filename
+        print(f"trtbuild: {exc.strerror or exc} (writing to {where})", flush=True)
+        return 1
+    return 0
+
+
+def private_copy(source: Path, folder: Path, pin: str, what: str = "source") -> Path:
+    """For a child: copy ``source`` into ``folder`` (created, private; same file name) and return the
+    copy, after checking the bytes copied against ``pin``. The child loads only the copy, so the bytes it
+    loads are the bytes it verified, whatever happens to ``source`` meanwhile. ``what`` names the file in
+    the message (``source``, ``plugin``).
+
+    Raises:
+        BuildError: the copied bytes' sha256 is not ``pin``.
+    """
+    folder.mkdir(mode=0o700)
+    copy = folder / source.name
+    digest = hashlib.sha256()
+    with open(source, "rb") as reader, open(copy, "wb") as writer:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+            writer.write(chunk)
+    if digest.hexdigest() != pin:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise BuildError(f"{what} {source}: sha256 {digest.hexdigest()} is not the pinned {pin}; not loaded")
+    return copy

@@ -1,0 +1,17 @@
+"""The run's two clocks, standard library only: the no-op fast path imports this first.
+
+``STARTED`` is when the process started, as near as Python lets us see it: the wall time both paths'
+summaries report counts from here. ``now_ns`` is the wall clock that the racily-clean rule
+(``files.RACY_WINDOW_NS``) compares file mtimes with, when a stamp is written or a file is hashed.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.monotonic()
+
+
+def now_ns() -> int:
+    """The wall clock, in nanoseconds since the epoch, that file mtimes are compared with."""
+    return time.time_ns()
