@@ -165,7 +165,7 @@ def test_the_no_op_fast_path_reaches_only_the_standard_library() -> None:
 def test_the_checks_see_imports_inside_functions() -> None:
     """The parser is not blind: lazy and aliased imports count as arrows."""
     assert "trtbuild.cli.main" in GRAPH.successors("trtbuild.fastpath")  # inside main()
-    assert "trtbuild.precision.images" in GRAPH.successors("trtbuild.state.staleness")  # inside a function
+    assert "trtbuild.precision.images" in GRAPH.successors("trtbuild.steps.precision")  # inside a function
     assert "trtbuild.export.canonical" in GRAPH.successors("trtbuild.export.child")
     assert "trtbuild.precision.accuracy" in GRAPH.successors("trtbuild.precision.child")  # from P import M
 
