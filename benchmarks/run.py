@@ -42,11 +42,15 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def run_measured(command: list[str], cwd: Path, env: dict[str, str] | None = None, sample_rss: bool = False) -> dict[str, float]:
+def run_measured(
+    command: list[str], cwd: Path, env: dict[str, str] | None = None, sample_rss: bool = False
+) -> dict[str, float]:
     """Run ``command``; wall seconds, peak RSS of the process tree's largest member (wait4), and with
     ``sample_rss`` the top process's own peak (VmHWM sampled every 20 ms)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     own_peak = [0]
 
     def sample() -> None:
@@ -102,6 +106,7 @@ def clean_build_state(folder: Path) -> None:
 
 # --- 1. no-op -------------------------------------------------------------------------------------
 
+
 def dvc_python() -> Path:
     venv = REPO / "benchmarks" / ".venv-dvc"
     if not (venv / "bin" / "dvc").exists():
@@ -142,27 +147,47 @@ def bench_noop(work: Path, repeats: int) -> None:
     dvc_dir = dvc_project(work, fleet)
     dvc = median_of(repeats, [str(dvc_python()), "repro"], dvc_dir)
     RESULTS["noop"] = {
-        "trtbuild_all": ours, "trtbuild_plan_full_path": full, "python_c_pass": baseline, "dvc_repro": dvc,
-        "ratio_vs_python": ours["seconds"] / baseline["seconds"], "ratio_vs_dvc": ours["seconds"] / dvc["seconds"],
+        "trtbuild_all": ours,
+        "trtbuild_plan_full_path": full,
+        "python_c_pass": baseline,
+        "dvc_repro": dvc,
+        "ratio_vs_python": ours["seconds"] / baseline["seconds"],
+        "ratio_vs_dvc": ours["seconds"] / dvc["seconds"],
     }
-    say(f"no-op  trtbuild all {ours['seconds'] * 1000:.0f} ms ({ours['tree_peak_mib']:.0f} MiB peak) | python -c pass "
+    say(
+        f"no-op  trtbuild all {ours['seconds'] * 1000:.0f} ms ({ours['tree_peak_mib']:.0f} MiB peak) | python -c pass "
         f"{baseline['seconds'] * 1000:.0f} ms | dvc repro {dvc['seconds'] * 1000:.0f} ms ({dvc['tree_peak_mib']:.0f} MiB) | "
-        f"trtbuild plan (full path) {full['seconds'] * 1000:.0f} ms")
-    say(f"       ratio vs python -c pass {RESULTS['noop']['ratio_vs_python']:.2f} (target <= 2.5); "
-        f"vs dvc {RESULTS['noop']['ratio_vs_dvc']:.3f} (target <= 0.4)")
+        f"trtbuild plan (full path) {full['seconds'] * 1000:.0f} ms"
+    )
+    say(
+        f"       ratio vs python -c pass {RESULTS['noop']['ratio_vs_python']:.2f} (target <= 2.5); "
+        f"vs dvc {RESULTS['noop']['ratio_vs_dvc']:.3f} (target <= 0.4)"
+    )
 
 
 def bench_imports(work: Path) -> None:
     fleet = work / "fleet"
-    done = subprocess.run([PYTHON, "-X", "importtime", "-m", "trtbuild", "all"], cwd=fleet, capture_output=True, text=True, check=True)
-    modules = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if line.startswith("import time:")}
-    heavy = sorted(modules & {"tensorrt", "tensorrt_rtx", "torch", "onnx", "onnxruntime", "polygraphy", "pydantic", "networkx", "click"})
+    done = subprocess.run(
+        [PYTHON, "-X", "importtime", "-m", "trtbuild", "all"], cwd=fleet, capture_output=True, text=True, check=True
+    )
+    modules = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    heavy = sorted(
+        modules
+        & {"tensorrt", "tensorrt_rtx", "torch", "onnx", "onnxruntime", "polygraphy", "pydantic", "networkx", "click"}
+    )
     RESULTS["imports"] = {"heavy_modules_imported_on_noop": heavy, "top_level_modules": len(modules)}
-    say(f"imports on a no-op `trtbuild all` (python -X importtime): heavy modules {heavy or 'none'} of "
-        "tensorrt, tensorrt_rtx, torch, onnx, onnxruntime, polygraphy, pydantic, networkx, click")
+    say(
+        f"imports on a no-op `trtbuild all` (python -X importtime): heavy modules {heavy or 'none'} of "
+        "tensorrt, tensorrt_rtx, torch, onnx, onnxruntime, polygraphy, pydantic, networkx, click"
+    )
 
 
 # --- 2. scaling -----------------------------------------------------------------------------------
+
 
 def tiny_models(folder: Path, count: int) -> None:
     import numpy as np
@@ -173,10 +198,17 @@ def tiny_models(folder: Path, count: int) -> None:
     lines = ["models:"]
     for index in range(count):
         weight = numpy_helper.from_array(np.full((4, 3, 1, 1), index / count, dtype=np.float32), "w")
-        graph = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["output"])], f"m{index}",
-                                  [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
-                                  [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])], [weight])
-        onnx.save(helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)]), str(folder / f"m{index}.onnx"))
+        graph = helper.make_graph(
+            [helper.make_node("Conv", ["input", "w"], ["output"])],
+            f"m{index}",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+            [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+            [weight],
+        )
+        onnx.save(
+            helper.make_model(graph, ir_version=10, opset_imports=[helper.make_opsetid("", 17)]),
+            str(folder / f"m{index}.onnx"),
+        )
         lines.append(f"  m{index}: {{source: m{index}.onnx}}")
     (folder / "builds.yaml").write_text("\n".join(lines) + "\n")
 
@@ -191,9 +223,15 @@ def bench_quick_noop(work: Path, repeats: int) -> None:
     run_measured(command + ["all"], folder)
     ours = median_of(repeats, command + ["all"], folder)
     baseline = median_of(repeats, [PYTHON, "-c", "pass"], folder)
-    RESULTS["quick_noop"] = {"trtbuild_all": ours, "python_c_pass": baseline, "ratio_vs_python": ours["seconds"] / baseline["seconds"]}
-    say(f"no-op (100 tiny models) trtbuild all {ours['seconds'] * 1000:.0f} ms | python -c pass "
-        f"{baseline['seconds'] * 1000:.0f} ms | ratio {RESULTS['quick_noop']['ratio_vs_python']:.2f}")
+    RESULTS["quick_noop"] = {
+        "trtbuild_all": ours,
+        "python_c_pass": baseline,
+        "ratio_vs_python": ours["seconds"] / baseline["seconds"],
+    }
+    say(
+        f"no-op (100 tiny models) trtbuild all {ours['seconds'] * 1000:.0f} ms | python -c pass "
+        f"{baseline['seconds'] * 1000:.0f} ms | ratio {RESULTS['quick_noop']['ratio_vs_python']:.2f}"
+    )
 
 
 #: --quick fails when warm plan grows by more than this for 10x the models (linear: ~10x, less with start-up).
@@ -227,17 +265,27 @@ def bench_scaling(work: Path, repeats: int, sizes: tuple[int, ...]) -> None:
         time.sleep(2.1)  # let the stat cache trust the files
         run_measured(TRTBUILD + ["plan"], folder)
         warm = median_of(repeats, TRTBUILD + ["plan"], folder)
-        RESULTS["scaling"][count] = {"cold_seconds": statistics.median(cold), "warm_seconds": warm["seconds"], "warm_peak_mib": warm["tree_peak_mib"]}
-        say(f"scaling {count:>6} models: plan cold {statistics.median(cold):7.2f} s, warm {warm['seconds']:6.2f} s "
-            f"({warm['tree_peak_mib']:.0f} MiB)")
+        RESULTS["scaling"][count] = {
+            "cold_seconds": statistics.median(cold),
+            "warm_seconds": warm["seconds"],
+            "warm_peak_mib": warm["tree_peak_mib"],
+        }
+        say(
+            f"scaling {count:>6} models: plan cold {statistics.median(cold):7.2f} s, warm {warm['seconds']:6.2f} s "
+            f"({warm['tree_peak_mib']:.0f} MiB)"
+        )
     base = min(RESULTS["scaling"])
     for count, figures in RESULTS["scaling"].items():
         figures["warm_per_model_ms"] = figures["warm_seconds"] / count * 1000
-    say("        warm per model: " + ", ".join(f"{c}: {f['warm_per_model_ms']:.2f} ms" for c, f in RESULTS["scaling"].items())
-        + f"  (target: 1,000 models <= 1 s; growth near linear from {base})")
+    say(
+        "        warm per model: "
+        + ", ".join(f"{c}: {f['warm_per_model_ms']:.2f} ms" for c, f in RESULTS["scaling"].items())
+        + f"  (target: 1,000 models <= 1 s; growth near linear from {base})"
+    )
 
 
 # --- 3. hashing -----------------------------------------------------------------------------------
+
 
 def big_external_model(folder: Path, gib: float) -> Path:
     import onnx
@@ -256,8 +304,13 @@ def big_external_model(folder: Path, gib: float) -> Path:
     for key, value in (("location", "weights.bin"), ("offset", "0"), ("length", str(elements * 4))):
         entry = weight.external_data.add()
         entry.key, entry.value = key, value
-    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "big", [],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [elements])], [weight])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["y"])],
+        "big",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [elements])],
+        [weight],
+    )
     path = folder / "big.onnx"
     onnx.save_model(helper.make_model(graph, ir_version=10), str(path))
     return path
@@ -271,7 +324,7 @@ def bench_hashing(work: Path, repeats: int, gib: float) -> None:
         from pathlib import Path
         from trtbuild.state.statcache import StatCache
         from trtbuild.state.onnx_digest import onnx_digest
-        cache = StatCache(Path({str(work / 'big-cache.json')!r}))
+        cache = StatCache(Path({str(work / "big-cache.json")!r}))
         started = time.perf_counter()
         onnx_digest(cache, Path({str(model)!r}))
         cache.save()
@@ -281,55 +334,84 @@ def bench_hashing(work: Path, repeats: int, gib: float) -> None:
     for _ in range(repeats):
         (work / "big-cache.json").unlink(missing_ok=True)
         started = time.perf_counter()
-        subprocess.run(["sha256sum", str(model), str(model.parent / "weights.bin")], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["sha256sum", str(model), str(model.parent / "weights.bin")], check=True, stdout=subprocess.DEVNULL
+        )
         sums.append(time.perf_counter() - started)
-        ours.append(float(subprocess.run([PYTHON, "-c", snippet], capture_output=True, text=True, check=True).stdout.split()[0]))
+        ours.append(
+            float(subprocess.run([PYTHON, "-c", snippet], capture_output=True, text=True, check=True).stdout.split()[0])
+        )
     time.sleep(2.1)
     subprocess.run([PYTHON, "-c", snippet], capture_output=True, text=True, check=True)  # trusted entries now
     for _ in range(repeats):
-        seconds, hashed = subprocess.run([PYTHON, "-c", snippet], capture_output=True, text=True, check=True).stdout.split()
+        seconds, hashed = subprocess.run(
+            [PYTHON, "-c", snippet], capture_output=True, text=True, check=True
+        ).stdout.split()
         second.append((float(seconds), int(hashed)))
     ours_s, sum_s = statistics.median(ours), statistics.median(sums)
     RESULTS["hashing"] = {
-        "bytes": size, "trtbuild_first_seconds": ours_s, "sha256sum_seconds": sum_s,
-        "trtbuild_gib_per_s": size / ours_s / (1 << 30), "sha256sum_gib_per_s": size / sum_s / (1 << 30),
-        "throughput_ratio": sum_s / ours_s, "second_run_seconds": statistics.median(s for s, _ in second),
+        "bytes": size,
+        "trtbuild_first_seconds": ours_s,
+        "sha256sum_seconds": sum_s,
+        "trtbuild_gib_per_s": size / ours_s / (1 << 30),
+        "sha256sum_gib_per_s": size / sum_s / (1 << 30),
+        "throughput_ratio": sum_s / ours_s,
+        "second_run_seconds": statistics.median(s for s, _ in second),
         "second_run_bytes_hashed": max(h for _, h in second),
     }
     h = RESULTS["hashing"]
-    say(f"hashing {size / (1 << 30):.2f} GiB ONNX+external data: trtbuild {h['trtbuild_gib_per_s']:.2f} GiB/s, sha256sum "
+    say(
+        f"hashing {size / (1 << 30):.2f} GiB ONNX+external data: trtbuild {h['trtbuild_gib_per_s']:.2f} GiB/s, sha256sum "
         f"{h['sha256sum_gib_per_s']:.2f} GiB/s, ratio {h['throughput_ratio']:.2f} (target >= 0.9); second run "
-        f"{h['second_run_seconds'] * 1000:.1f} ms, {h['second_run_bytes_hashed']} bytes hashed (target ~0)")
+        f"{h['second_run_seconds'] * 1000:.1f} ms, {h['second_run_bytes_hashed']} bytes hashed (target ~0)"
+    )
     shutil.rmtree(work / "big", ignore_errors=True)
 
 
 # --- 4/5/6. cold build, incremental, memory --------------------------------------------------------
 
+
 def plain_script(folder: Path, manifest: dict[str, Any]) -> Path:
     """The seeds' convert-everything script: the same exports, then polygraphy convert, one after another."""
     cache = Path(os.environ.get("TRTBUILD_CACHE") or Path.home() / ".cache" / "trtbuild") / "sources"
     bin_dir = Path(PYTHON).parent
-    lines = ["#!/usr/bin/env bash", "set -euo pipefail", "export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 POLYGRAPHY_USE_TENSORRT_RTX=1",
-             f"export YOLO_CONFIG_DIR={folder}/yolo-config", "mkdir -p out"]
+    lines = [
+        "#!/usr/bin/env bash",
+        "set -euo pipefail",
+        "export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 POLYGRAPHY_USE_TENSORRT_RTX=1",
+        f"export YOLO_CONFIG_DIR={folder}/yolo-config",
+        "mkdir -p out",
+    ]
     for name, model in manifest["models"].items():
         source = cache / model["source"]["sha256"]
         recipe = model["recipe"] if isinstance(model["recipe"], dict) else {"name": model["recipe"]}
         if recipe["name"] == "ultralytics":
-            lines += [f"cp {source} out/{name}.pt",
-                      f"{bin_dir}/yolo export model=out/{name}.pt format=onnx imgsz={recipe['imgsz']} dynamic=True simplify=False opset=17 > /dev/null"]
+            lines += [
+                f"cp {source} out/{name}.pt",
+                f"{bin_dir}/yolo export model=out/{name}.pt format=onnx imgsz={recipe['imgsz']} dynamic=True simplify=False opset=17 > /dev/null",
+            ]
         elif recipe["name"] == "keras":
-            lines.append(f"mkdir -p out/k && {PYTHON} -c \"from pathlib import Path; from types import SimpleNamespace; "
-                         f"from trtbuild.recipes.keras import export, Params; export(Path('{source}'), Path('out/{name}.onnx'), "
-                         f"Params(input_name='input', output_names=['probabilities']), SimpleNamespace(workdir=Path('out/k')))\" > /dev/null 2>&1")
+            lines.append(
+                f'mkdir -p out/k && {PYTHON} -c "from pathlib import Path; from types import SimpleNamespace; '
+                f"from trtbuild.recipes.keras import export, Params; export(Path('{source}'), Path('out/{name}.onnx'), "
+                f"Params(input_name='input', output_names=['probabilities']), SimpleNamespace(workdir=Path('out/k')))\" > /dev/null 2>&1"
+            )
         else:
-            lines.append(f"{PYTHON} -c \"from trtbuild.recipes.tflite import fold_fp16_constants; from pathlib import Path; import tflite2onnx; "
-                         f"Path('out/{name}.tflite').write_bytes(fold_fp16_constants(Path('{source}').read_bytes())[0]); "
-                         f"tflite2onnx.convert('out/{name}.tflite', 'out/{name}.onnx')\"")
+            lines.append(
+                f'{PYTHON} -c "from trtbuild.recipes.tflite import fold_fp16_constants; from pathlib import Path; import tflite2onnx; '
+                f"Path('out/{name}.tflite').write_bytes(fold_fp16_constants(Path('{source}').read_bytes())[0]); "
+                f"tflite2onnx.convert('out/{name}.tflite', 'out/{name}.onnx')\""
+            )
         shapes = []
         for tensor, spec in model["inputs"].items():
             if isinstance(spec, dict):
-                shapes += [f"--trt-{bound}-shapes {tensor}:[{','.join(str(d) for d in spec[bound])}]" for bound in ("min", "opt", "max")]
-        lines.append(f"{bin_dir}/polygraphy convert out/{name}.onnx -o out/{name}.engine --pool-limit workspace:1G {' '.join(shapes)} > /dev/null")
+                shapes += [
+                    f"--trt-{bound}-shapes {tensor}:[{','.join(str(d) for d in spec[bound])}]"
+                    for bound in ("min", "opt", "max")
+                ]
+        lines.append(
+            f"{bin_dir}/polygraphy convert out/{name}.onnx -o out/{name}.engine --pool-limit workspace:1G {' '.join(shapes)} > /dev/null"
+        )
     script = folder / "convert_all.sh"
     script.write_text("\n".join(lines) + "\n")
     script.chmod(0o755)
@@ -350,25 +432,44 @@ def bench_builds(work: Path, repeats: int) -> None:
             clean_build_state(folder)
             figures[f"j{jobs}"].append(run_measured(TRTBUILD + ["all", "-j", jobs], folder, sample_rss=jobs == "1"))
     medians = {key: {k: statistics.median(run[k] for run in runs) for k in runs[0]} for key, runs in figures.items()}
-    text = manifest_path.read_text().replace("imgsz: 320", "imgsz: 352").replace("[1, 3, 320, 320]", "[1, 3, 352, 352]") \
-        .replace("[4, 3, 320, 320]", "[4, 3, 352, 352]").replace("[8, 3, 320, 320]", "[8, 3, 352, 352]")
+    text = (
+        manifest_path.read_text()
+        .replace("imgsz: 320", "imgsz: 352")
+        .replace("[1, 3, 320, 320]", "[1, 3, 352, 352]")
+        .replace("[4, 3, 320, 320]", "[4, 3, 352, 352]")
+        .replace("[8, 3, 320, 320]", "[8, 3, 352, 352]")
+    )
     incremental = []
     for index in range(repeats):  # change one model (the hairnet detector's input size), alternating back
         manifest_path.write_text(text if index % 2 == 0 else manifest_path.read_text().replace("352", "320"))
         incremental.append(run_measured(TRTBUILD + ["all", "-j", "1"], folder)["seconds"])
-    RESULTS["cold_build"] = {**{f"{k}_seconds": v["seconds"] for k, v in medians.items()},
-                             "ratio_j1": medians["j1"]["seconds"] / medians["script"]["seconds"],
-                             "ratio_j2": medians["j2"]["seconds"] / medians["script"]["seconds"]}
-    RESULTS["incremental"] = {"one_model_seconds": statistics.median(incremental), "script_full_seconds": medians["script"]["seconds"],
-                              "ratio": statistics.median(incremental) / medians["script"]["seconds"]}
-    RESULTS["memory"] = {"orchestrator_peak_mib": medians["j1"]["own_peak_mib"], "tree_peak_mib": medians["j1"]["tree_peak_mib"]}
+    RESULTS["cold_build"] = {
+        **{f"{k}_seconds": v["seconds"] for k, v in medians.items()},
+        "ratio_j1": medians["j1"]["seconds"] / medians["script"]["seconds"],
+        "ratio_j2": medians["j2"]["seconds"] / medians["script"]["seconds"],
+    }
+    RESULTS["incremental"] = {
+        "one_model_seconds": statistics.median(incremental),
+        "script_full_seconds": medians["script"]["seconds"],
+        "ratio": statistics.median(incremental) / medians["script"]["seconds"],
+    }
+    RESULTS["memory"] = {
+        "orchestrator_peak_mib": medians["j1"]["own_peak_mib"],
+        "tree_peak_mib": medians["j1"]["tree_peak_mib"],
+    }
     c, i, m = RESULTS["cold_build"], RESULTS["incremental"], RESULTS["memory"]
-    say(f"cold build, five models fp32: script {c['script_seconds']:.1f} s | trtbuild -j1 {c['j1_seconds']:.1f} s "
-        f"(ratio {c['ratio_j1']:.2f}, target <= 1.05) | -j2 {c['j2_seconds']:.1f} s (ratio {c['ratio_j2']:.2f}, target <= 0.7)")
-    say(f"incremental: one model changed {i['one_model_seconds']:.1f} s vs the script's full run {i['script_full_seconds']:.1f} s "
-        f"(ratio {i['ratio']:.2f})")
-    say(f"memory: orchestrator peak {m['orchestrator_peak_mib']:.0f} MiB (target <= 150); largest process of the tree "
-        f"{m['tree_peak_mib']:.0f} MiB (builders and exporters are children)")
+    say(
+        f"cold build, five models fp32: script {c['script_seconds']:.1f} s | trtbuild -j1 {c['j1_seconds']:.1f} s "
+        f"(ratio {c['ratio_j1']:.2f}, target <= 1.05) | -j2 {c['j2_seconds']:.1f} s (ratio {c['ratio_j2']:.2f}, target <= 0.7)"
+    )
+    say(
+        f"incremental: one model changed {i['one_model_seconds']:.1f} s vs the script's full run {i['script_full_seconds']:.1f} s "
+        f"(ratio {i['ratio']:.2f})"
+    )
+    say(
+        f"memory: orchestrator peak {m['orchestrator_peak_mib']:.0f} MiB (target <= 150); largest process of the tree "
+        f"{m['tree_peak_mib']:.0f} MiB (builders and exporters are children)"
+    )
 
 
 def machine() -> dict[str, Any]:
@@ -380,8 +481,13 @@ def machine() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30), 1), "versions": versions}
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30), 1),
+        "versions": versions,
+    }
 
 
 def write_results(started: str, quick: bool) -> None:

@@ -62,7 +62,13 @@ def export(source: Path, output: Path, params: Params, context: Any) -> None:
     shape = [2 if params.dynamic_batch else 1, *model.inputs[0].shape[1:]]  # batch 2: not specialised to 1
     dynamic = ({0: torch.export.Dim("batch", min=1, max=params.max_batch)},) if params.dynamic_batch else None
     torch.onnx.export(
-        Wrapped(model).eval(), (torch.zeros(shape),), str(output), dynamo=True, external_data=False,
-        input_names=[params.input_name], output_names=params.output_names, dynamic_shapes=dynamic,
+        Wrapped(model).eval(),
+        (torch.zeros(shape),),
+        str(output),
+        dynamo=True,
+        external_data=False,
+        input_names=[params.input_name],
+        output_names=params.output_names,
+        dynamic_shapes=dynamic,
         opset_version=params.opset,
     )

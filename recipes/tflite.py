@@ -51,8 +51,12 @@ def fold_fp16_constants(data: bytes) -> tuple[bytes, int]:
             code = model.operatorCodes[op.opcodeIndex]
             source = subgraph.tensors[op.inputs[0]] if op.inputs is not None and len(op.inputs) else None
             payload = model.buffers[source.buffer].data if source is not None else None
-            if (max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE
-                    and source.type == schema.TensorType.FLOAT16 and payload is not None and len(payload)):
+            if (
+                max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE
+                and source.type == schema.TensorType.FLOAT16
+                and payload is not None
+                and len(payload)
+            ):
                 values = np.frombuffer(bytes(bytearray(payload)), dtype=np.float16).astype(np.float32)
                 buffer = schema.BufferT()
                 buffer.data = np.frombuffer(values.tobytes(), dtype=np.uint8)

@@ -65,6 +65,12 @@ def export(source: Path, output: Path, params: Params, context: Any) -> None:
     network.eval()
     examples = tuple(torch.zeros(shape) for shape in params.inputs.values())
     torch.onnx.export(
-        network, examples, str(output), dynamo=False, input_names=list(params.inputs),
-        output_names=params.output_names, dynamic_axes=params.dynamic_axes or None, opset_version=params.opset,
+        network,
+        examples,
+        str(output),
+        dynamo=False,
+        input_names=list(params.inputs),
+        output_names=params.output_names,
+        dynamic_axes=params.dynamic_axes or None,
+        opset_version=params.opset,
     )

@@ -55,7 +55,13 @@ def export(source: Path, output: Path, params: Params, context: Any) -> None:
     checkpoint = context.workdir / "model.pt"  # Ultralytics infers the format from the suffix
     shutil.copyfile(source, checkpoint)
     exported = YOLO(str(checkpoint)).export(
-        format="onnx", imgsz=params.imgsz, opset=params.opset, dynamic=params.dynamic, batch=params.batch,
-        simplify=False, half=False, device="cpu",
+        format="onnx",
+        imgsz=params.imgsz,
+        opset=params.opset,
+        dynamic=params.dynamic,
+        batch=params.batch,
+        simplify=False,
+        half=False,
+        device="cpu",
     )
     shutil.move(str(exported), output)

@@ -46,8 +46,13 @@ class ProjectDir:
         full_env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
         full_env.update(env or {})
         done = subprocess.run(
-            [sys.executable, "-m", "trtbuild", *args], cwd=self.root, env=full_env,
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "trtbuild", *args],
+            cwd=self.root,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         return Run(done.returncode, done.stdout, done.stderr)
 
@@ -118,7 +123,9 @@ def report_fidelity(model: str, reference: str, expected: Any, actual: Any) -> t
     assert expected.shape == actual.shape, (expected.shape, actual.shape)
     error = float(np.max(np.abs(expected - actual)))
     relative = error / max(float(np.max(np.abs(expected))), 1e-12)
-    FIDELITY.append(f"{model:<28} vs {reference:<22} max|err| {error:.3e}  relative {relative:.3e}  shape {list(expected.shape)}")
+    FIDELITY.append(
+        f"{model:<28} vs {reference:<22} max|err| {error:.3e}  relative {relative:.3e}  shape {list(expected.shape)}"
+    )
     return error, relative
 
 

@@ -38,8 +38,14 @@ def conv_net(path: Path, batch: int | str = 1, channels: int = 8, seed: int = 0,
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
         helper.make_node("Conv", ["r1", "w2"], ["output"], name="conv2"),
     ]
-    return save_graph(path, nodes, "conv_net", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
-                      [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, size, size])], weights)
+    return save_graph(
+        path,
+        nodes,
+        "conv_net",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 4, size, size])],
+        weights,
+    )
 
 
 def deep_net(path: Path, layers: int = 300, channels: int = 16, size: int = 32) -> Path:
@@ -48,19 +54,34 @@ def deep_net(path: Path, layers: int = 300, channels: int = 16, size: int = 32) 
     rng = np.random.default_rng(0)
     nodes, weights, current = [], [], "input"
     for index in range(layers):
-        weights.append(numpy_helper.from_array((rng.standard_normal((channels, channels, 3, 3)) * 0.1).astype(np.float32), f"w{index}"))
-        nodes += [helper.make_node("Conv", [current, f"w{index}"], [f"c{index}"], pads=[1, 1, 1, 1], name=f"conv{index}"),
-                  helper.make_node("Relu", [f"c{index}"], [f"r{index}"], name=f"relu{index}")]
+        weights.append(
+            numpy_helper.from_array(
+                (rng.standard_normal((channels, channels, 3, 3)) * 0.1).astype(np.float32), f"w{index}"
+            )
+        )
+        nodes += [
+            helper.make_node("Conv", [current, f"w{index}"], [f"c{index}"], pads=[1, 1, 1, 1], name=f"conv{index}"),
+            helper.make_node("Relu", [f"c{index}"], [f"r{index}"], name=f"relu{index}"),
+        ]
         current = f"r{index}"
     nodes.append(helper.make_node("Identity", [current], ["output"], name="out"))
-    return save_graph(path, nodes, "deep_net", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, size, size])],
-                      [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, channels, size, size])], weights)
+    return save_graph(
+        path,
+        nodes,
+        "deep_net",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, channels, size, size])],
+        weights,
+    )
 
 
 def unsupported_op_net(path: Path) -> Path:
     """A well-formed ONNX file whose node ``mystery`` uses an op no TensorRT parser imports."""
     graph = helper.make_graph(
-        [helper.make_node("Relu", ["input"], ["r"], name="relu"), helper.make_node("TotallyUnknownOp", ["r"], ["output"], name="mystery")],
+        [
+            helper.make_node("Relu", ["input"], ["r"], name="relu"),
+            helper.make_node("TotallyUnknownOp", ["r"], ["output"], name="mystery"),
+        ],
         "unsupported",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])],
@@ -76,14 +97,22 @@ def unnamed_fanout_net(path: Path, seed: int = 0) -> Path:
     names its input casts ``<input>_cast_to_<node name>``, so both casts would write ``0_cast_to_``.
     """
     rng = np.random.default_rng(seed)
-    weights = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), name) for name in ("w1", "w2")]
+    weights = [
+        numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), name) for name in ("w1", "w2")
+    ]
     nodes = [
         helper.make_node("Conv", ["0", "w1"], ["a"], pads=[1, 1, 1, 1]),
         helper.make_node("Conv", ["0", "w2"], ["b"], pads=[1, 1, 1, 1]),
         helper.make_node("Add", ["a", "b"], ["output"]),
     ]
-    return save_graph(path, nodes, "unnamed_fanout", [helper.make_tensor_value_info("0", TensorProto.FLOAT, [1, 3, 16, 16])],
-                      [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])], weights)
+    return save_graph(
+        path,
+        nodes,
+        "unnamed_fanout",
+        [helper.make_tensor_value_info("0", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])],
+        weights,
+    )
 
 
 def shared_scale_net(path: Path, seed: int = 0) -> Path:
@@ -109,5 +138,11 @@ def shared_scale_net(path: Path, seed: int = 0) -> Path:
         helper.make_node("Mul", ["m1", "scale_b"], ["m2"], name="mul_identity"),
         helper.make_node("Add", ["m2", "exp_scale"], ["output"], name="add_exp"),
     ]
-    return save_graph(path, nodes, "shared_scale", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
-                      [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])], weights)
+    return save_graph(
+        path,
+        nodes,
+        "shared_scale",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])],
+        weights,
+    )

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 import photos
+import pytest
 from conftest import ProjectDir
+from onnx import TensorProto, helper, numpy_helper
 from onnx_models import conv_net, save_graph
+
 from trtbuild.manifest.schema import Head, Tolerance
 from trtbuild.precision import accuracy, emulate, fp16, int8
 
@@ -23,6 +23,7 @@ PHOTOS = "{package: skimage, glob: [data/astronaut.png, data/camera.png, data/ch
 
 
 # ------------------------------------------------------------------ an independent reference: numpy only
+
 
 def _numpy_qdq_reference(model: onnx.ModelProto, image: np.ndarray) -> np.ndarray:
     """Evaluate a Q/DQ conv net with numpy alone, straight from the ONNX operator definitions:
@@ -86,8 +87,10 @@ def test_int8_emulation_is_fake_quantization_in_fp32_and_matches_the_operator_de
         reference = _numpy_qdq_reference(model, feed["input"])
         scale = np.abs(reference).max()
         mismatch = np.abs(ours - reference) > 1e-4 * scale
-        print(f"int8 emulation vs numpy: max |diff| {np.abs(ours - reference).max():.3g} of peak {scale:.3g}, "
-              f"{mismatch.mean():.2e} of values off by more than 1e-4 of the peak")
+        print(
+            f"int8 emulation vs numpy: max |diff| {np.abs(ours - reference).max():.3g} of peak {scale:.3g}, "
+            f"{mismatch.mean():.2e} of values off by more than 1e-4 of the peak"
+        )
         assert mismatch.mean() < 1e-3  # only summation-order flips of a rounding boundary may differ
         assert accuracy.cosine(ours, reference) > 0.999999
 
@@ -116,15 +119,25 @@ def test_fp16_emulation_rounds_every_fp16_tensor_and_keeps_fp32_tensors(tmp_path
 def _overflow_net(path: Path) -> Path:
     """conv -> Mul 4000 -> Relu -> Mul 1/4000: exact in FP32, inf in every FP16 engine."""
     rng = np.random.default_rng(5)
-    weights = [numpy_helper.from_array((4 * rng.standard_normal((8, 3, 3, 3))).astype(np.float32), "w"),
-               numpy_helper.from_array(np.array(4000, np.float32), "up"),
-               numpy_helper.from_array(np.array(1 / 4000, np.float32), "down")]
-    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Mul", ["c", "up"], ["big"], name="scale_up"),
-             helper.make_node("Relu", ["big"], ["r"], name="relu"),
-             helper.make_node("Mul", ["r", "down"], ["output"], name="scale_down")]
-    return save_graph(path, nodes, "overflow", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 64, 64])],
-                      [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 8, 64, 64])], weights)
+    weights = [
+        numpy_helper.from_array((4 * rng.standard_normal((8, 3, 3, 3))).astype(np.float32), "w"),
+        numpy_helper.from_array(np.array(4000, np.float32), "up"),
+        numpy_helper.from_array(np.array(1 / 4000, np.float32), "down"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Mul", ["c", "up"], ["big"], name="scale_up"),
+        helper.make_node("Relu", ["big"], ["r"], name="relu"),
+        helper.make_node("Mul", ["r", "down"], ["output"], name="scale_down"),
+    ]
+    return save_graph(
+        path,
+        nodes,
+        "overflow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 64, 64])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 8, 64, 64])],
+        weights,
+    )
 
 
 def test_an_fp16_overflow_fails_the_gate_naming_the_node(project: ProjectDir) -> None:
@@ -178,6 +191,7 @@ def test_the_accuracy_table_says_which_emulation_made_each_figure(project: Proje
 
 # ------------------------------------------------------------------ figures that mean nothing
 
+
 def _yolo_output(scores: float) -> np.ndarray:
     """[1, 4 + 2 classes, 16 anchors]: boxes, and class scores all equal to ``scores``."""
     boxes = np.tile(np.array([[100.0], [100.0], [20.0], [20.0]]), (1, 16))
@@ -189,8 +203,10 @@ def test_no_detections_is_no_evidence_not_full_agreement() -> None:
     figures = accuracy.measure(["output0"], [[quiet]], [[quiet * 1.01]], Head(kind="yolo"))
     assert figures["detections"] == 0 and figures["detection_agreement"] is None
     failures = accuracy.judge(figures, Tolerance(detection_min=0.5))
-    assert failures == ["detection agreement undefined: the FP32 model detects nothing above the threshold on the "
-                        "validation images; choose images with objects, or lower head.threshold"]
+    assert failures == [
+        "detection agreement undefined: the FP32 model detects nothing above the threshold on the "
+        "validation images; choose images with objects, or lower head.threshold"
+    ]
     loud = _yolo_output(0.9)
     assert accuracy.measure(["output0"], [[loud]], [[loud]], Head(kind="yolo"))["detection_agreement"] == 1.0
 
@@ -203,7 +219,9 @@ def test_an_all_zero_output_has_no_cosine() -> None:
     assert accuracy.judge(figures, Tolerance(max_abs=0.0)) == []  # a bound that can be shown still passes
 
 
-@pytest.mark.parametrize(("value", "shown"), [(0.99999963, "1-3.7e-07"), (0.998712, "0.998712"), (1.0, "1.000000"), (None, "undefined")])
+@pytest.mark.parametrize(
+    ("value", "shown"), [(0.99999963, "1-3.7e-07"), (0.998712, "0.998712"), (1.0, "1.000000"), (None, "undefined")]
+)
 def test_cosine_is_never_rounded_up_to_a_perfect_score(value: float | None, shown: str) -> None:
     assert accuracy.format_cosine(value) == shown
 
@@ -211,7 +229,9 @@ def test_cosine_is_never_rounded_up_to_a_perfect_score(value: float | None, show
 def test_a_bound_the_head_cannot_measure_fails() -> None:
     output = np.ones((1, 7), np.float32)
     figures = accuracy.measure(["scores"], [[output]], [[output]], Head(kind="none"))
-    assert accuracy.judge(figures, Tolerance(top1_min=0.9)) == ["top-1 agreement cannot be measured: tolerance.top1_min needs head.kind classifier"]
+    assert accuracy.judge(figures, Tolerance(top1_min=0.9)) == [
+        "top-1 agreement cannot be measured: tolerance.top1_min needs head.kind classifier"
+    ]
 
 
 def test_stale_value_info_and_an_old_opset_do_not_change_what_is_emulated(tmp_path: Path) -> None:

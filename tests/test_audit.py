@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import entries, ProjectDir
+from conftest import ProjectDir, entries
 from test_build import JETPACK_6_2, sysroot
+
 from trtbuild.state import keys
 
 
@@ -20,7 +21,9 @@ def test_a_clean_build_audits_ok_and_rebuilds_byte_identical(two_models: Project
     code, report = audit(two_models, "--rebuild")
     assert code == 0
     assert {name: (r["ok"], r["rebuild"]) for name, r in report.items()} == {
-        "dynamic": (True, "byte-identical"), "static": (True, "byte-identical")}
+        "dynamic": (True, "byte-identical"),
+        "static": (True, "byte-identical"),
+    }
 
 
 def test_a_flipped_byte_is_caught(two_models: ProjectDir) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from conftest import entries, ProjectDir, Run
+from conftest import ProjectDir, Run, entries
 from onnx_models import conv_net, unsupported_op_net
 
 JETPACK_5_1_2 = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n"
@@ -33,7 +33,9 @@ def test_first_run_builds_real_engines_and_second_run_builds_nothing(two_models:
     for name in ("static", "dynamic"):
         engine = two_models.root / f"engines/{name}.engine"
         entry = entries(lock)[name]
-        assert entry["outputs"] == [{"path": f"engines/{name}.engine", "sha256": sha256(engine), "size": engine.stat().st_size}]
+        assert entry["outputs"] == [
+            {"path": f"engines/{name}.engine", "sha256": sha256(engine), "size": engine.stat().st_size}
+        ]
         assert entry["outputs"][0]["size"] > 10_000  # a real serialized plan, not a placeholder
         assert entry["facts"]["builder"].startswith(("tensorrt ", "tensorrt-rtx "))
     assert entries(lock)["dynamic"]["components"]["settings"]["profiles"] == [
@@ -55,9 +57,24 @@ def test_changing_one_onnx_rebuilds_only_its_engine(two_models: ProjectDir) -> N
     assert plan.code == 1
     static = plan.json()["models"]["static"]
     onnx_digest = entries(two_models.lock())["static"]["components"]["onnx"]
-    assert static == {"status": "stale", "reasons": ["onnx changed"], "engine": "engines/static.engine", "seconds": 0.0,
-                      "size": None, "steps": [], "why": [{"step": "engine", "kind": "changed", "field": "onnx", "old": onnx_digest,
-                                                          "new": static["why"][0]["new"], "text": "onnx changed"}]}
+    assert static == {
+        "status": "stale",
+        "reasons": ["onnx changed"],
+        "engine": "engines/static.engine",
+        "seconds": 0.0,
+        "size": None,
+        "steps": [],
+        "why": [
+            {
+                "step": "engine",
+                "kind": "changed",
+                "field": "onnx",
+                "old": onnx_digest,
+                "new": static["why"][0]["new"],
+                "text": "onnx changed",
+            }
+        ],
+    }
     assert static["why"][0]["new"] != onnx_digest and len(static["why"][0]["new"]) == 64  # the reason as data
     assert plan.json()["models"]["dynamic"]["status"] == "fresh"
     run = two_models.trtbuild("all", "--json")
@@ -84,7 +101,11 @@ def test_jetson_device_model_enters_the_fingerprint(two_models: ProjectDir, tmp_
     assert two_models.trtbuild("all", env=root).code == 0
     env = entries(two_models.lock())["static"]["components"]["env"]
     assert (env["device_model"], env["gpu"], env["compute_capability"], env["sm_count"]) == (
-        "NVIDIA Jetson AGX Orin Developer Kit", "Orin (Ampere)", "8.7", 16)
+        "NVIDIA Jetson AGX Orin Developer Kit",
+        "Orin (Ampere)",
+        "8.7",
+        16,
+    )
 
 
 def test_a_modified_engine_is_rebuilt(two_models: ProjectDir) -> None:
@@ -130,9 +151,14 @@ def test_unparseable_onnx_fails_that_model_only_with_the_parsers_message(project
 def test_settings_change_gives_a_per_field_reason_and_cosmetic_edits_do_not(two_models: ProjectDir) -> None:
     assert two_models.trtbuild("all").code == 0
     manifest = two_models.root / "builds.yaml"
-    manifest.write_text("# fleet manifest, reformatted\n" + manifest.read_text().replace("workspace: 256MiB", "workspace: 268435456  # same"))
+    manifest.write_text(
+        "# fleet manifest, reformatted\n"
+        + manifest.read_text().replace("workspace: 256MiB", "workspace: 268435456  # same")
+    )
     assert two_models.trtbuild("plan", "--check").code == 0
-    manifest.write_text(manifest.read_text().replace("268435456  # same", "512MiB") + "    builder_optimization_level: 2\n")
+    manifest.write_text(
+        manifest.read_text().replace("268435456  # same", "512MiB") + "    builder_optimization_level: 2\n"
+    )
     plan = two_models.trtbuild("plan", "--json").json()["models"]
     assert plan["static"]["reasons"] == ["workspace 268435456 -> 536870912"]
     assert plan["dynamic"]["reasons"] == ["builder_optimization_level 3 -> 2", "workspace 268435456 -> 536870912"]
@@ -228,8 +254,14 @@ def _imports_of_all(project: ProjectDir, env: dict[str, str] | None = None) -> t
     import sys
 
     full_env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "trtbuild", "all", "--json"], cwd=project.root,
-                          env={**full_env, **(env or {})}, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "trtbuild", "all", "--json"],
+        cwd=project.root,
+        env={**full_env, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     human = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("import time:"))
     return modules, Run(done.returncode, done.stdout, human)

@@ -8,7 +8,6 @@ import os
 import stat
 
 import pytest
-
 from conftest import ProjectDir
 from onnx_models import conv_net
 
@@ -16,14 +15,23 @@ from onnx_models import conv_net
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_a_wrong_input_name_is_a_manifest_error_on_every_precision(project: ProjectDir, precision: str) -> None:
     conv_net(project.root / "mynet.onnx", batch=1, seed=1, size=64)
-    gate = ("    calibration: {images: {package: skimage, glob: [data/astronaut.png]}, count: 1}\n"
-            "    validation: {images: {package: ultralytics, glob: 'assets/*.jpg'}, count: 1}\n") if precision == "int8" else ""
+    gate = (
+        (
+            "    calibration: {images: {package: skimage, glob: [data/astronaut.png]}, count: 1}\n"
+            "    validation: {images: {package: ultralytics, glob: 'assets/*.jpg'}, count: 1}\n"
+        )
+        if precision == "int8"
+        else ""
+    )
     (project.root / "builds.yaml").write_text(
-        f"models:\n  mynet:\n    source: mynet.onnx\n    precision: {precision}\n    inputs: {{images: [1, 3, 64, 64]}}\n{gate}")
+        f"models:\n  mynet:\n    source: mynet.onnx\n    precision: {precision}\n    inputs: {{images: [1, 3, 64, 64]}}\n{gate}"
+    )
     for command in ("all", "plan"):
         run = project.trtbuild(command)
         assert run.code == 2, (command, run.stdout, run.stderr)
-        assert "builds.yaml:5: models.mynet.inputs.images: no input 'images' in mynet.onnx (inputs: input)" in run.stderr
+        assert (
+            "builds.yaml:5: models.mynet.inputs.images: no input 'images' in mynet.onnx (inputs: input)" in run.stderr
+        )
     assert not (project.root / "engines").exists() and not (project.root / "exports").exists()
 
 
@@ -39,7 +47,9 @@ def test_plan_refuses_a_wrong_pin_and_a_missing_source_as_bad_input(project: Pro
     for command in (("plan", "--check"), ("all",)):
         run = project.trtbuild(*command)
         assert run.code == 2, (command, run.stdout, run.stderr)
-        assert f"builds.yaml:3: models.net.source: net.onnx has sha256 {actual}, not the pinned {'ab' * 32}" in run.stderr
+        assert (
+            f"builds.yaml:3: models.net.source: net.onnx has sha256 {actual}, not the pinned {'ab' * 32}" in run.stderr
+        )
     manifest.write_text(manifest.read_text().replace("path: net.onnx", "path: gone.onnx"))
     run = project.trtbuild("plan", "--check")
     assert run.code == 2 and "builds.yaml:3: models.net.source: gone.onnx does not exist" in run.stderr
@@ -47,7 +57,9 @@ def test_plan_refuses_a_wrong_pin_and_a_missing_source_as_bad_input(project: Pro
 
 def test_engines_exports_and_locks_respect_the_umask(project: ProjectDir) -> None:
     conv_net(project.root / "net.onnx", batch=1, seed=1, size=32)
-    project.write_manifest("models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp16, fp16_via: onnx}\n")
+    project.write_manifest(
+        "models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp16, fp16_via: onnx}\n"
+    )
     previous = os.umask(0o027)  # inherited by the trtbuild process
     try:
         run = project.trtbuild("all")
@@ -75,7 +87,7 @@ def test_commands_find_the_manifest_from_a_subfolder(project: ProjectDir) -> Non
     assert run.code == 2 and "no builds.yaml in" in run.stderr and "any parent folder" in run.stderr
 
 
-VISIONNET = '''
+VISIONNET = """
 import torch
 import torchvision  # noqa: F401  (what a project module using torchvision.ops / torchvision.models does)
 from torch import nn
@@ -88,7 +100,7 @@ class Net(nn.Module):
 
     def forward(self, image):
         return torch.relu(self.conv(image))
-'''
+"""
 
 
 def test_a_torchvision_that_cannot_load_beside_torch_is_explained(project: ProjectDir) -> None:
@@ -136,11 +148,17 @@ def test_init_starts_a_fleet_repository_whose_gitignore_keeps_locks_and_drops_bu
     assert again.code == 2 and "already exists" in again.stderr
     conv_net(project.root / "net.onnx", batch=1, seed=1, size=32)
     manifest = project.root / "builds.yaml"
-    manifest.write_text(manifest.read_text().replace("models: {}", "models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}}"))
+    manifest.write_text(
+        manifest.read_text().replace(
+            "models: {}", "models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}}"
+        )
+    )
     assert project.trtbuild("all").code == 0
     git = {"cwd": project.root, "capture_output": True, "text": True, "check": True}
     subprocess.run(["git", "init", "-q"], **git)
-    status = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], **git).stdout.splitlines()
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], **git
+    ).stdout.splitlines()
     tracked = {line[3:] for line in status if line.startswith("??")}
     ignored = {line[3:] for line in status if line.startswith("!!")}
     assert {"builds.yaml", "devices/x86-rtx.yaml", ".gitignore", "locks/x86-rtx.lock", "net.onnx"} <= tracked, status
@@ -160,8 +178,10 @@ def test_papercuts_did_you_mean_and_the_pin_to_write(project: ProjectDir) -> Non
     run = project.trtbuild("plan")
     assert run.code == 2
     assert "models.net.worksapce: unknown field (did you mean 'workspace'?)" in run.stderr
-    assert f"pin the source with sha256 so nothing unverified is ever loaded; this file's is {digest}: " \
-           f"source: {{path: model.pt, sha256: {digest}}}" in run.stderr
+    assert (
+        f"pin the source with sha256 so nothing unverified is ever loaded; this file's is {digest}: "
+        f"source: {{path: model.pt, sha256: {digest}}}" in run.stderr
+    )
     manifest.write_text("models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}}\n")
     run = project.trtbuild("build", "nett")
     assert run.code == 2 and "no model named 'nett' (did you mean 'net'?)" in run.stderr
@@ -185,6 +205,8 @@ def test_a_calibration_package_that_is_not_installed_is_one_verdict_for_plan_and
     for command in ("plan", "all"):
         run = project.trtbuild(command)
         assert run.code == 2, (command, run.stdout, run.stderr)
-        assert ("builds.yaml:6: models.net.calibration: images: package 'skimage_missing_here' is not installed; "
-                "pip install skimage_missing_here") in run.stderr, run.stderr
+        assert (
+            "builds.yaml:6: models.net.calibration: images: package 'skimage_missing_here' is not installed; "
+            "pip install skimage_missing_here"
+        ) in run.stderr, run.stderr
     assert not (project.root / "exports").exists()

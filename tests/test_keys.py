@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 
 import onnx
-
-from conftest import entries, ProjectDir
+from conftest import ProjectDir, entries
 from onnx_models import conv_net
 
-TINYNET = '''
+TINYNET = """
 import torch
 from torch import nn
 
@@ -31,7 +30,7 @@ class Net(nn.Module):
 
     def forward(self, image):
         return activation(self.conv(image))
-'''
+"""
 
 
 def _racy_window_passes() -> None:
@@ -44,7 +43,9 @@ def _torch_project(project: ProjectDir) -> Path:
 
     (project.root / "recipes").mkdir()
     (project.root / "recipes/tinynet.py").write_text(TINYNET)
-    (project.root / "recipes/tinyblocks.py").write_text("import torch\n\ndef activation(x):\n    return torch.relu(x)\n")
+    (project.root / "recipes/tinyblocks.py").write_text(
+        "import torch\n\ndef activation(x):\n    return torch.relu(x)\n"
+    )
     torch.manual_seed(3)
     sys.path.insert(0, str(project.root / "recipes"))
     try:
@@ -84,21 +85,31 @@ def test_editing_a_module_the_project_recipe_imports_makes_the_export_stale(proj
     assert "Sigmoid" in {node.op_type for node in onnx.load(str(project.root / "exports/tiny.onnx")).graph.node}
     net = project.root / "recipes/tinynet.py"
     net.write_text(net.read_text().replace("padding=1)", "padding=1)  # same network, new bytes"))
-    assert "export: recipes/tinynet.py changed" in project.trtbuild("plan", "--json").json()["models"]["tiny"]["reasons"]
+    assert (
+        "export: recipes/tinynet.py changed" in project.trtbuild("plan", "--json").json()["models"]["tiny"]["reasons"]
+    )
 
 
 def _external_data_net(folder: Path) -> Path:
     conv_net(folder / "inline.onnx", batch=1, channels=8, seed=2, size=32)
     model = onnx.load(str(folder / "inline.onnx"))
-    onnx.save_model(model, str(folder / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="m.bin", size_threshold=0)
+    onnx.save_model(
+        model,
+        str(folder / "m.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="m.bin",
+        size_threshold=0,
+    )
     (folder / "inline.onnx").unlink()
     return folder / "m.bin"
 
 
 def test_external_data_changed_after_no_ops_is_seen_by_the_fast_path(project: ProjectDir) -> None:
     data = _external_data_net(project.root)
-    project.write_manifest("models:\n  net: {source: m.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp32, workspace: 64MiB}\n")
+    project.write_manifest(
+        "models:\n  net: {source: m.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp32, workspace: 64MiB}\n"
+    )
     assert project.trtbuild("all").code == 0
     _racy_window_passes()
     assert project.trtbuild("all", "--json").statuses() == {"net": "fresh"}  # writes the stamp
@@ -116,7 +127,9 @@ def test_external_data_changed_after_no_ops_is_seen_by_the_fast_path(project: Pr
 
 def test_a_copied_project_checks_its_own_files(project: ProjectDir, tmp_path_factory) -> None:
     conv_net(project.root / "net.onnx", batch=1, seed=1, size=32)
-    project.write_manifest("models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp32, workspace: 64MiB}\n")
+    project.write_manifest(
+        "models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp32, workspace: 64MiB}\n"
+    )
     assert project.trtbuild("all").code == 0
     _racy_window_passes()
     assert project.trtbuild("all").code == 0  # stamp written
@@ -133,7 +146,9 @@ def test_a_copied_project_checks_its_own_files(project: ProjectDir, tmp_path_fac
 
 def test_audit_hashes_the_engine_even_when_its_stat_is_unchanged(project: ProjectDir) -> None:
     conv_net(project.root / "net.onnx", batch=1, seed=1, size=32)
-    project.write_manifest("models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp32, workspace: 64MiB}\n")
+    project.write_manifest(
+        "models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp32, workspace: 64MiB}\n"
+    )
     assert project.trtbuild("all").code == 0
     _racy_window_passes()
     assert project.trtbuild("audit").code == 0  # the stat cache now holds the engine's hash
@@ -156,7 +171,9 @@ def test_a_hand_edited_environment_file_is_never_believed(project: ProjectDir) -
     from trtbuild.env.fingerprint import probe
 
     conv_net(project.root / "net.onnx", batch=1, seed=1, size=32)
-    project.write_manifest("models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp32, workspace: 64MiB}\n")
+    project.write_manifest(
+        "models:\n  net: {source: net.onnx, inputs: {input: [1, 3, 32, 32]}, precision: fp32, workspace: 64MiB}\n"
+    )
     assert project.trtbuild("all").code == 0
     cache = project.root / ".trtbuild/env.json"  # where trtbuild once cached the probe; edit it if it is there
     cached = json.loads(cache.read_text()) if cache.exists() else {"fingerprint": probe()}

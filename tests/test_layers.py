@@ -26,21 +26,48 @@ PACKAGE_DIRS = {"trtbuild": REPO / "trtbuild", "trtbuild.recipes": REPO / "recip
 #: Highest layer first. ``name`` is one module; ``name.*`` is a package and everything in it. A module is
 #: in the layer of its most specific entry (a name beats a ``.*``, a longer ``.*`` a shorter one).
 LAYERS: list[tuple[str, list[str]]] = [
-    ("entry", ["trtbuild.fastpath", "trtbuild.__main__",
-               "trtbuild"]),  # the package itself: trtbuild.engine() for applications, loaded lazily from deploy
+    (
+        "entry",
+        ["trtbuild.fastpath", "trtbuild.__main__", "trtbuild"],
+    ),  # the package itself: trtbuild.engine() for applications, loaded lazily from deploy
     ("cli", ["trtbuild.cli.*", "trtbuild.audit", "trtbuild.engine_info", "trtbuild.scaffold", "trtbuild.deploy"]),
     ("session", ["trtbuild.session"]),
     ("graph", ["trtbuild.graph.*"]),
     ("steps", ["trtbuild.steps.*"]),
     ("state", ["trtbuild.state.*", "trtbuild.env.*", "trtbuild.manifest.*", "trtbuild.sources.*"]),
-    ("children", ["trtbuild.builder.*", "trtbuild.export.*", "trtbuild.precision.*", "trtbuild.recipes.*",
-                  "trtbuild.manifest.schema"]),  # pure pydantic data, imports nothing of trtbuild: children parse requests with it
+    (
+        "children",
+        [
+            "trtbuild.builder.*",
+            "trtbuild.export.*",
+            "trtbuild.precision.*",
+            "trtbuild.recipes.*",
+            "trtbuild.manifest.schema",
+        ],
+    ),  # pure pydantic data, imports nothing of trtbuild: children parse requests with it
     ("isolation", ["trtbuild.isolation"]),
-    ("base", ["trtbuild.files", "trtbuild.errors", "trtbuild.childside", "trtbuild.results", "trtbuild.locate",
-              "trtbuild.clock", "trtbuild.stampfile", "trtbuild.packages", "trtbuild.reasons"]),
+    (
+        "base",
+        [
+            "trtbuild.files",
+            "trtbuild.errors",
+            "trtbuild.childside",
+            "trtbuild.results",
+            "trtbuild.locate",
+            "trtbuild.clock",
+            "trtbuild.stampfile",
+            "trtbuild.packages",
+            "trtbuild.reasons",
+        ],
+    ),
 ]
 #: The modules a child process runs (``python -m``); ``childside`` is their side of the protocol.
-CHILD_ENTRIES = ["trtbuild.builder.child", "trtbuild.builder.inspect_child", "trtbuild.export.child", "trtbuild.precision.child"]
+CHILD_ENTRIES = [
+    "trtbuild.builder.child",
+    "trtbuild.builder.inspect_child",
+    "trtbuild.export.child",
+    "trtbuild.precision.child",
+]
 #: What a child may import, directly or not: its own layer and the base (not ``isolation``, the parent's side).
 CHILD_LAYERS = {"children", "base"}
 RANK = {name: index for index, (name, _) in enumerate(LAYERS)}
@@ -136,9 +163,11 @@ def test_no_import_cycle() -> None:
 
 
 def test_modules_import_only_their_layer_and_the_layers_below() -> None:
-    upward = [f"{module} ({layer_of(module)}) imports {imported} ({layer_of(imported)})"
-              for module, imported in GRAPH.edges
-              if RANK[layer_of(imported) or ""] < RANK[layer_of(module) or ""]]
+    upward = [
+        f"{module} ({layer_of(module)}) imports {imported} ({layer_of(imported)})"
+        for module, imported in GRAPH.edges
+        if RANK[layer_of(imported) or ""] < RANK[layer_of(module) or ""]
+    ]
     assert not upward, "\n".join(sorted(upward))
 
 
@@ -157,8 +186,12 @@ def test_the_no_op_fast_path_reaches_only_the_standard_library() -> None:
     before_cli.remove_edge("trtbuild.fastpath", "trtbuild.cli.main")
     reached = {"trtbuild.fastpath", *nx.descendants(before_cli, "trtbuild.fastpath")}
     assert "trtbuild.stampfile" in reached and "trtbuild.state.freshstamp" not in reached
-    foreign = {f"{module}: {name}" for module in reached for name in imported_names(module)
-               if name.split(".")[0] not in (*sys.stdlib_module_names, "trtbuild")}
+    foreign = {
+        f"{module}: {name}"
+        for module in reached
+        for name in imported_names(module)
+        if name.split(".")[0] not in (*sys.stdlib_module_names, "trtbuild")
+    }
     assert not foreign, sorted(foreign)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from conftest import REPO, ProjectDir, entries, write_widthfile_recipe
 from onnx_models import conv_net
+
 from trtbuild.state.keys import key_of
 
 #: main before lock schema 2 ("Discovered files are checked with the one containment rule"): writes schema 1
@@ -30,8 +31,12 @@ STREET = "{package: ultralytics, glob: 'assets/*.jpg'}"
 def schema1_trtbuild(folder: Path) -> Path:
     """trtbuild at ``SCHEMA1_COMMIT``, unpacked into ``folder`` as an importable tree (recipes where the
     installed package has them, ``trtbuild/recipes``)."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", SCHEMA1_COMMIT, "trtbuild", "recipes"], capture_output=True)
-    assert archive.returncode == 0, f"this test needs the repository's history ({SCHEMA1_COMMIT}): {archive.stderr.decode()}"
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", SCHEMA1_COMMIT, "trtbuild", "recipes"], capture_output=True
+    )
+    assert archive.returncode == 0, (
+        f"this test needs the repository's history ({SCHEMA1_COMMIT}): {archive.stderr.decode()}"
+    )
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(folder, filter="data")
     (folder / "recipes").rename(folder / "trtbuild" / "recipes")
@@ -40,8 +45,15 @@ def schema1_trtbuild(folder: Path) -> Path:
 
 def old_run(project: ProjectDir, tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
-    return subprocess.run([sys.executable, "-m", "trtbuild", *args], cwd=project.root, capture_output=True, text=True,
-                          env={**env, "PYTHONPATH": str(tree)}, timeout=900, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "trtbuild", *args],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(tree)},
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_a_schema1_lock_migrates_with_nothing_rebuilt(project: ProjectDir, tmp_path: Path) -> None:
@@ -71,7 +83,9 @@ def test_a_schema1_lock_migrates_with_nothing_rebuilt(project: ProjectDir, tmp_p
     assert old.returncode == 0, old.stdout + old.stderr
     schema1 = project.lock()
     assert schema1["schema"] == 1 and set(schema1["models"]) == {"net-int8", "net-fp16", "net-fp32", "custom"}
-    assert {"custom", "net-int8:int8", "net-int8:accuracy", "net-fp16:fp16", "net-fp16:accuracy"} <= set(schema1["exports"])
+    assert {"custom", "net-int8:int8", "net-int8:accuracy", "net-fp16:fp16", "net-fp16:accuracy"} <= set(
+        schema1["exports"]
+    )
     engines = {name: (project.root / f"engines/{name}.engine").read_bytes() for name in schema1["models"]}
 
     plan = project.trtbuild("plan", "--json", "--check")
@@ -82,18 +96,27 @@ def test_a_schema1_lock_migrates_with_nothing_rebuilt(project: ProjectDir, tmp_p
     run = project.trtbuild("all", "--json")
     assert run.code == 0, run.stdout + run.stderr
     assert run.statuses() == dict.fromkeys(schema1["models"], "fresh") and all(
-        model["steps"] == [] for model in run.json()["models"].values())  # no step ran, not even the gates
+        model["steps"] == [] for model in run.json()["models"].values()
+    )  # no step ran, not even the gates
     migrated = project.lock()
     assert migrated["schema"] == 2 and "models" not in migrated
     for name, entry in schema1["models"].items():  # engines: same key, same file, same facts
         new = entries(migrated)[name]
-        assert (new["key"], new["outputs"][0], new["facts"]["builder"]) == (entry["key"], entry["engine"], entry["builder"])
+        assert (new["key"], new["outputs"][0], new["facts"]["builder"]) == (
+            entry["key"],
+            entry["engine"],
+            entry["builder"],
+        )
         assert (project.root / entry["engine"]["path"]).read_bytes() == engines[name]
     assert entries(migrated, "export")["custom"]["key"] == schema1["exports"]["custom"]["key"]
     quantized = entries(migrated, "int8")["net-int8"]
     assert quantized["components"]["converter"] == schema1["exports"]["net-int8:int8"]["components"]["recipe"]
-    assert set(migrated["steps"]) >= {"engine:engines/net-int8.engine", "export:exports/custom.onnx",
-                                      "int8:exports/net-int8.int8.onnx", "accuracy:reports/net-int8.accuracy.json"}
+    assert set(migrated["steps"]) >= {
+        "engine:engines/net-int8.engine",
+        "export:exports/custom.onnx",
+        "int8:exports/net-int8.int8.onnx",
+        "accuracy:reports/net-int8.accuracy.json",
+    }
 
     again = project.trtbuild("all", "--json")
     assert again.code == 0 and project.lock() == migrated  # schema 2 is read as it was written
@@ -118,6 +141,8 @@ def test_a_damaged_schema1_entry_stays_visibly_damaged(project: ProjectDir, tmp_
     assert audit.code == 1 and "lock entry edited" in audit.stdout, audit.stdout
     assert project.trtbuild("all").code == 0  # the key still matches the inputs: nothing to build ...
     migrated = entries(project.lock())["net"]
-    assert migrated["key"] == lock["models"]["net"]["key"] != key_of(migrated["components"])  # ... and the edit stays visible
+    assert (
+        migrated["key"] == lock["models"]["net"]["key"] != key_of(migrated["components"])
+    )  # ... and the edit stays visible
     audit = project.trtbuild("audit")
     assert audit.code == 1 and "lock entry edited" in audit.stdout, audit.stdout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import ProjectDir
 from onnx_models import conv_net
 
@@ -21,7 +20,9 @@ def errors_of(project: ProjectDir, manifest: str, *args: str) -> list[str]:
 
 
 def test_profile_order_error_names_file_line_model_and_field(project: ProjectDir) -> None:
-    lines = errors_of(project, """
+    lines = errors_of(
+        project,
+        """
         models:
           pose:
             source: pose.onnx
@@ -30,7 +31,8 @@ def test_profile_order_error_names_file_line_model_and_field(project: ProjectDir
                 min: [1, 3, 640, 640]
                 opt: [4, 3, 640, 640]
                 max: [2, 3, 640, 640]
-    """)
+    """,
+    )
     assert lines == ["builds.yaml:8: models.pose.inputs.images.max: must be >= opt [4, 3, 640, 640]"]
 
 
@@ -40,14 +42,32 @@ def test_profile_order_error_names_file_line_model_and_field(project: ProjectDir
         ("    precision: fp64\n", "builds.yaml:3: models.m.precision: Input should be 'fp32', 'fp16' or 'int8'"),
         ("    colour: blue\n", "builds.yaml:3: models.m.colour: unknown field"),
         ("    workspace: lots\n", "builds.yaml:3: models.m.workspace: could not parse value and unit from byte string"),
-        ("    builder_optimization_level: 6\n", "builds.yaml:3: models.m.builder_optimization_level: Input should be less than or equal to 5"),
+        (
+            "    builder_optimization_level: 6\n",
+            "builds.yaml:3: models.m.builder_optimization_level: Input should be less than or equal to 5",
+        ),
         ("    inputs: {x: [1, 0, 8]}\n", "builds.yaml:3: models.m.inputs.x.1: Input should be greater than 0"),
         ("    inputs: {x: [1, -3, 8]}\n", "builds.yaml:3: models.m.inputs.x.1: Input should be greater than 0"),
-        ("    inputs: {x: [1, 3, 2147483648]}\n", "builds.yaml:3: models.m.inputs.x.2: Input should be less than or equal to 2147483647"),
-        ("    inputs: {x: {min: [1, 3], opt: [1, 3, 8], max: [1, 3, 8]}}\n", "builds.yaml:3: models.m.inputs.x.opt: rank 3 differs from min's rank 2 ([1, 3])"),
-        ("    inputs: {x: [1, 3, 40000, 40000]}\n", "builds.yaml:3: models.m.inputs.x: [1, 3, 40000, 40000] has 4800000000 elements, more than the 2147483648 allowed"),
-        ("    output: ../outside.engine\n", "builds.yaml:3: models.m.output: '../outside.engine' is outside the project folder"),
-        ("    output: /tmp/abs.engine\n", "builds.yaml:3: models.m.output: '/tmp/abs.engine' is outside the project folder"),
+        (
+            "    inputs: {x: [1, 3, 2147483648]}\n",
+            "builds.yaml:3: models.m.inputs.x.2: Input should be less than or equal to 2147483647",
+        ),
+        (
+            "    inputs: {x: {min: [1, 3], opt: [1, 3, 8], max: [1, 3, 8]}}\n",
+            "builds.yaml:3: models.m.inputs.x.opt: rank 3 differs from min's rank 2 ([1, 3])",
+        ),
+        (
+            "    inputs: {x: [1, 3, 40000, 40000]}\n",
+            "builds.yaml:3: models.m.inputs.x: [1, 3, 40000, 40000] has 4800000000 elements, more than the 2147483648 allowed",
+        ),
+        (
+            "    output: ../outside.engine\n",
+            "builds.yaml:3: models.m.output: '../outside.engine' is outside the project folder",
+        ),
+        (
+            "    output: /tmp/abs.engine\n",
+            "builds.yaml:3: models.m.output: '/tmp/abs.engine' is outside the project folder",
+        ),
     ],
 )
 def test_field_errors(project: ProjectDir, snippet: str, expected: str) -> None:
@@ -56,13 +76,16 @@ def test_field_errors(project: ProjectDir, snippet: str, expected: str) -> None:
 
 
 def test_defaults_errors_name_the_defaults_line(project: ProjectDir) -> None:
-    lines = errors_of(project, """
+    lines = errors_of(
+        project,
+        """
         defaults:
           workspace: 1GiB
           precison: fp16
         models:
           a: {source: a.onnx}
-    """)
+    """,
+    )
     assert lines == ["builds.yaml:3: defaults.precison: unknown field (did you mean 'precision'?)"]
 
 
@@ -92,8 +115,9 @@ def test_a_model_may_merge_a_model_that_merges_and_override_its_keys(project: Pr
     assert run.code == 0, run.stderr
     models = json.loads(run.stdout)["models"]
     assert models["c"] == {"source": "net.onnx", "workspace": "128MiB", "precision": "fp16"}
-    assert errors_of(project, "models:\n  a: &a {source: a.onnx}\n  b:\n    <<: *a\n    precision: fp16\n    precision: fp32\n") == [
-        "builds.yaml:6: models.b.precision: duplicate key (first at line 5)"]
+    assert errors_of(
+        project, "models:\n  a: &a {source: a.onnx}\n  b:\n    <<: *a\n    precision: fp16\n    precision: fp32\n"
+    ) == ["builds.yaml:6: models.b.precision: duplicate key (first at line 5)"]
 
 
 def test_yaml_bomb_is_refused_quickly(project: ProjectDir) -> None:
@@ -106,18 +130,23 @@ def test_yaml_bomb_is_refused_quickly(project: ProjectDir) -> None:
 
 
 def test_every_problem_is_reported_at_once(project: ProjectDir) -> None:
-    lines = errors_of(project, """
+    lines = errors_of(
+        project,
+        """
         models:
           a: {source: a.onnx, precision: fp64}
           b: {source: b.onnx, dla_core: -1}
-    """)
+    """,
+    )
     assert [line.split(":")[1] for line in lines] == ["2", "3"]
 
 
 def test_declared_inputs_are_checked_against_the_onnx(project: ProjectDir) -> None:
     conv_net(project.root / "static.onnx", batch=1)
     conv_net(project.root / "dynamic.onnx", batch="N")
-    lines = errors_of(project, """
+    lines = errors_of(
+        project,
+        """
         models:
           wrong_name:
             source: static.onnx
@@ -127,7 +156,8 @@ def test_declared_inputs_are_checked_against_the_onnx(project: ProjectDir) -> No
             inputs: {input: [1, 3, 64, 64]}
           undeclared_dynamic:
             source: dynamic.onnx
-    """)
+    """,
+    )
     assert lines == [
         "builds.yaml:4: models.wrong_name.inputs.images: no input 'images' in static.onnx (inputs: input)",
         "builds.yaml:7: models.wrong_dim.inputs.input: min [1, 3, 64, 64]: dimension 2 is fixed at 32 in static.onnx",
@@ -142,11 +172,14 @@ def test_a_non_onnx_file_is_an_input_error(project: ProjectDir) -> None:
 
 
 def test_two_models_cannot_share_an_engine_path(project: ProjectDir) -> None:
-    lines = errors_of(project, """
+    lines = errors_of(
+        project,
+        """
         models:
           a: {source: a.onnx, output: engines/x.engine}
           b: {source: b.onnx, output: engines/x.engine}
-    """)
+    """,
+    )
     assert lines == ["builds.yaml:3: models.b.output: engine path x.engine is also the output of model 'a'"]
 
 
@@ -178,7 +211,16 @@ def test_schema_command_prints_the_manifest_json_schema(project: ProjectDir) -> 
     assert run.code == 0
     assert schema["title"] == "Manifest"
     assert schema["additionalProperties"] is False
-    assert set(schema["$defs"]["ModelSpec"]["properties"]) >= {"source", "inputs", "precision", "workspace", "builder_optimization_level", "dla_core", "plugins", "output"}
+    assert set(schema["$defs"]["ModelSpec"]["properties"]) >= {
+        "source",
+        "inputs",
+        "precision",
+        "workspace",
+        "builder_optimization_level",
+        "dla_core",
+        "plugins",
+        "output",
+    }
 
 
 def test_int8_without_images_names_both_missing_specs(project: ProjectDir) -> None:

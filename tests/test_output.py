@@ -40,15 +40,33 @@ def test_progress_names_every_step_and_the_summary_times_them(project: ProjectDi
     run = project.trtbuild("all", "-j", "2")
     assert run.code == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    for start_line in ("export   exported  (never exported)", "fp16     m1  (never converted)",
-                       "engine   m0  (never built)", "engine   m1  (never built)", "engine   exported  (never built)"):
+    for start_line in (
+        "export   exported  (never exported)",
+        "fp16     m1  (never converted)",
+        "engine   m0  (never built)",
+        "engine   m1  (never built)",
+        "engine   exported  (never built)",
+    ):
         assert start_line in lines, run.stdout
-    for step, model in (("export", "exported"), ("fp16", "m1"), ("engine", "m0"), ("engine", "m1"), ("engine", "exported")):
-        assert any(re.fullmatch(rf"{step:<8} {model}  built in \d+\.\ds", line) for line in lines), (step, model, run.stdout)
-    block = lines[lines.index(next(line for line in lines if line.startswith("built       m1"))):]
+    for step, model in (
+        ("export", "exported"),
+        ("fp16", "m1"),
+        ("engine", "m0"),
+        ("engine", "m1"),
+        ("engine", "exported"),
+    ):
+        assert any(re.fullmatch(rf"{step:<8} {model}  built in \d+\.\ds", line) for line in lines), (
+            step,
+            model,
+            run.stdout,
+        )
+    block = lines[lines.index(next(line for line in lines if line.startswith("built       m1"))) :]
     size = (project.root / "engines/m1.engine").stat().st_size
     assert re.fullmatch(r"built       m1 +\d+\.\ds +\d+ KiB  engines/m1\.engine", block[0]), block
-    assert re.fullmatch(r" {12}fp16 \d+\.\ds, engine \d+\.\ds", block[1]) and block[2] == " " * 12 + "fp16: never converted; never built"
+    assert (
+        re.fullmatch(r" {12}fp16 \d+\.\ds, engine \d+\.\ds", block[1])
+        and block[2] == " " * 12 + "fp16: never converted; never built"
+    )
     assert size > 10_000
     assert LAST_LINE.match(lines[-1]) and lines[-1].startswith("3 built in "), lines[-1]
 
@@ -98,10 +116,17 @@ def test_json_holds_steps_sizes_and_accuracy_figures(project: ProjectDir) -> Non
     assert not re.search(r"^\d+ built", run.stderr, re.MULTILINE)  # progress on stderr, never the summary
     assert "engine   plain  (never built)" in run.stderr.splitlines()
     document = run.json()
-    assert document["environment"] == {key: value for key, value in
-                                       __import__("json").loads(project.trtbuild("env", "--json").stdout).items() if key != "device"}
+    assert document["environment"] == {
+        key: value
+        for key, value in __import__("json").loads(project.trtbuild("env", "--json").stdout).items()
+        if key != "device"
+    }
     gated = document["models"]["net-fp16"]
-    assert [(step["step"], step["status"]) for step in gated["steps"]] == [("fp16", "built"), ("accuracy", "built"), ("engine", "built")]
+    assert [(step["step"], step["status"]) for step in gated["steps"]] == [
+        ("fp16", "built"),
+        ("accuracy", "built"),
+        ("engine", "built"),
+    ]
     assert all(step["seconds"] > 0 for step in gated["steps"])
     assert abs(gated["seconds"] - sum(step["seconds"] for step in gated["steps"])) < 0.01
     assert gated["size"] == (project.root / gated["engine"]).stat().st_size
@@ -124,7 +149,10 @@ def test_a_failure_is_said_once_and_its_dependents_are_not_reported(project: Pro
     assert any(line.startswith("failed      exported") for line in lines)
     assert lines[-1].startswith("2 built, 1 failed in ")
     models = project.trtbuild("all", "--json").json()["models"]
-    assert [(s["step"], s["status"]) for s in models["exported"]["steps"]] == [("export", "failed"), ("engine", "skipped")]
+    assert [(s["step"], s["status"]) for s in models["exported"]["steps"]] == [
+        ("export", "failed"),
+        ("engine", "skipped"),
+    ]
 
 
 def test_ctrl_c_says_interrupted_not_failed(project: ProjectDir) -> None:
@@ -155,8 +183,15 @@ def test_a_closed_output_pipe_ends_quietly(project: ProjectDir) -> None:
     for command in (["all", "--json"], ["build", "m0", "--json"], ["plan", "--json"]):  # fast path, then full path
         read, write = os.pipe()
         os.close(read)  # the reader is gone before anything is written, as `| head -c 10` is after 10 bytes
-        done = subprocess.run([sys.executable, "-m", "trtbuild", *command], cwd=project.root, env=env, stdout=write,
-                              stderr=subprocess.PIPE, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "trtbuild", *command],
+            cwd=project.root,
+            env=env,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
         os.close(write)
         assert done.returncode == 141, (command, done.stderr)
         assert done.stderr == "", (command, done.stderr)
@@ -166,13 +201,17 @@ def test_plan_and_run_give_the_same_reasons(project: ProjectDir) -> None:
     fleet(project)
     plan = project.trtbuild("plan", "--json").json()["models"]
     run = project.trtbuild("all", "--json").json()["models"]
-    assert {name: model["reasons"] for name, model in plan.items()} == {name: model["reasons"] for name, model in run.items()}
+    assert {name: model["reasons"] for name, model in plan.items()} == {
+        name: model["reasons"] for name, model in run.items()
+    }
     assert run["m1"]["reasons"] == ["fp16: never converted", "never built"]
     manifest = project.root / "builds.yaml"
     manifest.write_text(manifest.read_text().replace("workspace: 128MiB", "workspace: 64MiB"))
     plan = project.trtbuild("plan", "--json").json()["models"]
     run = project.trtbuild("all", "--json").json()["models"]
-    assert {name: model["reasons"] for name, model in plan.items()} == {name: model["reasons"] for name, model in run.items()}
+    assert {name: model["reasons"] for name, model in plan.items()} == {
+        name: model["reasons"] for name, model in run.items()
+    }
 
 
 def test_audit_rebuild_names_the_engine_it_rebuilds(project: ProjectDir) -> None:
@@ -188,14 +227,39 @@ def test_audit_rebuild_names_the_engine_it_rebuilds(project: ProjectDir) -> None
 def test_accuracy_table_fits_the_terminal_or_becomes_blocks() -> None:
     from trtbuild.cli.report import accuracy_table
 
-    report = {"precision": "int8", "images": 6, "passed": False, "emulation": {"kinds": ["int8-fake-quant", "fp16-storage"]},
-              "outputs": {"output0": {"cosine": 0.9987, "max_abs": 0.31, "peak": 12.4},
-                          "output1": {"cosine": 0.97, "max_abs": 1.5, "peak": 3.0}},
-              "detection_agreement": 0.875, "detections": 8, "failures": ["output1 cosine 0.970000 < 0.999"]}
+    report = {
+        "precision": "int8",
+        "images": 6,
+        "passed": False,
+        "emulation": {"kinds": ["int8-fake-quant", "fp16-storage"]},
+        "outputs": {
+            "output0": {"cosine": 0.9987, "max_abs": 0.31, "peak": 12.4},
+            "output1": {"cosine": 0.97, "max_abs": 1.5, "peak": 3.0},
+        },
+        "detection_agreement": 0.875,
+        "detections": 8,
+        "failures": ["output1 cosine 0.970000 < 0.999"],
+    }
     wide = accuracy_table({"yolo-face-int8": report}, width=200).splitlines()
-    assert wide[0].split() == ["model", "prec", "emulation", "imgs", "output", "cosine", "max|err|", "/", "peak", "agreement", "verdict"]
+    assert wide[0].split() == [
+        "model",
+        "prec",
+        "emulation",
+        "imgs",
+        "output",
+        "cosine",
+        "max|err|",
+        "/",
+        "peak",
+        "agreement",
+        "verdict",
+    ]
     assert len(wide) == 4 and all(len(line) <= 200 for line in wide)
     assert wide[2].split()[:5] == ["yolo-face-int8", "int8", "int8-fake-quant+fp16-storage", "6", "output1"]
     narrow = accuracy_table({"yolo-face-int8": report}, width=60).splitlines()
     assert all(len(line) <= 60 for line in narrow), narrow
-    assert narrow[0] == "yolo-face-int8" and "  cosine:          0.970000" in narrow and narrow[-1].endswith("output1 cosine 0.970000 < 0.999")
+    assert (
+        narrow[0] == "yolo-face-int8"
+        and "  cosine:          0.970000" in narrow
+        and narrow[-1].endswith("output1 cosine 0.970000 < 0.999")
+    )

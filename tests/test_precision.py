@@ -8,9 +8,9 @@ from pathlib import Path
 
 import onnx
 import pytest
-
-from conftest import entries, ProjectDir
+from conftest import ProjectDir, entries
 from onnx_models import conv_net
+
 from trtbuild.precision.int8 import zero_points
 
 PHOTOS = "{package: skimage, glob: [data/astronaut.png, data/camera.png, data/chelsea.png, data/coffee.png]}"
@@ -53,8 +53,12 @@ def test_int8_builds_from_a_symmetric_qdq_onnx_with_a_passing_report(project: Pr
     scales = [init for init in qdq.graph.initializer if init.name.endswith("_scale") and init.dims]
     assert scales, "per-channel weight scales"
     lock = project.lock()
-    assert {"int8:exports/net-int8.int8.onnx", "accuracy:reports/net-int8.accuracy.json", "fp16:exports/net-fp16.fp16.onnx",
-            "accuracy:reports/net-fp16.accuracy.json"} <= set(lock["steps"])
+    assert {
+        "int8:exports/net-int8.int8.onnx",
+        "accuracy:reports/net-int8.accuracy.json",
+        "fp16:exports/net-fp16.fp16.onnx",
+        "accuracy:reports/net-fp16.accuracy.json",
+    } <= set(lock["steps"])
     report = json.loads((project.root / "reports/net-int8.accuracy.json").read_text())
     assert report["passed"] and report["images"] == 4
     assert 0.99 <= report["outputs"]["output"]["cosine"] <= 1.0
@@ -88,7 +92,11 @@ def test_calibration_key_covers_images_settings_and_preprocessing(project: Proje
     manifest.write_text(text.replace("count: 8, crops: 2, algorithm: minmax", "count: 8, crops: 2, algorithm: entropy"))
     reasons = project.trtbuild("plan", "--json").json()["models"]["net-int8"]["reasons"]
     assert reasons[0] == "int8: calibration.algorithm minmax -> entropy"
-    manifest.write_text(text.replace("data/coffee.png]", "data/coffee.png, data/motorcycle_left.png]").replace("count: 8, crops: 2", "count: 10, crops: 2"))
+    manifest.write_text(
+        text.replace("data/coffee.png]", "data/coffee.png, data/motorcycle_left.png]").replace(
+            "count: 8, crops: 2", "count: 10, crops: 2"
+        )
+    )
     reasons = project.trtbuild("plan", "--json").json()["models"]["net-int8"]["reasons"]
     assert "int8: calibration.count 8 -> 10" in reasons
     assert "int8: images.motorcycle_left.png none -> " + _sha256_of_skimage("motorcycle_left.png") in reasons
@@ -108,10 +116,15 @@ def _sha256_of_skimage(name: str) -> str:
 def test_validation_images_must_be_kept_apart_from_calibration(project: ProjectDir) -> None:
     precision_project(project)
     manifest = project.root / "builds.yaml"
-    manifest.write_text(manifest.read_text().replace(f"validation: {{images: {STREET}", f"validation: {{images: {PHOTOS}"))
+    manifest.write_text(
+        manifest.read_text().replace(f"validation: {{images: {STREET}", f"validation: {{images: {PHOTOS}")
+    )
     run = project.trtbuild("build", "net-int8", "--json")
     assert run.code == 1
-    assert "validation images must be kept apart from calibration images; 4 are in both" in run.json()["models"]["net-int8"]["reasons"][0]
+    assert (
+        "validation images must be kept apart from calibration images; 4 are in both"
+        in run.json()["models"]["net-int8"]["reasons"][0]
+    )
 
 
 def test_the_fp16_conversion_keeps_fp32_io_and_converts_the_weights(project: ProjectDir) -> None:
@@ -124,9 +137,8 @@ def test_the_fp16_conversion_keeps_fp32_io_and_converts_the_weights(project: Pro
 
 
 def _quantized(tmp_path: Path, **options: object) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
     import photos
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Feeds(CalibrationDataReader):
         def __init__(self) -> None:
@@ -137,23 +149,45 @@ def _quantized(tmp_path: Path, **options: object) -> Path:
 
     source = conv_net(tmp_path / "source.onnx", batch=1, seed=4, size=64)
     target = tmp_path / "net.onnx"
-    quantize_static(str(source), str(target), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"], **options)
+    quantize_static(
+        str(source),
+        str(target),
+        Feeds(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["Conv"],
+        **options,
+    )
     return target
 
 
 @pytest.mark.parametrize(
     ("case", "options", "rejection"),
     [
-        ("asymmetric uint8 activations", {"activation_type": "QUInt8", "extra_options": {"WeightSymmetric": True, "QuantizeBias": False}},
-         "Non-zero zero point is not supported"),
-        ("int32 bias Q/DQ", {"activation_type": "QInt8", "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True}},
-         "input has type Int32 but must have type"),
-        ("symmetric int8, bias unquantized", {"activation_type": "QInt8", "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}},
-         None),
+        (
+            "asymmetric uint8 activations",
+            {"activation_type": "QUInt8", "extra_options": {"WeightSymmetric": True, "QuantizeBias": False}},
+            "Non-zero zero point is not supported",
+        ),
+        (
+            "int32 bias Q/DQ",
+            {"activation_type": "QInt8", "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True}},
+            "input has type Int32 but must have type",
+        ),
+        (
+            "symmetric int8, bias unquantized",
+            {
+                "activation_type": "QInt8",
+                "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+            },
+            None,
+        ),
     ],
 )
-def test_which_qdq_patterns_the_builder_accepts(project: ProjectDir, case: str, options: dict, rejection: str | None) -> None:
+def test_which_qdq_patterns_the_builder_accepts(
+    project: ProjectDir, case: str, options: dict, rejection: str | None
+) -> None:
     from onnxruntime.quantization import QuantType
 
     options = dict(options, activation_type=getattr(QuantType, str(options["activation_type"])))
@@ -182,24 +216,33 @@ def test_both_quantizers_build_and_the_choice_is_in_the_key(project: ProjectDir)
     assert "int8: calibration.quantizer modelopt -> onnxruntime" in reasons
     run = project.trtbuild("build", "net-int8", "--json")
     assert run.code == 0, run.stdout
-    assert "INT8: onnxruntime, calibrated on 8 images (minmax)" in (project.root / ".trtbuild/logs/net-int8.int8.log").read_text()
+    assert (
+        "INT8: onnxruntime, calibrated on 8 images (minmax)"
+        in (project.root / ".trtbuild/logs/net-int8.int8.log").read_text()
+    )
     manifest.write_text(text.replace("algorithm: minmax}", "algorithm: percentile}"))
     refused = project.trtbuild("plan")
     assert refused.code == 2 and "percentile needs quantizer: onnxruntime" in refused.stderr
     manifest.write_text(text.replace(", algorithm: minmax}", "}"))
-    assert "int8: calibration.algorithm minmax -> entropy" in project.trtbuild("plan", "--json").json()["models"]["net-int8"]["reasons"]
+    assert (
+        "int8: calibration.algorithm minmax -> entropy"
+        in project.trtbuild("plan", "--json").json()["models"]["net-int8"]["reasons"]
+    )
 
 
 def test_fp16_by_modelopt_autocast_is_a_manifest_choice_with_calibration_images(project: ProjectDir) -> None:
     precision_project(project)
     manifest = project.root / "builds.yaml"
-    manifest.write_text(manifest.read_text() + f"""  net-autocast:
+    manifest.write_text(
+        manifest.read_text()
+        + f"""  net-autocast:
     <<: *common
     precision: fp16
     fp16_via: onnx
     fp16_converter: autocast
     calibration: {{images: {PHOTOS}, count: 4, crops: 1}}
-""")
+"""
+    )
     run = project.trtbuild("build", "net-autocast", "net-fp16", "--json")
     assert run.code == 0, run.stdout + run.stderr
     lock = entries(project.lock(), "fp16")
@@ -210,6 +253,8 @@ def test_fp16_by_modelopt_autocast_is_a_manifest_choice_with_calibration_images(
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # I/O kept FP32
     report = json.loads((project.root / "reports/net-autocast.accuracy.json").read_text())
     assert report["passed"] and report["emulation"]["kinds"] == ["fp16-storage"]
-    manifest.write_text(manifest.read_text().replace("    calibration: {images: " + PHOTOS + ", count: 4, crops: 1}\n", ""))
+    manifest.write_text(
+        manifest.read_text().replace("    calibration: {images: " + PHOTOS + ", count: 4, crops: 1}\n", "")
+    )
     refused = project.trtbuild("plan")
     assert refused.code == 2 and "fp16_converter autocast needs a calibration: spec" in refused.stderr

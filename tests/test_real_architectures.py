@@ -25,27 +25,47 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
-
 import photos
+import pytest
 from conftest import ProjectDir, report_fidelity
 from onnx_models import shared_scale_net, unnamed_fanout_net
+
 from trtbuild.errors import BuildError
 from trtbuild.precision import child
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
-LIGHT_MODELS = ("bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
-                "squeezenet", "vgg19", "zfnet512")
+LIGHT_MODELS = (
+    "bvlc_alexnet",
+    "densenet121",
+    "inception_v1",
+    "inception_v2",
+    "resnet50",
+    "shufflenet",
+    "squeezenet",
+    "vgg19",
+    "zfnet512",
+)
 #: Ultralytics model YAML -> export size (the smallest each architecture takes: stride 32, RT-DETR included).
-ULTRALYTICS = {"yolov8n": 64, "yolov8n-seg": 64, "yolov8n-cls": 64, "yolov8n-pose": 64, "yolo11n": 64,
-               "yolov8s-worldv2": 64, "rtdetr-l": 64}
+ULTRALYTICS = {
+    "yolov8n": 64,
+    "yolov8n-seg": 64,
+    "yolov8n-cls": 64,
+    "yolov8n-pose": 64,
+    "yolo11n": 64,
+    "yolov8s-worldv2": 64,
+    "rtdetr-l": 64,
+}
 ARCHITECTURES = tuple(f"light_{name}" for name in LIGHT_MODELS) + tuple(ULTRALYTICS)
 #: Architectures NVIDIA ModelOpt 0.47.0's ONNX PTQ cannot quantize, with its error: the step fails in one
 #: line, and `quantizer: onnxruntime` (the fallback) quantizes them.
 MODELOPT_FAILS = {"yolov8s-worldv2": "IndexError: list index out of range"}
 #: Calibration photos (scikit-image); the outputs are compared on others (astronaut crop, Ultralytics' bus).
-CALIBRATION = {"images": {"package": "skimage", "glob": ["data/coffee.png", "data/chelsea.png"]}, "count": 2, "crops": 1,
-               "algorithm": "minmax"}
+CALIBRATION = {
+    "images": {"package": "skimage", "glob": ["data/coffee.png", "data/chelsea.png"]},
+    "count": 2,
+    "crops": 1,
+    "algorithm": "minmax",
+}
 
 EXPORT = """
 import os, shutil, sys
@@ -67,8 +87,14 @@ for name, imgsz in {models!r}.items():
 def ultralytics_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with ``<yaml name>.fp32.onnx`` for every ULTRALYTICS model (one export process, offline)."""
     folder = tmp_path_factory.mktemp("ultralytics")
-    done = subprocess.run([sys.executable, "-c", EXPORT.format(models=ULTRALYTICS)], cwd=folder, capture_output=True,
-                          text=True, timeout=600, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", EXPORT.format(models=ULTRALYTICS)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return folder
 
@@ -111,7 +137,7 @@ def assert_runs_like(reduced: Path, reference: Path, label: str) -> None:
         for name, want, got in zip([output.name for output in original.get_outputs()], expected, actual):
             assert got.shape == want.shape and got.dtype == np.float32, (name, got.shape, want.shape, got.dtype)
             assert np.isfinite(got).all(), (label, name)
-    for (name, want, got) in zip([output.name for output in original.get_outputs()], expected, actual):
+    for name, want, got in zip([output.name for output in original.get_outputs()], expected, actual):
         if label.startswith("rtdetr"):  # 300 top-k queries [x, y, w, h, score, class]: random weights give
             # near-tied scores whose order flips between precisions, so the figure is on the sorted scores
             want, got, name = np.sort(want[0, :, 4]), np.sort(got[0, :, 4]), f"{name} sorted scores"
@@ -133,33 +159,51 @@ def int8_step(source: Path, target: Path, quantizer: str = "onnxruntime") -> dic
     name, shape = image_input(source)
     result = target.with_suffix(".result.json")
     request = target.with_suffix(".request.json")
-    request.write_text(json.dumps({
-        "step": "int8", "onnx": str(source), "partial": str(target), "result": str(result),
-        "calibration": {**CALIBRATION, "quantizer": quantizer}, "project_root": str(target.parent),
-        "preprocess": {}, "input": name, "shape": shape}))
-    done = subprocess.run([sys.executable, "-m", "trtbuild.precision.child", str(request)], capture_output=True, text=True)
+    request.write_text(
+        json.dumps(
+            {
+                "step": "int8",
+                "onnx": str(source),
+                "partial": str(target),
+                "result": str(result),
+                "calibration": {**CALIBRATION, "quantizer": quantizer},
+                "project_root": str(target.parent),
+                "preprocess": {},
+                "input": name,
+                "shape": shape,
+            }
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "trtbuild.precision.child", str(request)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise BuildError(done.stdout.strip().splitlines()[-1].removeprefix("trtbuild: "))
     return json.loads(result.read_text())
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_fp16_conversion_of_a_real_architecture_is_valid_and_runs(architecture: str, sources: dict[str, Path],
-                                                                  tmp_path: Path) -> None:
+def test_fp16_conversion_of_a_real_architecture_is_valid_and_runs(
+    architecture: str, sources: dict[str, Path], tmp_path: Path
+) -> None:
     source, target = sources[architecture], tmp_path / f"{architecture}.fp16.onnx"
     fp16_step(source, target)
     model = onnx.load(str(target))
-    assert {value.type.tensor_type.elem_type for value in (*model.graph.input, *model.graph.output)} == {onnx.TensorProto.FLOAT}
+    assert {value.type.tensor_type.elem_type for value in (*model.graph.input, *model.graph.output)} == {
+        onnx.TensorProto.FLOAT
+    }
     assert onnx.TensorProto.FLOAT16 in {init.data_type for init in model.graph.initializer} | {
-        attribute.t.data_type for node in model.graph.node for attribute in node.attribute}
+        attribute.t.data_type for node in model.graph.node for attribute in node.attribute
+    }
     assert len({node.name for node in model.graph.node}) == len(model.graph.node)
     assert_runs_like(target, source, f"{architecture} fp16")
 
 
 @pytest.mark.parametrize("quantizer", ["modelopt", "onnxruntime"])
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_int8_quantization_of_a_real_architecture_is_valid_and_runs(architecture: str, quantizer: str, sources: dict[str, Path],
-                                                                    tmp_path: Path) -> None:
+def test_int8_quantization_of_a_real_architecture_is_valid_and_runs(
+    architecture: str, quantizer: str, sources: dict[str, Path], tmp_path: Path
+) -> None:
     from trtbuild.precision.int8 import zero_points
 
     source, target = sources[architecture], tmp_path / f"{architecture}.int8.onnx"
@@ -217,23 +261,36 @@ def test_a_produced_onnx_that_fails_a_check_is_refused_in_one_line(tmp_path: Pat
     from trtbuild.precision.validate import check_produced
 
     def save(nodes: list, name: str, opsets: list) -> Path:
-        graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+        graph = helper.make_graph(
+            nodes,
+            name,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        )
         path = tmp_path / f"{name}.onnx"
         onnx.save(helper.make_model(graph, opset_imports=opsets, ir_version=10), str(path))
         return path
 
     default = [helper.make_opsetid("", 17)]
-    mismatch = save([helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16, name="half"),
-                     helper.make_node("Add", ["x", "h"], ["y"], name="mixed")], "mixed", default)
+    mismatch = save(
+        [
+            helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16, name="half"),
+            helper.make_node("Add", ["x", "h"], ["y"], name="mixed"),
+        ],
+        "mixed",
+        default,
+    )
     with pytest.raises(BuildError) as refused:
         check_produced(mismatch, "FP16 conversion")
     message = str(refused.value)
     assert message.startswith("FP16 conversion produced an invalid ONNX (onnx.checker, full check): ")
     assert "mixed" in message and "\n" not in message
 
-    custom = save([helper.make_node("Mystery", ["x"], ["y"], domain="example.custom", name="mystery")], "custom",
-                  [*default, helper.make_opsetid("example.custom", 1)])
+    custom = save(
+        [helper.make_node("Mystery", ["x"], ["y"], domain="example.custom", name="mystery")],
+        "custom",
+        [*default, helper.make_opsetid("example.custom", 1)],
+    )
     onnx.checker.check_model(str(custom), full_check=True)  # the checker does not know custom domains...
     with pytest.raises(BuildError) as refused:
         check_produced(custom, "INT8 quantization")  # ...but ONNX Runtime has no kernel for it
@@ -247,7 +304,9 @@ def test_a_conversion_failure_is_a_one_line_build_error(tmp_path: Path) -> None:
     fp16_step(source, tmp_path / "net.fp16.onnx")
     with pytest.raises(BuildError) as refused:
         fp16_step(tmp_path / "net.fp16.onnx", tmp_path / "again.onnx")  # converting FP16 again
-    assert str(refused.value).startswith("FP16 conversion failed: ValueError: The model is already converted to float16")
+    assert str(refused.value).startswith(
+        "FP16 conversion failed: ValueError: The model is already converted to float16"
+    )
     assert "\n" not in str(refused.value) and not (tmp_path / "again.onnx").exists()
 
 
@@ -255,13 +314,23 @@ def test_the_cli_never_publishes_an_onnx_runtime_cannot_load(project: ProjectDir
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Relu", ["input"], ["r"], name="relu"),
-         helper.make_node("Mystery", ["r"], ["output"], domain="example.custom", name="mystery")],
-        "custom", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)],
-                                ir_version=10), str(project.root / "custom.onnx"))
-    project.write_manifest("models:\n  custom: {source: custom.onnx, precision: fp16, fp16_via: onnx, workspace: 64MiB}\n")
+        [
+            helper.make_node("Relu", ["input"], ["r"], name="relu"),
+            helper.make_node("Mystery", ["r"], ["output"], domain="example.custom", name="mystery"),
+        ],
+        "custom",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    onnx.save(
+        helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("example.custom", 1)], ir_version=10
+        ),
+        str(project.root / "custom.onnx"),
+    )
+    project.write_manifest(
+        "models:\n  custom: {source: custom.onnx, precision: fp16, fp16_via: onnx, workspace: 64MiB}\n"
+    )
     run = project.trtbuild("all", "--json")
     assert run.code == 1, run.stdout + run.stderr
     model = run.json()["models"]["custom"]
@@ -273,12 +342,17 @@ def test_the_cli_never_publishes_an_onnx_runtime_cannot_load(project: ProjectDir
 
 #: name -> (architecture, precision): the engines built through the CLI.
 ENGINES = {
-    "yolov8n-fp16": ("yolov8n", "fp16"), "yolov8n-int8": ("yolov8n", "int8"),
-    "yolov8n-seg-fp16": ("yolov8n-seg", "fp16"), "yolov8n-cls-int8": ("yolov8n-cls", "int8"),
-    "world-fp16": ("yolov8s-worldv2", "fp16"), "world-int8": ("yolov8s-worldv2", "int8"),
+    "yolov8n-fp16": ("yolov8n", "fp16"),
+    "yolov8n-int8": ("yolov8n", "int8"),
+    "yolov8n-seg-fp16": ("yolov8n-seg", "fp16"),
+    "yolov8n-cls-int8": ("yolov8n-cls", "int8"),
+    "world-fp16": ("yolov8s-worldv2", "fp16"),
+    "world-int8": ("yolov8s-worldv2", "int8"),
     "rtdetr-fp16": ("rtdetr-l", "fp16"),
-    "squeezenet-fp16": ("light_squeezenet", "fp16"), "squeezenet-int8": ("light_squeezenet", "int8"),
-    "inception-v1-fp16": ("light_inception_v1", "fp16"), "resnet50-int8": ("light_resnet50", "int8"),
+    "squeezenet-fp16": ("light_squeezenet", "fp16"),
+    "squeezenet-int8": ("light_squeezenet", "int8"),
+    "inception-v1-fp16": ("light_inception_v1", "fp16"),
+    "resnet50-int8": ("light_resnet50", "int8"),
 }
 
 
@@ -292,16 +366,22 @@ def test_real_architectures_build_into_engines(project: ProjectDir, sources: dic
             lines.append(f"  {name}: {{source: {file}, precision: fp16, fp16_via: onnx}}")
         else:
             quantizer = "onnxruntime" if architecture in MODELOPT_FAILS else "modelopt"
-            lines.append(f"  {name}: {{source: {file}, precision: int8, validation: *validation, "
-                         f"calibration: {{<<: *calibration, quantizer: {quantizer}}}}}")
-    project.write_manifest(textwrap.dedent("""
+            lines.append(
+                f"  {name}: {{source: {file}, precision: int8, validation: *validation, "
+                f"calibration: {{<<: *calibration, quantizer: {quantizer}}}}}"
+            )
+    project.write_manifest(
+        textwrap.dedent("""
         x-images:
           calibration: &calibration {images: {package: skimage, glob: [data/coffee.png, data/chelsea.png]}, count: 2}
           validation: &validation {images: {package: ultralytics, glob: 'assets/*.jpg'}, count: 2}
         defaults:
           workspace: 256MiB
         models:
-        """) + "\n".join(lines) + "\n")
+        """)
+        + "\n".join(lines)
+        + "\n"
+    )
     run = project.trtbuild("all", "--json")
     models = run.json()["models"]
     failed = {name: model["reasons"] for name, model in models.items() if model["status"] != "built"}

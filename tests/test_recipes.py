@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import torch
-
 import photos
-from conftest import entries, ProjectDir, report_fidelity, write_widthfile_recipe
+import torch
+from conftest import ProjectDir, entries, report_fidelity, write_widthfile_recipe
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
@@ -31,7 +30,9 @@ def emonet_project(project: ProjectDir) -> tuple[EmoNetLike, str]:
     network = EmoNetLike()
     with torch.no_grad():  # give BatchNorm real running statistics from a few photos
         network.train()
-        network(torch.from_numpy(np.concatenate([photos.nchw01(photos.astronaut(), 256), photos.nchw01(photos.bus(), 256)])))
+        network(
+            torch.from_numpy(np.concatenate([photos.nchw01(photos.astronaut(), 256), photos.nchw01(photos.bus(), 256)]))
+        )
     network.eval()
     (project.root / "recipes").mkdir()
     shutil.copy(FIXTURES / "emonet_like.py", project.root / "recipes/emonet_like.py")
@@ -58,7 +59,12 @@ def test_torch_recipe_exports_emonet_interface_and_builds_a_dynamic_batch_engine
     run = project.trtbuild("all", "--json")
     assert run.code == 0, run.stdout + run.stderr
     assert run.statuses() == {"emonet": "built"}
-    batch = np.concatenate([photos.nchw01(image, 256) for image in (photos.astronaut(), photos.bus(), photos.astronaut_face(), photos.astronaut()[::-1])])
+    batch = np.concatenate(
+        [
+            photos.nchw01(image, 256)
+            for image in (photos.astronaut(), photos.bus(), photos.astronaut_face(), photos.astronaut()[::-1])
+        ]
+    )
     with torch.no_grad():
         expected = [tensor.numpy() for tensor in network(torch.from_numpy(batch))]
     session = ort.InferenceSession(str(project.root / "exports/emonet.onnx"), providers=["CPUExecutionProvider"])
@@ -79,7 +85,7 @@ def test_a_checkpoint_that_does_not_match_its_pin_is_never_loaded(project: Proje
     checkpoint.write_bytes(checkpoint.read_bytes() + b"tampered")
     run = project.trtbuild("all", "--json")
     assert run.code == 2  # bad input, before any step runs
-    assert f"builds.yaml:3: models.emonet.source: emonet.pth has sha256 " in run.stderr
+    assert "builds.yaml:3: models.emonet.source: emonet.pth has sha256 " in run.stderr
     assert f", not the pinned {pin}" in run.stderr
     assert not (project.root / "exports").exists()
     assert not (project.root / ".trtbuild/logs/emonet.export.log").exists()  # the recipe never ran
@@ -94,11 +100,15 @@ def test_a_recipe_that_unpickles_requires_a_pin(project: ProjectDir) -> None:
     """)
     run = project.trtbuild("plan")
     assert run.code == 2
-    assert "builds.yaml:3: models.m.source: recipe ultralytics loads code-carrying files (pickles); pin the source" in run.stderr
+    assert (
+        "builds.yaml:3: models.m.source: recipe ultralytics loads code-carrying files (pickles); pin the source"
+        in run.stderr
+    )
 
 
 def test_recipe_parameter_errors_name_file_line_and_field(project: ProjectDir) -> None:
-    project.write_manifest("""
+    project.write_manifest(
+        """
         models:
           m:
             source: {path: model.pt, sha256: "%s"}
@@ -106,7 +116,9 @@ def test_recipe_parameter_errors_name_file_line_and_field(project: ProjectDir) -
               name: ultralytics
               imgsz: 300
               colour: red
-    """ % ("a" * 64))
+    """
+        % ("a" * 64)
+    )
     run = project.trtbuild("plan")
     assert run.code == 2
     assert "builds.yaml:6: models.m.recipe.imgsz: Input should be a multiple of 32" in run.stderr
@@ -142,8 +154,8 @@ def test_a_project_recipe_is_found_in_its_recipes_folder_and_its_code_is_keyed(p
 
 def test_canonical_export_drops_volatile_metadata_and_orders_initializers(tmp_path: Path) -> None:
     import onnx
-
     from onnx_models import conv_net
+
     from trtbuild.export.canonical import canonicalize
 
     model = onnx.load(str(conv_net(tmp_path / "m.onnx")))

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import filelock
 import pytest
-
-from conftest import entries, child_of, ProjectDir, write_widthfile_recipe
+from conftest import ProjectDir, child_of, entries, write_widthfile_recipe
 from onnx_models import conv_net
 
 KILL_POINTS = 16
+
 
 def small_fleet(project: ProjectDir) -> ProjectDir:
     """Three engines from local ONNX files and one through an export recipe."""
@@ -42,8 +42,15 @@ def small_fleet(project: ProjectDir) -> ProjectDir:
 
 def start(project: ProjectDir, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
-    return subprocess.Popen([sys.executable, "-m", "trtbuild", *args], cwd=project.root, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "trtbuild", *args],
+        cwd=project.root,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def wipe(project: ProjectDir) -> None:
@@ -157,8 +164,16 @@ def test_two_projects_fetching_into_one_source_cache_at_once(tmp_path: Path) -> 
                 inputs: {{input: {{min: [1, 64, 64, 1], opt: [1, 64, 64, 1], max: [4, 64, 64, 1]}}}}
         """)
         env = {**os.environ, "TRTBUILD_CACHE": str(cache)}
-        processes.append(subprocess.Popen([sys.executable, "-m", "trtbuild", "all"], cwd=project.root, env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "trtbuild", "all"],
+                cwd=project.root,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for process in processes:
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr

@@ -41,8 +41,14 @@ class Reporter:
         raise AssertionError(message)
 
 
-def fake(name: str, work: Any = None, stale: bool = True, model: str = "m", kind: str = "export",
-         checks: list[str] | None = None) -> Step:
+def fake(
+    name: str,
+    work: Any = None,
+    stale: bool = True,
+    model: str = "m",
+    kind: str = "export",
+    checks: list[str] | None = None,
+) -> Step:
     """A step named ``kind:name`` whose assessment says ``never`` while ``stale`` and whose work is
     ``work(ctx)`` (default: built)."""
     state = {"stale": stale}
@@ -75,7 +81,9 @@ def graph_of(steps: list[Step], edges: list[tuple[str, str]], engines: dict[str,
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Context:
-    return Context(project=None, env={}, cache=StatCache(tmp_path / "statcache.json"), lock=LockFile(tmp_path / "builds.lock"))  # type: ignore[arg-type]
+    return Context(
+        project=None, env={}, cache=StatCache(tmp_path / "statcache.json"), lock=LockFile(tmp_path / "builds.lock")
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture(autouse=True)
@@ -93,11 +101,18 @@ def test_independent_steps_of_a_wave_run_at_once_and_a_join_waits_for_both(ctx: 
             both.wait()
             order.append(name)
             return Outcome(BUILT)
+
         return work
 
-    steps = [fake("a", lambda _: (order.append("a"), Outcome(BUILT))[1]), fake("b", meet("b")), fake("c", meet("c")),
-             fake("d", lambda _: (order.append("d"), Outcome(BUILT))[1])]
-    graph = graph_of(steps, [("export:a", "export:b"), ("export:a", "export:c"), ("export:b", "export:d"), ("export:c", "export:d")])
+    steps = [
+        fake("a", lambda _: (order.append("a"), Outcome(BUILT))[1]),
+        fake("b", meet("b")),
+        fake("c", meet("c")),
+        fake("d", lambda _: (order.append("d"), Outcome(BUILT))[1]),
+    ]
+    graph = graph_of(
+        steps, [("export:a", "export:b"), ("export:a", "export:c"), ("export:b", "export:d"), ("export:c", "export:d")]
+    )
     outcomes = runner.run_graph(graph, ctx, jobs=2, reporter=Reporter())
     assert {node: outcome.status for node, outcome in outcomes.items()} == dict.fromkeys(graph.nodes, BUILT)
     assert order[0] == "a" and sorted(order[1:3]) == ["b", "c"] and order[3] == "d"
@@ -112,7 +127,13 @@ def test_a_failure_skips_its_dependents_only_and_names_the_step_that_failed(ctx:
     events = Reporter()
     outcomes = runner.run_graph(graph, ctx, jobs=1, reporter=events)
     statuses = {node: outcome.status for node, outcome in outcomes.items()}
-    assert statuses == {"export:a": FAILED, "export:b": SKIPPED, "export:c": SKIPPED, "export:x": BUILT, "export:y": BUILT}
+    assert statuses == {
+        "export:a": FAILED,
+        "export:b": SKIPPED,
+        "export:c": SKIPPED,
+        "export:x": BUILT,
+        "export:y": BUILT,
+    }
     assert why.texts(outcomes["export:a"].reasons) == ["the child process was killed by SIGKILL (out of memory?)"]
     assert outcomes["export:a"].log_tail == "[E] killed"
     assert outcomes["export:b"].reasons == [Reason(why.UPSTREAM, "export", "export:a")]
@@ -136,7 +157,9 @@ def test_a_step_that_fails_while_the_run_is_stopped_is_interrupted(ctx: Context)
         runner.request_stop()  # what Ctrl-C does before terminating the children
         raise BuildError("the child process was killed by SIGTERM")
 
-    outcomes = runner.run_graph(graph_of([fake("a", stopped), fake("b")], [("export:a", "export:b")]), ctx, 1, Reporter())
+    outcomes = runner.run_graph(
+        graph_of([fake("a", stopped), fake("b")], [("export:a", "export:b")]), ctx, 1, Reporter()
+    )
     assert outcomes["export:a"].status == INTERRUPTED and why.texts(outcomes["export:a"].reasons) == ["interrupted"]
     assert outcomes["export:b"].status == SKIPPED
 
@@ -155,13 +178,28 @@ def test_each_step_is_assessed_once_per_run_and_again_after_a_step_writes(ctx: C
 
 
 def test_steps_of_sorts_one_models_subgraph_engine_last_and_select_keeps_its_ancestors() -> None:
-    steps = [fake("src", kind="source"), fake("onnx", model="a"), fake("a.engine", kind="engine", model="a"),
-             fake("b.engine", kind="engine", model="b"), fake("other", model="c"), fake("c.engine", kind="engine", model="c")]
-    graph = graph_of(steps, [("source:src", "export:onnx"), ("export:onnx", "engine:a.engine"), ("export:onnx", "engine:b.engine"),
-                             ("export:other", "engine:c.engine")],
-                     {"a": "engine:a.engine", "b": "engine:b.engine", "c": "engine:c.engine"})
+    steps = [
+        fake("src", kind="source"),
+        fake("onnx", model="a"),
+        fake("a.engine", kind="engine", model="a"),
+        fake("b.engine", kind="engine", model="b"),
+        fake("other", model="c"),
+        fake("c.engine", kind="engine", model="c"),
+    ]
+    graph = graph_of(
+        steps,
+        [
+            ("source:src", "export:onnx"),
+            ("export:onnx", "engine:a.engine"),
+            ("export:onnx", "engine:b.engine"),
+            ("export:other", "engine:c.engine"),
+        ],
+        {"a": "engine:a.engine", "b": "engine:b.engine", "c": "engine:c.engine"},
+    )
     assert steps_of(graph, "b") == ["source:src", "export:onnx", "engine:b.engine"]
     chosen = select(graph, ["a"])
-    assert set(chosen.nodes) == {"source:src", "export:onnx", "engine:a.engine"} and chosen.graph["engine_ids"] == {"a": "engine:a.engine"}
+    assert set(chosen.nodes) == {"source:src", "export:onnx", "engine:a.engine"} and chosen.graph["engine_ids"] == {
+        "a": "engine:a.engine"
+    }
     with pytest.raises(KeyError):
         steps_of(chosen, "c")

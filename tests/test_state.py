@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-
 from onnx_models import conv_net
+
 from trtbuild import reasons
 from trtbuild.errors import ManifestError, StateError
 from trtbuild.files import RACY_WINDOW_NS
@@ -69,12 +69,16 @@ def test_a_corrupt_stat_cache_is_reported_and_discarded(tmp_path: Path) -> None:
 def external_model(folder: Path, location: str = "weights.bin") -> Path:
     weights = numpy_helper.from_array(np.arange(4096, dtype=np.float32).reshape(64, 64), "w")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "ext",
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "ext",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [weights],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+        [weights],
     )
     path = folder / "ext.onnx"
-    onnx.save_model(helper.make_model(graph), str(path), save_as_external_data=True, location=location, size_threshold=0)
+    onnx.save_model(
+        helper.make_model(graph), str(path), save_as_external_data=True, location=location, size_threshold=0
+    )
     return path
 
 
@@ -109,24 +113,43 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path) -> No
 def test_keys_are_canonical_and_reasons_name_each_change() -> None:
     env = {"builder": "tensorrt", "builder_version": "10.3.0", "l4t": "36.4.0", "gpu": "Orin (Ampere)"}
     settings = {"precision": "fp16", "workspace": 1 << 30, "profiles": []}
-    old = {"schema": keys.KEY_SCHEMA, "onnx": "a" * 64, "settings": settings, "plugins": {"libplug.so": "1" * 64}, "env": env}
+    old = {
+        "schema": keys.KEY_SCHEMA,
+        "onnx": "a" * 64,
+        "settings": settings,
+        "plugins": {"libplug.so": "1" * 64},
+        "env": env,
+    }
     reordered = json.loads(json.dumps(old, sort_keys=False))
     assert keys.key_of(old) == keys.key_of(dict(reversed(list(reordered.items()))))
-    new = {"schema": keys.KEY_SCHEMA, "onnx": "b" * 64, "settings": {**settings, "precision": "fp32"},
-           "plugins": {"libplug.so": "2" * 64}, "env": {**env, "builder_version": "10.7.0", "l4t": "36.4.3"}}
+    new = {
+        "schema": keys.KEY_SCHEMA,
+        "onnx": "b" * 64,
+        "settings": {**settings, "precision": "fp32"},
+        "plugins": {"libplug.so": "2" * 64},
+        "env": {**env, "builder_version": "10.7.0", "l4t": "36.4.3"},
+    }
     assert keys.key_of(new) != keys.key_of(old)
     found = reasons.diff(old, new, "engine")
     assert reasons.texts(found) == [
-        "onnx changed", "precision fp16 -> fp32", "plugin libplug.so changed",
-        "tensorrt 10.3.0 -> 10.7.0", "l4t 36.4.0 -> 36.4.3",
+        "onnx changed",
+        "precision fp16 -> fp32",
+        "plugin libplug.so changed",
+        "tensorrt 10.3.0 -> 10.7.0",
+        "l4t 36.4.0 -> 36.4.3",
     ]
     assert [(r.kind, r.field, r.old, r.new) for r in found] == [  # the same reasons, as data
-        ("changed", "onnx", "a" * 64, "b" * 64), ("changed", "settings.precision", "fp16", "fp32"),
+        ("changed", "onnx", "a" * 64, "b" * 64),
+        ("changed", "settings.precision", "fp16", "fp32"),
         ("file-changed", "plugins.libplug.so", "1" * 64, "2" * 64),
-        ("changed", "env.builder_version", "10.3.0", "10.7.0"), ("changed", "env.l4t", "36.4.0", "36.4.3"),
+        ("changed", "env.builder_version", "10.3.0", "10.7.0"),
+        ("changed", "env.l4t", "36.4.0", "36.4.3"),
     ]
-    export = reasons.diff({"params": {"calibration": {"algorithm": "minmax"}}, "discovered": {"recipes/a.py": "1" * 64}},
-                          {"params": {"calibration": {"algorithm": "entropy"}}, "discovered": {"recipes/a.py": None}}, "int8")
+    export = reasons.diff(
+        {"params": {"calibration": {"algorithm": "minmax"}}, "discovered": {"recipes/a.py": "1" * 64}},
+        {"params": {"calibration": {"algorithm": "entropy"}}, "discovered": {"recipes/a.py": None}},
+        "int8",
+    )
     assert reasons.texts(export) == ["int8: calibration.algorithm minmax -> entropy", "int8: recipes/a.py removed"]
 
 
@@ -134,8 +157,16 @@ def test_lock_is_written_sorted_with_a_schema_and_refuses_garbage(tmp_path: Path
     lock = LockFile(tmp_path / "builds.lock")
     digest = "0" * 64
     for name in ("zeta", "alpha"):
-        lock.record(f"engine:engines/{name}.engine", {"kind": "engine", "model": name, "key": digest, "components": {},
-                                                      "outputs": [{"path": f"engines/{name}.engine", "sha256": digest, "size": 1}]})
+        lock.record(
+            f"engine:engines/{name}.engine",
+            {
+                "kind": "engine",
+                "model": name,
+                "key": digest,
+                "components": {},
+                "outputs": [{"path": f"engines/{name}.engine", "sha256": digest, "size": 1}],
+            },
+        )
     lock.save()
     text = (tmp_path / "builds.lock").read_text()
     assert json.loads(text)["schema"] == 2
@@ -143,7 +174,9 @@ def test_lock_is_written_sorted_with_a_schema_and_refuses_garbage(tmp_path: Path
     assert not list(tmp_path.glob("*.partial"))
     assert LockFile(tmp_path / "builds.lock").steps == lock.steps
     assert lock.of_model("alpha") == ("engine:engines/alpha.engine", lock.steps["engine:engines/alpha.engine"])
-    assert lock.remove_model("alpha") == ["engine:engines/alpha.engine"] and list(lock.steps) == ["engine:engines/zeta.engine"]
+    assert lock.remove_model("alpha") == ["engine:engines/alpha.engine"] and list(lock.steps) == [
+        "engine:engines/zeta.engine"
+    ]
 
     (tmp_path / "builds.lock").write_text(json.dumps({"schema": 99, "steps": {}}))
     with pytest.raises(StateError, match="not a trtbuild lock of schema 2 or 1"):

@@ -20,10 +20,16 @@ from trtbuild.manifest.yamlsource import load_located
 
 needs_libyaml = pytest.mark.skipif(not getattr(yaml, "__with_libyaml__", False), reason="PyYAML built without libyaml")
 
-LAUGHS = "\n".join(["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
-                   + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]) + "\nmodels: {}\n"
-LAUGHS_IN_BLOCKS = "a0: &a0\n" + "  - lol\n" * 9 + "".join(
-    f"a{i}: &a{i}\n" + f"  - *a{i - 1}\n" * 9 for i in range(1, 9))
+LAUGHS = (
+    "\n".join(
+        ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+        + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    )
+    + "\nmodels: {}\n"
+)
+LAUGHS_IN_BLOCKS = (
+    "a0: &a0\n" + "  - lol\n" * 9 + "".join(f"a{i}: &a{i}\n" + f"  - *a{i - 1}\n" * 9 for i in range(1, 9))
+)
 CHAINED = "\n".join(["a0: &a0 [x]"] + [f"a{i}: &a{i} [*a{i - 1}]" for i in range(1, 200)]) + "\n"
 MANIFEST = """\
 # a fleet
@@ -103,8 +109,9 @@ def manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @needs_libyaml
 @pytest.mark.parametrize("name", DOCUMENTS)
-def test_libyaml_and_python_give_the_same_data_lines_and_errors(manifest: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 name: str) -> None:
+def test_libyaml_and_python_give_the_same_data_lines_and_errors(
+    manifest: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
     manifest.write_text(DOCUMENTS[name], encoding="utf-8", newline="")
     with_libyaml = _load(manifest)
     monkeypatch.setattr(yamlsource, "_LIBYAML", False)
@@ -119,8 +126,11 @@ def test_libyaml_composes_with_line_marks_and_merge_keys(manifest: Path, monkeyp
     located = load_located(manifest)
     assert gc.isenabled()
     assert located.data["models"]["pose"] == {
-        "source": "net.onnx", "inputs": {"input": [1, 3, 32, 32]}, "precision": "fp16",
-        "calibration": ["images/a.jpg", "images/b.jpg"]}
+        "source": "net.onnx",
+        "inputs": {"input": [1, 3, 32, 32]},
+        "precision": "fp16",
+        "calibration": ["images/a.jpg", "images/b.jpg"],
+    }
     assert located.data["models"]["face"]["output"] == "engines/face.engine"
     assert located.where(("models", "pose", "precision")) == "builds.yaml:10"
     assert located.where(("models", "pose", "calibration", 1)) == "builds.yaml:14"  # where the item starts
@@ -143,7 +153,10 @@ def test_a_duplicate_key_names_its_line_on_the_libyaml_path(manifest: Path, monk
     ("name", "message"),
     [
         ("billion laughs", "builds.yaml:7: more than 2000000 YAML nodes after alias expansion; refusing to load"),
-        ("billion laughs in blocks", "builds.yaml:64: more than 2000000 YAML nodes after alias expansion; refusing to load"),
+        (
+            "billion laughs in blocks",
+            "builds.yaml:64: more than 2000000 YAML nodes after alias expansion; refusing to load",
+        ),
         ("chained aliases", "builds.yaml:63: nested more than 64 levels deep (aliases expanded); refusing to load"),
         ("deep", "builds.yaml:1: nested more than 64 levels deep; refusing to load"),
         ("65 levels", "builds.yaml:1: nested more than 64 levels deep; refusing to load"),
@@ -152,8 +165,9 @@ def test_a_duplicate_key_names_its_line_on_the_libyaml_path(manifest: Path, monk
         ("recursive mapping", "builds.yaml:1: alias *a is used inside the node it names; refusing to load"),
     ],
 )
-def test_the_limits_hold_on_the_libyaml_path(manifest: Path, monkeypatch: pytest.MonkeyPatch, name: str,
-                                             message: str) -> None:
+def test_the_limits_hold_on_the_libyaml_path(
+    manifest: Path, monkeypatch: pytest.MonkeyPatch, name: str, message: str
+) -> None:
     monkeypatch.setattr(yamlsource, "_BoundedLoader", _Forbidden)  # refused before the Python composer is needed
     composed = []
     real = yaml.CSafeLoader

@@ -106,9 +106,13 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
         return
     with tempfile.TemporaryDirectory(prefix="trtbuild-audit-", dir=ctx.project.state_dir) as folder:
         try:
-            produced = run_isolated("trtbuild.builder.child", engine_request(target, ctx.env, recorded["settings"], ctx.project.timing_cache),
-                                    Path(folder) / f"{target.name}.engine",
-                                    ctx.project.state_dir / "logs" / f"{target.name}.audit.log", Path(folder))
+            produced = run_isolated(
+                "trtbuild.builder.child",
+                engine_request(target, ctx.env, recorded["settings"], ctx.project.timing_cache),
+                Path(folder) / f"{target.name}.engine",
+                ctx.project.state_dir / "logs" / f"{target.name}.audit.log",
+                Path(folder),
+            )
         except BuildError as exc:
             result.fail(f"rebuild failed: {exc}")
             result.rebuild = "failed"
@@ -126,7 +130,9 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
         result.findings.append("rebuilt bytes differ (tactic choices), I/O, layers and precisions are identical")
 
 
-def audit(project: Project, ctx: Context, rebuild: bool, progress: Callable[[str], None] | None = None) -> dict[str, AuditResult]:
+def audit(
+    project: Project, ctx: Context, rebuild: bool, progress: Callable[[str], None] | None = None
+) -> dict[str, AuditResult]:
     """Audit every engine in the lock of ``project`` (see the module docstring).
 
     Args:

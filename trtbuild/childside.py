@@ -36,7 +36,9 @@ def child_main(step: Callable[[dict[str, Any]], dict[str, Any]], argv: list[str]
         print(f"trtbuild: {exc}", flush=True)
         return 1
     except OSError as exc:  # e.g. ENOSPC while writing the plan or the result: one clear line, not a traceback
-        where = request.get("target", request["partial"]) if exc.filename in (None, request["partial"]) else exc.filename
+        where = (
+            request.get("target", request["partial"]) if exc.filename in (None, request["partial"]) else exc.filename
+        )
         print(f"trtbuild: {exc.strerror or exc} (writing to {where})", flush=True)
         return 1
     return 0

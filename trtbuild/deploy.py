@@ -42,12 +42,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trtbuild import reasons as why
 from trtbuild.env.fingerprint import fingerprint
 from trtbuild.env.jetson import device_of
 from trtbuild.errors import ManifestError, StateError, TrtbuildError
 from trtbuild.locate import MANIFEST_NAME, find_manifest
 from trtbuild.manifest.devices import LOCK_DIR, known_devices, overlay_path
-from trtbuild import reasons as why
 from trtbuild.reasons import Reason, diff, texts
 
 NEVER_BUILT = Reason(why.NEVER, "engine").text()
@@ -78,8 +78,10 @@ class StaleEngineError(TrtbuildError):
         self.model, self.reasons, self.engine, self.lock, self.device = model, list(reasons), engine, lock, device
         where = f"{engine}" if engine is not None else f"no entry in {lock}"
         rebuild = f"trtbuild build {model}" + (f" --device {device}" if device else "")
-        super().__init__(f"{model}: engine not fresh for this machine: {'; '.join(self.reasons)} ({where}); "
-                         f"rebuild it here with `{rebuild}`")
+        super().__init__(
+            f"{model}: engine not fresh for this machine: {'; '.join(self.reasons)} ({where}); "
+            f"rebuild it here with `{rebuild}`"
+        )
 
 
 def engine(name: str, manifest: str | os.PathLike[str] | None = None, device: str | None = None) -> Path:
@@ -180,24 +182,41 @@ def _entry(lock: Path, name: str) -> dict[str, Any] | None:
     schema = raw.get("schema") if isinstance(raw, dict) else None
     section = raw.get({1: "models", 2: "steps"}.get(schema, "")) if isinstance(raw, dict) else None
     if not isinstance(section, dict):
-        raise StateError(f"{lock}: not a trtbuild lock (schema 2 with a steps mapping, or 1 with models); "
-                         "run `trtbuild all` to rebuild it")
+        raise StateError(
+            f"{lock}: not a trtbuild lock (schema 2 with a steps mapping, or 1 with models); "
+            "run `trtbuild all` to rebuild it"
+        )
     if schema == 1:  # not migrated yet (``state.lockfile.migrate_v1``): the engine is models.NAME.engine
         where, entry = f"models.{name}", section.get(name)
-        entry = None if entry is None else {**entry, "outputs": [entry.get("engine")]} if isinstance(entry, dict) else entry
+        entry = (
+            None if entry is None else {**entry, "outputs": [entry.get("engine")]} if isinstance(entry, dict) else entry
+        )
     else:
-        where, entry = name, next((item for item in section.values() if isinstance(item, dict)
-                                   and item.get("kind") == "engine" and item.get("model") == name), None)
+        where, entry = (
+            name,
+            next(
+                (
+                    item
+                    for item in section.values()
+                    if isinstance(item, dict) and item.get("kind") == "engine" and item.get("model") == name
+                ),
+                None,
+            ),
+        )
     if entry is None:
         return None
     try:
         recorded = entry["outputs"][0]
-        ok = all(isinstance(recorded[field], str) for field in ("path", "sha256")) and isinstance(entry["components"]["env"], dict)
+        ok = all(isinstance(recorded[field], str) for field in ("path", "sha256")) and isinstance(
+            entry["components"]["env"], dict
+        )
     except (KeyError, TypeError, IndexError):
         ok = False
     if not ok:
-        raise StateError(f"{lock}: the engine entry of {where}: missing its output path and sha256 or components.env; "
-                         "run `trtbuild all` to rebuild it")
+        raise StateError(
+            f"{lock}: the engine entry of {where}: missing its output path and sha256 or components.env; "
+            "run `trtbuild all` to rebuild it"
+        )
     return entry
 
 

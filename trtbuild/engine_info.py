@@ -19,8 +19,13 @@ from trtbuild.state.lockfile import LockFile
 
 def _from_inspector(project: Project, name: str, engine: Path, flavour: str) -> dict[str, Any]:
     report = project.state_dir / "tmp" / f"{name}.inspect.json"
-    run_isolated("trtbuild.builder.inspect_child", {"engine": str(engine), "flavour": flavour}, report,
-                 project.state_dir / "logs" / f"{name}.inspect.log", project.state_dir / "tmp")
+    run_isolated(
+        "trtbuild.builder.inspect_child",
+        {"engine": str(engine), "flavour": flavour},
+        report,
+        project.state_dir / "logs" / f"{name}.inspect.log",
+        project.state_dir / "tmp",
+    )
     try:
         return json.loads(report.read_text())
     finally:
@@ -47,15 +52,25 @@ def describe(project: Project, name: str) -> dict[str, Any]:
     engine = project.root / recorded["path"]
     settings = entry["components"]["settings"]
     description: dict[str, Any] = {
-        "model": name, "engine": recorded["path"], "size": recorded["size"],
-        "sha256": recorded["sha256"], "builder": facts.get("builder"), "built_at": entry.get("when"),
-        "precision": settings["precision"], "workspace": settings["workspace"], "profiles": settings["profiles"],
+        "model": name,
+        "engine": recorded["path"],
+        "size": recorded["size"],
+        "sha256": recorded["sha256"],
+        "builder": facts.get("builder"),
+        "built_at": entry.get("when"),
+        "precision": settings["precision"],
+        "workspace": settings["workspace"],
+        "profiles": settings["profiles"],
     }
     try:
         inspected = _from_inspector(project, name, engine, entry["components"]["env"]["builder"])
         return {**description, "source": "TensorRT engine inspector", **inspected}
     except BuildError as exc:
         network = facts.get("network") or {}
-        return {**description, "source": f"lock (build-time network summary); {exc}", "io": {
-            "inputs": network.get("inputs"), "outputs": network.get("outputs")},
-            "layers": network.get("layers"), "precisions": network.get("precisions")}
+        return {
+            **description,
+            "source": f"lock (build-time network summary); {exc}",
+            "io": {"inputs": network.get("inputs"), "outputs": network.get("outputs")},
+            "layers": network.get("layers"),
+            "precisions": network.get("precisions"),
+        }

@@ -83,8 +83,11 @@ def try_fast(argv: list[str]) -> int | None:
     manifest, device, json_mode = parsed
     stamp, problem = read_stamp(manifest, device)
     if problem is not None:
-        print(f"warning: {stamp_path(manifest, device)}: damaged fresh stamp ({problem}); ignored, it will be rewritten",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: {stamp_path(manifest, device)}: damaged fresh stamp ({problem}); ignored, it will be rewritten",
+            file=sys.stderr,
+            flush=True,
+        )
     if stamp is None or not _unchanged(manifest, stamp):
         return None
     summary = fresh_summary(manifest, device, stamp)
@@ -98,7 +101,7 @@ def _lock_of(manifest: Path, stamp: dict[str, Any]) -> tuple[str | None, str | N
     """(the stamped lock file relative to the project, the device of a ``locks/<device>.lock``)."""
     for name in stamp["files"]:
         if name.startswith("locks/") and name.endswith(".lock") and name.count("/") == 1:
-            return name, name[len("locks/"):-len(".lock")]
+            return name, name[len("locks/") : -len(".lock")]
     single = manifest.with_suffix(".lock").name
     return (single, None) if single in stamp["files"] else (None, None)
 
@@ -121,8 +124,14 @@ def _lock_entries(root: Path, lock_name: str | None) -> dict[str, Any] | None:
         if not isinstance(entry, dict) or entry.get("kind") != "engine":
             continue
         outputs, components = entry.get("outputs"), entry.get("components")
-        if not (isinstance(outputs, list) and outputs and isinstance(outputs[0], dict) and is_int(outputs[0].get("size"))
-                and isinstance(components, dict) and isinstance(components.get("env", {}), dict)):
+        if not (
+            isinstance(outputs, list)
+            and outputs
+            and isinstance(outputs[0], dict)
+            and is_int(outputs[0].get("size"))
+            and isinstance(components, dict)
+            and isinstance(components.get("env", {}), dict)
+        ):
             return None
         engines[entry.get("model")] = {"size": outputs[0]["size"], "env": components.get("env")}
     return engines
@@ -147,8 +156,16 @@ def fresh_summary(manifest: Path, device: str | None, stamp: dict[str, Any]) -> 
     results = {}
     for name, engine in stamp["engines"].items():
         result = ModelResult(FRESH, engine=engine, size=(entries.get(name) or {}).get("size"))
-        report = next((path for path in stamp["files"] if path.startswith("reports/") and path.endswith(f"/{name}.accuracy.json")
-                       or path == f"reports/{name}.accuracy.json"), None)
+        report = next(
+            (
+                path
+                for path in stamp["files"]
+                if path.startswith("reports/")
+                and path.endswith(f"/{name}.accuracy.json")
+                or path == f"reports/{name}.accuracy.json"
+            ),
+            None,
+        )
         if report is not None:
             try:
                 result.accuracy = accuracy_figures(json.loads((root / report).read_bytes()), report)
@@ -197,4 +214,3 @@ def main() -> None:
     from trtbuild.cli.main import main as full
 
     full()
-

@@ -102,8 +102,10 @@ def _confining_root(path: str) -> str | None:
 
 
 def _outside(path: Path | str, real: str, root: str) -> OutsideProjectError:
-    return OutsideProjectError(f"refusing to write {path}: it resolves to {real}, outside the project folder {root} "
-                               "(a symlink points out of the project)")
+    return OutsideProjectError(
+        f"refusing to write {path}: it resolves to {real}, outside the project folder {root} "
+        "(a symlink points out of the project)"
+    )
 
 
 def _open_folder(folder: Path, create: bool, shown: Path) -> int:
@@ -136,8 +138,10 @@ def _open_folder(folder: Path, create: bool, shown: Path) -> int:
                 child = _open_component(part, fd, create)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise OutsideProjectError(f"refusing to write {shown}: {walked} is a symlink or not a folder "
-                                              "(it changed while trtbuild was writing)") from None
+                    raise OutsideProjectError(
+                        f"refusing to write {shown}: {walked} is a symlink or not a folder "
+                        "(it changed while trtbuild was writing)"
+                    ) from None
                 raise
             os.close(fd)
             fd = child
@@ -189,7 +193,9 @@ class _Partial:
 
 
 _PARTIALS: dict[str, _Partial] = {}
-_PARTIALS_LOCK = _thread.allocate_lock()  # threading.Lock without importing threading (the fast path imports this module)
+_PARTIALS_LOCK = (
+    _thread.allocate_lock()
+)  # threading.Lock without importing threading (the fast path imports this module)
 
 
 @contextlib.contextmanager
@@ -209,7 +215,9 @@ def partial_path(target: Path) -> Iterator[Path]:
         while True:
             name = f".{target.name}.{os.urandom(4).hex()}{PARTIAL_SUFFIX}"  # secrets.token_hex(4), without its imports
             try:
-                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+                fd = os.open(
+                    name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
+                )
                 break
             except FileExistsError:
                 continue
@@ -271,7 +279,7 @@ def write_atomic(target: Path, data: bytes) -> None:
         handle = _PARTIALS[str(partial)]
         view = memoryview(data)
         while view:
-            view = view[os.write(handle.fd, view):]
+            view = view[os.write(handle.fd, view) :]
         publish(partial, target)
 
 
@@ -286,7 +294,9 @@ def open_for_writing(target: Path) -> Iterator[IO[bytes]]:
     dir_fd = _open_folder(target.parent, True, target)
     try:
         try:
-            fd = os.open(target.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd)
+            fd = os.open(
+                target.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666, dir_fd=dir_fd
+            )
         except OSError as exc:
             if exc.errno == errno.ELOOP and _confining_root(_normal(target)) is not None:
                 raise OutsideProjectError(f"refusing to write {target}: it is a symlink") from None

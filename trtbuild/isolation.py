@@ -107,8 +107,14 @@ def _failure_message(returncode: int, tail: str) -> str:
     return f"{message}: {node_error.removeprefix('[E] ')}" if node_error else message
 
 
-def run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, work_dir: Path,
-                 verify: Callable[[Path], None] | None = None) -> Produced:
+def run_isolated(
+    module: str,
+    request: dict[str, Any],
+    target: Path,
+    log: Path,
+    work_dir: Path,
+    verify: Callable[[Path], None] | None = None,
+) -> Produced:
     """Run ``python -m module`` on ``request`` and rename the file it wrote to ``target``.
 
     Every file of the step (the partial target, the request, the result, the log) is created through
@@ -138,17 +144,26 @@ def run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, 
         raise BuildError(f"cannot write {exc.filename or target}: {exc.strerror or exc}") from None
 
 
-def _run_isolated(module: str, request: dict[str, Any], target: Path, log: Path, work_dir: Path,
-                  verify: Callable[[Path], None] | None) -> Produced:
+def _run_isolated(
+    module: str, request: dict[str, Any], target: Path, log: Path, work_dir: Path, verify: Callable[[Path], None] | None
+) -> Produced:
     remove_partials(target.parent, target.name)
-    with (open_for_writing(log) as log_handle, partial_path(target) as partial,
-          partial_path(work_dir / f"{target.name}.result") as result,
-          partial_path(work_dir / f"{target.name}.request.json") as request_file):
-        request_file.write_text(json.dumps({**request, "partial": str(partial), "result": str(result), "target": str(target)}))
+    with (
+        open_for_writing(log) as log_handle,
+        partial_path(target) as partial,
+        partial_path(work_dir / f"{target.name}.result") as result,
+        partial_path(work_dir / f"{target.name}.request.json") as request_file,
+    ):
+        request_file.write_text(
+            json.dumps({**request, "partial": str(partial), "result": str(result), "target": str(target)})
+        )
         inherited = [fd for fd in map(child_fd, (partial, result, request_file)) if fd is not None]
         process = subprocess.Popen(
             [sys.executable, "-m", module, str(request_file), str(target)],
-            stdin=subprocess.DEVNULL, stdout=log_handle, stderr=subprocess.STDOUT, pass_fds=inherited,
+            stdin=subprocess.DEVNULL,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            pass_fds=inherited,
         )
         CHILDREN.add(process)
         try:
@@ -168,4 +183,3 @@ def _run_isolated(module: str, request: dict[str, Any], target: Path, log: Path,
         digest = sha256_file(partial)
         publish(partial, target)
     return Produced(sha256=digest, size=size, result=outcome)
-

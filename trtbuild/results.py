@@ -112,7 +112,9 @@ def report_problem(report: Any) -> str | None:
     for name in ("top1_agreement", "detection_agreement"):
         if report.get(name) is not None and not _number(report[name]):
             return f"{name}: not a number"
-    if report.get("detections") is not None and not (isinstance(report["detections"], int) and not isinstance(report["detections"], bool)):
+    if report.get("detections") is not None and not (
+        isinstance(report["detections"], int) and not isinstance(report["detections"], bool)
+    ):
         return "detections: not an integer"
     return None
 
@@ -138,7 +140,9 @@ def accuracy_figures(report: Any, path: str) -> dict[str, Any]:
     elif "detection_agreement" in report:
         agreement = {"detection": report["detection_agreement"], "detections": report.get("detections")}
     return {
-        "report": path, "passed": report["passed"], "precision": report["precision"],
+        "report": path,
+        "passed": report["passed"],
+        "precision": report["precision"],
         "cosine": {output: figures.get("cosine") for output, figures in (report.get("outputs") or {}).items()},
         "agreement": agreement,
     }
@@ -152,16 +156,21 @@ def summary_json(summary: RunSummary) -> str:
     models = {}
     for name, r in summary.models.items():
         model: dict[str, Any] = {
-            "status": r.status, "reasons": [reason.text() for reason in r.reasons], "why": [reason.as_dict() for reason in r.reasons],
-            "engine": r.engine, "seconds": round(r.seconds, 3), "size": r.size,
+            "status": r.status,
+            "reasons": [reason.text() for reason in r.reasons],
+            "why": [reason.as_dict() for reason in r.reasons],
+            "engine": r.engine,
+            "seconds": round(r.seconds, 3),
+            "size": r.size,
             "steps": [{"step": s.step, "status": s.status, "seconds": round(s.seconds, 3)} for s in r.steps],
         }
         if r.accuracy is not None:
             model["accuracy"] = r.accuracy
         models[name] = model
     seconds = None if summary.seconds is None else round(summary.seconds, 3)
-    return json.dumps({"device": summary.device, "environment": summary.environment, "seconds": seconds, "models": models},
-                      indent=2)
+    return json.dumps(
+        {"device": summary.device, "environment": summary.environment, "seconds": seconds, "models": models}, indent=2
+    )
 
 
 def human_size(size: int | None) -> str:
@@ -216,7 +225,10 @@ def summary_line(summary: RunSummary) -> str:
     for result in summary.models.values():
         counts[result.status] = counts.get(result.status, 0) + 1
     order = [BUILT, FAILED, INTERRUPTED, SKIPPED, STALE, FRESH]
-    text = ", ".join(f"{counts[status]} {status}" for status in sorted(counts, key=lambda s: (order.index(s) if s in order else 99, s)))
+    text = ", ".join(
+        f"{counts[status]} {status}"
+        for status in sorted(counts, key=lambda s: (order.index(s) if s in order else 99, s))
+    )
     text = text or "no models"
     if summary.seconds is not None:
         text += f" in {duration(summary.seconds)}"
@@ -227,8 +239,14 @@ def summary_line(summary: RunSummary) -> str:
 def _wrap(text: str, width: int, indent: str) -> list[str]:
     import textwrap  # only for summaries with work: the no-op fast path never gets here
 
-    return textwrap.wrap(text, width=max(width, len(indent) + 20), initial_indent=indent, subsequent_indent=indent + "  ",
-                         break_on_hyphens=False, break_long_words=False) or [indent.rstrip()]
+    return textwrap.wrap(
+        text,
+        width=max(width, len(indent) + 20),
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_on_hyphens=False,
+        break_long_words=False,
+    ) or [indent.rstrip()]
 
 
 def summary_lines(summary: RunSummary, width: int | None = None) -> list[str]:
@@ -253,8 +271,13 @@ def summary_lines(summary: RunSummary, width: int | None = None) -> list[str]:
             lines.append(f"{'':12}{r.engine}")
         ran = [s for s in r.steps if s.status != SKIPPED]
         if ran:
-            lines += _wrap(", ".join(f"{s.step} {duration(s.seconds)}" + ("" if s.status == BUILT else f" {s.status}")
-                                     for s in ran), width, " " * 12)
+            lines += _wrap(
+                ", ".join(
+                    f"{s.step} {duration(s.seconds)}" + ("" if s.status == BUILT else f" {s.status}") for s in ran
+                ),
+                width,
+                " " * 12,
+            )
         if r.reasons:
             lines += _wrap("; ".join(reason.text() for reason in r.reasons), width, " " * 12)
     lines += failure_logs(summary)
@@ -265,8 +288,11 @@ def summary_lines(summary: RunSummary, width: int | None = None) -> list[str]:
 def failure_logs(summary: RunSummary) -> list[str]:
     """The log tail of every failure, headed ``--- NAME: log (.trtbuild/logs/NAME.export.log) ---``: part
     of the human summary, and what ``--json`` runs still print on stderr."""
-    return [f"--- {name}: log ({r.log or '.trtbuild/logs/' + name + '.log'}) ---\n{r.log_tail.rstrip()}"
-            for name, r in summary.models.items() if r.status == FAILED and r.log_tail]
+    return [
+        f"--- {name}: log ({r.log or '.trtbuild/logs/' + name + '.log'}) ---\n{r.log_tail.rstrip()}"
+        for name, r in summary.models.items()
+        if r.status == FAILED and r.log_tail
+    ]
 
 
 def print_summary(summary: RunSummary, stream: TextIO) -> None:

@@ -56,8 +56,11 @@ def init(root: Path, device: str) -> list[Path]:
     Raises:
         ManifestError: ``root`` already has a ``builds.yaml`` (nothing is written).
     """
-    files = {root / "builds.yaml": MANIFEST, root / "devices" / f"{device}.yaml": DEVICE.format(device=device),
-             root / ".gitignore": GITIGNORE}
+    files = {
+        root / "builds.yaml": MANIFEST,
+        root / "devices" / f"{device}.yaml": DEVICE.format(device=device),
+        root / ".gitignore": GITIGNORE,
+    }
     if (root / "builds.yaml").exists():
         raise ManifestError(f"{root / 'builds.yaml'} already exists; trtbuild init writes a new project only")
     written = []

@@ -20,12 +20,12 @@ import networkx as nx
 from trtbuild.env.fingerprint import fingerprint
 from trtbuild.env.jetson import device_of
 from trtbuild.errors import BusyError, ManifestError, TrtbuildError, WriteError, did_you_mean, os_error_line
+from trtbuild.files import remove_partials, sha256_file
 from trtbuild.graph.dag import build_graph, engine_node_id, select, step_of, steps_of
 from trtbuild.graph.runner import Reporter, run_graph
 from trtbuild.manifest.devices import known_devices
 from trtbuild.manifest.loader import Project, load_project
 from trtbuild.manifest.onnx_inputs import verify_inputs
-from trtbuild.files import remove_partials, sha256_file
 from trtbuild.reasons import INPUT_MISSING, Reason
 from trtbuild.results import FRESH, STALE, ModelResult, StepRun, accuracy_figures
 from trtbuild.state.freshstamp import remove_stamps, write_stamp
@@ -49,7 +49,9 @@ def load(manifest: Path, device: str | None) -> Project:
         device = device_of(env)
         if device not in known:
             seen = env.get("device_model") or f"no device tree; builder {env['builder']}"
-            raise ManifestError(f"cannot match this machine ({seen}) to a device: pass --device, one of: {', '.join(known)}")
+            raise ManifestError(
+                f"cannot match this machine ({seen}) to a device: pass --device, one of: {', '.join(known)}"
+            )
     return load_project(manifest, device)
 
 
@@ -104,7 +106,9 @@ def run_lock(project: Project, wait_seconds: float) -> Iterator[None]:
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and attempt < 4:
                 continue  # the folder was removed by a run that refused its input: make it again
-            raise WriteError(os_error_line(exc, lock_file if state.is_dir() else state, "cannot take the run lock")) from None
+            raise WriteError(
+                os_error_line(exc, lock_file if state.is_dir() else state, "cannot take the run lock")
+            ) from None
     else:  # pragma: no cover - the loop always breaks or raises
         raise AssertionError("unreachable")
     before = set(os.listdir(state))
@@ -138,8 +142,13 @@ def _remove_created(state: Path, before: set[str], folder_existed: bool, file_ex
 def _check_names(project: Project, names: list[str]) -> None:
     unknown = [name for name in names if name not in project.models]
     if unknown:
-        raise ManifestError([f"{project.manifest.name}: no model named {name!r}{did_you_mean(name, project.models)} "
-                             f"(models: {', '.join(project.models)})" for name in unknown])
+        raise ManifestError(
+            [
+                f"{project.manifest.name}: no model named {name!r}{did_you_mean(name, project.models)} "
+                f"(models: {', '.join(project.models)})"
+                for name in unknown
+            ]
+        )
 
 
 def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelResult]:
@@ -234,8 +243,14 @@ def _image_problems(graph: nx.DiGraph, project: Project) -> list[str]:
     return problems
 
 
-def build(project: Project, names: list[str] | None, jobs: int, reporter: Reporter, wait_seconds: float = 0,
-          stamp_device: str | None | bool = False) -> dict[str, ModelResult]:
+def build(
+    project: Project,
+    names: list[str] | None,
+    jobs: int,
+    reporter: Reporter,
+    wait_seconds: float = 0,
+    stamp_device: str | None | bool = False,
+) -> dict[str, ModelResult]:
     """Build the stale engines of ``names`` (all models when ``None``) and what they depend on.
 
     ``stamp_device``: for ``trtbuild all``, the device as requested (``None``: detected); when every
@@ -257,8 +272,10 @@ def build(project: Project, names: list[str] | None, jobs: int, reporter: Report
         for warning in ctx.cache.warnings:
             reporter.warn(warning)
         if project.device and project.device != device_of(ctx.env):
-            reporter.warn(f"building devices/{project.device}.yaml on this machine, detected as {device_of(ctx.env)} "
-                          f"({ctx.env['builder']} {ctx.env['builder_version']}); its engines are for this builder")
+            reporter.warn(
+                f"building devices/{project.device}.yaml on this machine, detected as {device_of(ctx.env)} "
+                f"({ctx.env['builder']} {ctx.env['builder_version']}); its engines are for this builder"
+            )
         graph = select(build_graph(project, ctx.env), names)
         try:
             _preflight(graph, ctx)
@@ -301,8 +318,11 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
     engine = project.relative(target.engine)
     order = steps_of(graph, name)
     steps = {node_id: step_of(graph, node_id) for node_id in order}
-    runs = [StepRun(steps[node_id].kind, outcomes[node_id].status, outcomes[node_id].seconds)
-            for node_id in order if outcomes[node_id].status != FRESH]
+    runs = [
+        StepRun(steps[node_id].kind, outcomes[node_id].status, outcomes[node_id].seconds)
+        for node_id in order
+        if outcomes[node_id].status != FRESH
+    ]
     seconds = sum(run.seconds for run in runs)
     accuracy = None
     if any(step.kind == "accuracy" for step in steps.values()) and target.report.is_file():
@@ -311,14 +331,33 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
     for node_id in order[:-1]:
         if outcomes[node_id].status in (FAILED, INTERRUPTED):
             failed = outcomes[node_id]
-            return ModelResult(failed.status, failed.reasons, engine, seconds, failed.log_tail,
-                               steps=runs, accuracy=accuracy, log=_log_of(project, steps[node_id]))
+            return ModelResult(
+                failed.status,
+                failed.reasons,
+                engine,
+                seconds,
+                failed.log_tail,
+                steps=runs,
+                accuracy=accuracy,
+                log=_log_of(project, steps[node_id]),
+            )
     outcome = outcomes[engine_id]
-    upstream = [reason for node_id in order[:-1] if outcomes[node_id].status == BUILT for reason in outcomes[node_id].reasons]
+    upstream = [
+        reason for node_id in order[:-1] if outcomes[node_id].status == BUILT for reason in outcomes[node_id].reasons
+    ]
     reasons = outcome.reasons + upstream if outcome.status == FAILED else upstream + outcome.reasons
     size = target.engine.stat().st_size if outcome.status in (BUILT, FRESH) and target.engine.is_file() else None
-    return ModelResult(outcome.status, reasons, engine, seconds, outcome.log_tail, size=size, steps=runs, accuracy=accuracy,
-                       log=_log_of(project, steps[engine_id]) if outcome.status == FAILED else "")
+    return ModelResult(
+        outcome.status,
+        reasons,
+        engine,
+        seconds,
+        outcome.log_tail,
+        size=size,
+        steps=runs,
+        accuracy=accuracy,
+        log=_log_of(project, steps[engine_id]) if outcome.status == FAILED else "",
+    )
 
 
 def _log_of(project: Project, step: Step) -> str:

@@ -67,8 +67,13 @@ def stamp_problem(stamp: Any) -> str | None:
     if not isinstance(files, dict):
         return "files: not a mapping"
     for name, recorded in files.items():  # ``type(x) is int``: no bools, and fast over 30,000 files
-        if recorded is not None and not (type(recorded) is list and len(recorded) == 3 and type(recorded[0]) is int
-                                         and type(recorded[1]) is int and type(recorded[2]) is int):
+        if recorded is not None and not (
+            type(recorded) is list
+            and len(recorded) == 3
+            and type(recorded[0]) is int
+            and type(recorded[1]) is int
+            and type(recorded[2]) is int
+        ):
             return f"files.{name}: not [inode, size, mtime_ns] or null"
     engines = stamp.get("engines")
     if not isinstance(engines, dict) or not all(isinstance(path, str) and path for path in engines.values()):

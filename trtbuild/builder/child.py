@@ -40,8 +40,10 @@ def verified_plugins(request: dict[str, Any], scratch: Path) -> list[str]:
         BuildError: a pinned plugin's bytes do not match its pin (nothing is loaded).
     """
     pins = request.get("plugin_sha256") or [None] * len(request["plugins"])
-    return [path if pin is None else str(private_copy(Path(path), scratch / str(index), pin, "plugin"))
-            for index, (path, pin) in enumerate(zip(request["plugins"], pins))]
+    return [
+        path if pin is None else str(private_copy(Path(path), scratch / str(index), pin, "plugin"))
+        for index, (path, pin) in enumerate(zip(request["plugins"], pins))
+    ]
 
 
 def _parse(request: dict[str, Any], scratch: Path) -> tuple[Any, Any, Any]:

@@ -76,8 +76,11 @@ def distribution_of(flavour: str) -> tuple[str, str] | None:
                 continue
             with contextlib.suppress(OSError):
                 if any(line.startswith(f"{module}/") for line in (info / "RECORD").read_text().splitlines()):
-                    headers = dict(line.split(": ", 1) for line in (info / "METADATA").read_text().split("\n\n", 1)[0].splitlines()
-                                   if ": " in line)
+                    headers = dict(
+                        line.split(": ", 1)
+                        for line in (info / "METADATA").read_text().split("\n\n", 1)[0].splitlines()
+                        if ": " in line
+                    )
                     return headers["Name"], headers["Version"]
     from importlib import metadata  # ~16 ms of imports: only when the dist-info is not beside the module
 
@@ -220,9 +223,17 @@ def features_for(flavour: str, version: str) -> Features:
         raise TrtbuildError(f"{flavour} version {version!r}: expected a version such as 10.3.0")
     if flavour == "tensorrt-rtx":  # every TensorRT-RTX release so far (1.0 to 1.7) behaves the same here
         return Features(
-            flavour=flavour, version=version, strongly_typed=True, strongly_typed_flag=True, precision_flags=False,
-            explicit_quantization=True, builder_optimization_level=True, memory_pool_limits=True,
-            timing_cache=False, compute_capability_targets=True, dla=False,
+            flavour=flavour,
+            version=version,
+            strongly_typed=True,
+            strongly_typed_flag=True,
+            precision_flags=False,
+            explicit_quantization=True,
+            builder_optimization_level=True,
+            memory_pool_limits=True,
+            timing_cache=False,
+            compute_capability_targets=True,
+            dla=False,
         )
     return Features(
         flavour=flavour,
@@ -296,8 +307,10 @@ def features_of(flavour: str, trt: Any) -> Features:
     features = features_for(flavour, str(trt.__version__))
     missing = missing_apis(features, trt)
     if missing:
-        raise BuildError(f"{features.describe()} has no {', '.join(missing)}, which trtbuild's feature table "
-                         "(trtbuild/builder/compat.py) expects of this version; please report it")
+        raise BuildError(
+            f"{features.describe()} has no {', '.join(missing)}, which trtbuild's feature table "
+            "(trtbuild/builder/compat.py) expects of this version; please report it"
+        )
     return features
 
 
@@ -340,7 +353,9 @@ def precision_kwargs(features: Features, precision: str, *, fp16_tensors: bool, 
         )
     if precision == "int8" and features.explicit_quantization:
         if not qdq_layers:
-            raise BuildError(f"precision int8: this ONNX has no Q/DQ layers; {features.describe()} is built with explicit quantization only")
+            raise BuildError(
+                f"precision int8: this ONNX has no Q/DQ layers; {features.describe()} is built with explicit quantization only"
+            )
         return {"int8": True} if features.precision_flags else {}
     raise BuildError(f"precision {precision}: not supported by {features.describe()}")
 
@@ -352,7 +367,8 @@ def precision_options(features: Features, precision: str, trt: Any, network: Any
         BuildError: the builder cannot give ``precision`` for this network.
     """
     return precision_kwargs(
-        features, precision,
+        features,
+        precision,
         fp16_tensors=precision == "fp16" and _network_has_fp16(trt, network),
         qdq_layers=precision == "int8" and _network_has_qdq(trt, network),
     )
@@ -388,8 +404,10 @@ def optimization_level_options(features: Features, level: int) -> dict[str, Any]
         return {"builder_optimization_level": level}
     if level == DEFAULT_OPTIMIZATION_LEVEL:
         return {}
-    raise BuildError(f"builder_optimization_level {level}: {features.describe()} has no builder optimization "
-                     f"levels (TensorRT >= 8.6); remove the setting or set it to {DEFAULT_OPTIMIZATION_LEVEL}")
+    raise BuildError(
+        f"builder_optimization_level {level}: {features.describe()} has no builder optimization "
+        f"levels (TensorRT >= 8.6); remove the setting or set it to {DEFAULT_OPTIMIZATION_LEVEL}"
+    )
 
 
 def dla_options(features: Features, dla_core: int | None) -> dict[str, Any]:

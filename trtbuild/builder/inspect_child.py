@@ -24,11 +24,17 @@ def _io(trt: Any, engine: Any) -> list[dict[str, Any]]:
     tensors = []
     for index in range(engine.num_io_tensors):
         name = engine.get_tensor_name(index)
-        entry = {"name": name, "mode": str(engine.get_tensor_mode(name)).rsplit(".", 1)[-1],
-                 "dtype": str(engine.get_tensor_dtype(name)).rsplit(".", 1)[-1], "shape": list(engine.get_tensor_shape(name))}
+        entry = {
+            "name": name,
+            "mode": str(engine.get_tensor_mode(name)).rsplit(".", 1)[-1],
+            "dtype": str(engine.get_tensor_dtype(name)).rsplit(".", 1)[-1],
+            "shape": list(engine.get_tensor_shape(name)),
+        }
         if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-            entry["profiles"] = [[list(dims) for dims in engine.get_tensor_profile_shape(name, p)]
-                                 for p in range(engine.num_optimization_profiles)]
+            entry["profiles"] = [
+                [list(dims) for dims in engine.get_tensor_profile_shape(name, p)]
+                for p in range(engine.num_optimization_profiles)
+            ]
         tensors.append(entry)
     return tensors
 
@@ -56,7 +62,12 @@ def inspect(request: dict[str, Any]) -> dict[str, Any]:
     if engine is None:
         raise BuildError("TensorRT could not deserialize the engine on this machine (see the log)")
     layers, precisions = _layers(trt, engine)
-    description = {"io": _io(trt, engine), "profiles": engine.num_optimization_profiles, "layers": layers, "precisions": precisions}
+    description = {
+        "io": _io(trt, engine),
+        "profiles": engine.num_optimization_profiles,
+        "layers": layers,
+        "precisions": precisions,
+    }
     Path(request["partial"]).write_text(json.dumps(description))
     return {"seconds": 0.0}
 

@@ -30,17 +30,28 @@ def _manifest(_: Any, __: Any, value: Path | None) -> Path:
         return value
     found = find_manifest(Path.cwd())
     if found is None:
-        raise click.UsageError(f"no {MANIFEST_NAME} in {Path.cwd()} or any parent folder; pass -f FILE or run `trtbuild init`")
+        raise click.UsageError(
+            f"no {MANIFEST_NAME} in {Path.cwd()} or any parent folder; pass -f FILE or run `trtbuild init`"
+        )
     return Path(os.path.relpath(found))  # messages name it as the user would: builds.yaml, ../builds.yaml
 
 
 def _common(function: Callable[..., Any]) -> Callable[..., Any]:
     """Options every command takes."""
     options = [
-        click.option("-f", "--file", "manifest", type=click.Path(path_type=Path), default=None, callback=_manifest,
-                     help=f"The manifest [default: {MANIFEST_NAME} here or in the nearest parent folder]."),
+        click.option(
+            "-f",
+            "--file",
+            "manifest",
+            type=click.Path(path_type=Path),
+            default=None,
+            callback=_manifest,
+            help=f"The manifest [default: {MANIFEST_NAME} here or in the nearest parent folder].",
+        ),
         click.option("--json", "json_mode", is_flag=True, help="Print a machine-readable summary on stdout."),
-        click.option("-d", "--device", default=None, help="Apply devices/DEVICE.yaml (default: detected when devices/ exists)."),
+        click.option(
+            "-d", "--device", default=None, help="Apply devices/DEVICE.yaml (default: detected when devices/ exists)."
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -49,10 +60,21 @@ def _common(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def _building(function: Callable[..., Any]) -> Callable[..., Any]:
     """Options of the commands that build."""
-    function = click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-                            help="Engines built at once (small Jetsons: 1).")(function)
-    return click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
-                        help="Seconds to wait for another run on this project to finish.")(function)
+    function = click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Engines built at once (small Jetsons: 1).",
+    )(function)
+    return click.option(
+        "--wait",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        show_default=True,
+        help="Seconds to wait for another run on this project to finish.",
+    )(function)
 
 
 def _stop_children_and_interrupt(signum: int, frame: Any) -> None:
@@ -133,7 +155,9 @@ def _report(summary: Any, json_mode: bool) -> None:
         print_summary(summary, sys.stdout)
 
 
-def _run_build(manifest: Path, device: str | None, names: list[str] | None, jobs: int, json_mode: bool, wait: float) -> int:
+def _run_build(
+    manifest: Path, device: str | None, names: list[str] | None, jobs: int, json_mode: bool, wait: float
+) -> int:
     import time
 
     from trtbuild.cli import report
@@ -144,7 +168,9 @@ def _run_build(manifest: Path, device: str | None, names: list[str] | None, jobs
     project = _load(manifest, device)
     reporter = report.make_reporter(default_stream(json_mode), total=len(names or project.models))
     try:
-        results = build(project, names, jobs, reporter, wait_seconds=wait, stamp_device=device if names is None else False)
+        results = build(
+            project, names, jobs, reporter, wait_seconds=wait, stamp_device=device if names is None else False
+        )
     finally:
         reporter.close()
     _report(_summary(project, results, time.monotonic() - STARTED), json_mode)
@@ -171,7 +197,9 @@ def all_command(manifest: Path, json_mode: bool, device: str | None, jobs: int, 
 @_common
 @_building
 @_guarded
-def build_command(names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, jobs: int, wait: float) -> int:
+def build_command(
+    names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, jobs: int, wait: float
+) -> int:
     """Build the named models' engines (and what they depend on) if stale."""
     return _run_build(manifest, device, list(names), jobs, json_mode, wait)
 
@@ -236,13 +264,17 @@ def devices_command(manifest: Path, json_mode: bool, device: str | None) -> int:
 
     root = manifest.resolve().parent
     detected = device_of(fingerprint())
-    rows = [{"device": name, "detected": name == detected, "lock": (root / "locks" / f"{name}.lock").is_file()}
-            for name in known_devices(root)]
+    rows = [
+        {"device": name, "detected": name == detected, "lock": (root / "locks" / f"{name}.lock").is_file()}
+        for name in known_devices(root)
+    ]
     if json_mode:
         click.echo(json.dumps({"detected": detected, "devices": rows}, indent=2))
     else:
         for row in rows:
-            click.echo(f"{row['device']:<20} {'detected' if row['detected'] else '':<9} {'locked' if row['lock'] else 'no lock'}")
+            click.echo(
+                f"{row['device']:<20} {'detected' if row['detected'] else '':<9} {'locked' if row['lock'] else 'no lock'}"
+            )
         click.echo(f"this machine: {detected}" + ("" if any(r["detected"] for r in rows) else " (no manifest for it)"))
     return 0
 
@@ -296,7 +328,9 @@ def inspect_command(name: str, manifest: Path, json_mode: bool, device: str | No
     from trtbuild.results import human_size
 
     click.echo(f"{description['model']}: {description['engine']}")
-    click.echo(f"  {human_size(description['size'])} ({description['size']:,} bytes), sha256 {description['sha256'][:16]}...")
+    click.echo(
+        f"  {human_size(description['size'])} ({description['size']:,} bytes), sha256 {description['sha256'][:16]}..."
+    )
     click.echo(f"  built by {description['builder']} at {description['built_at']}")
     click.echo(f"  precision {description['precision']}, workspace {human_size(description['workspace'])}")
     click.echo(f"  from: {description['source']}")
@@ -304,7 +338,11 @@ def inspect_command(name: str, manifest: Path, json_mode: bool, device: str | No
         for tensor, bounds in profile.items():
             click.echo(f"  profile {index}: {tensor} min {bounds['min']} opt {bounds['opt']} max {bounds['max']}")
     io = description["io"]
-    tensors = io if isinstance(io, list) else [dict(t, mode=mode) for mode in ("inputs", "outputs") for t in (io.get(mode) or [])]
+    tensors = (
+        io
+        if isinstance(io, list)
+        else [dict(t, mode=mode) for mode in ("inputs", "outputs") for t in (io.get(mode) or [])]
+    )
     for tensor in tensors:
         click.echo(f"  {tensor.get('mode', ''):<8} {tensor['name']:<20} {tensor['dtype']:<6} {tensor['shape']}")
     click.echo(f"  layers: {description['layers']}; precision mix: {_precision_mix(description['precisions'])}")
@@ -315,7 +353,10 @@ def _precision_mix(precisions: Any) -> str:
     """``HALF 4, FLOAT 1`` (layers per precision, most first) from the inspector's ``{"FLOAT": 1, "HALF": 4}``."""
     if not isinstance(precisions, dict):
         return "unknown" if precisions is None else str(precisions)
-    return ", ".join(f"{kind} {count}" for kind, count in sorted(precisions.items(), key=lambda item: (-item[1], item[0]))) or "none"
+    return (
+        ", ".join(f"{kind} {count}" for kind, count in sorted(precisions.items(), key=lambda item: (-item[1], item[0])))
+        or "none"
+    )
 
 
 @cli.command("audit")
@@ -325,9 +366,8 @@ def _precision_mix(precisions: Any) -> str:
 def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: str | None) -> int:
     """Check every engine in the lock: file, hash, key, drift; with --rebuild, reproducibility."""
     from trtbuild.audit import audit
-    from trtbuild.session import open_context
-
     from trtbuild.results import default_stream
+    from trtbuild.session import open_context
 
     project = _load(manifest, device)
     ctx = open_context(project, trust_stat_cache=False)  # an audit hashes what it audits
@@ -351,7 +391,6 @@ def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: str | 
 def accuracy_command(manifest: Path, json_mode: bool, device: str | None) -> int:
     """Show the accuracy-gate reports of the reduced-precision models (FP32 vs FP16 / INT8 on the CPU)."""
     from trtbuild.cli.report import accuracy_table
-
     from trtbuild.results import report_problem
 
     project = _load(manifest, device)
@@ -368,8 +407,11 @@ def accuracy_command(manifest: Path, json_mode: bool, device: str | None) -> int
             reports[name] = report
         else:  # never shown as figures; the gate's key records the report's sha256, so the next run redoes it
             damaged = True
-            click.echo(f"warning: {project.relative(target.report)}: damaged report ({problem}); "
-                       f"`trtbuild build {name}` runs the gate again", err=True)
+            click.echo(
+                f"warning: {project.relative(target.report)}: damaged report ({problem}); "
+                f"`trtbuild build {name}` runs the gate again",
+                err=True,
+            )
     click.echo(json.dumps(reports, indent=2) if json_mode else accuracy_table(reports))
     return 0 if not damaged and all(report["passed"] for report in reports.values()) else EXIT_FAILED
 

@@ -73,8 +73,13 @@ class RichReporter:
 
         self.console = Console(file=stream)
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
-            TimeElapsedColumn(), console=self.console, transient=True,
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
         )
         self.total = total
         self.done = 0
@@ -113,7 +118,9 @@ def make_reporter(stream: TextIO, total: int) -> PlainReporter | RichReporter:
     return RichReporter(stream, total) if stream.isatty() else PlainReporter(stream)
 
 
-def fit_table(headers: list[str], rows: list[list[str]], width: int | None = None, right: frozenset[int] = frozenset()) -> list[str]:
+def fit_table(
+    headers: list[str], rows: list[list[str]], width: int | None = None, right: frozenset[int] = frozenset()
+) -> list[str]:
     """Rows as aligned columns sized to their content when that fits ``width`` (default: ``columns()``);
     otherwise each row as its first cell followed by indented ``header: value`` lines, which any width
     can show.
@@ -124,9 +131,13 @@ def fit_table(headers: list[str], rows: list[list[str]], width: int | None = Non
     width = width or columns()
     sizes = [max([len(header)] + [len(row[index]) for row in rows]) for index, header in enumerate(headers)]
     if sum(sizes) + 2 * (len(sizes) - 1) <= width:
+
         def line(cells: list[str]) -> str:
-            return "  ".join(cell.rjust(size) if index in right else cell.ljust(size)
-                             for index, (cell, size) in enumerate(zip(cells, sizes))).rstrip()
+            return "  ".join(
+                cell.rjust(size) if index in right else cell.ljust(size)
+                for index, (cell, size) in enumerate(zip(cells, sizes))
+            ).rstrip()
+
         return [line(headers)] + [line(row) for row in rows]
     label = max(len(header) for header in headers[1:])
     lines = []
@@ -159,8 +170,23 @@ def accuracy_table(reports: dict[str, dict[str, Any]], width: int | None = None)
     for name, report in reports.items():
         emulation = "+".join(report.get("emulation", {}).get("kinds", [])) or "none (old report)"
         for output, figures in report["outputs"].items():
-            peak = f"{figures['max_abs']:.3g} / {figures['peak']:.3g}" if "peak" in figures else f"{figures['max_abs']:.4g}"
-            rows.append([name, report["precision"], emulation, str(report["images"]), output, format_cosine(figures["cosine"]),
-                         peak, _agreement(report), "pass" if report["passed"] else "FAIL"])
+            peak = (
+                f"{figures['max_abs']:.3g} / {figures['peak']:.3g}"
+                if "peak" in figures
+                else f"{figures['max_abs']:.4g}"
+            )
+            rows.append(
+                [
+                    name,
+                    report["precision"],
+                    emulation,
+                    str(report["images"]),
+                    output,
+                    format_cosine(figures["cosine"]),
+                    peak,
+                    _agreement(report),
+                    "pass" if report["passed"] else "FAIL",
+                ]
+            )
         failures += [f"  {name}: {failure}" for failure in report["failures"]]
     return "\n".join(fit_table(headers, rows, width, right=frozenset({3, 5, 6})) + failures)

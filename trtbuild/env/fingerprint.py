@@ -46,8 +46,12 @@ DEVICE_MODEL = "proc/device-tree/model"
 MEMINFO = "proc/meminfo"
 CUDA_VERSION_JSON = "usr/local/cuda/version.json"
 CUDA_VERSION_TXT = "usr/local/cuda/version.txt"
-CUDNN_HEADERS = ("usr/include/cudnn_version.h", "usr/include/aarch64-linux-gnu/cudnn_version_v9.h",
-                 "usr/include/x86_64-linux-gnu/cudnn_version_v9.h", "usr/include/aarch64-linux-gnu/cudnn_version_v8.h")
+CUDNN_HEADERS = (
+    "usr/include/cudnn_version.h",
+    "usr/include/aarch64-linux-gnu/cudnn_version_v9.h",
+    "usr/include/x86_64-linux-gnu/cudnn_version_v9.h",
+    "usr/include/aarch64-linux-gnu/cudnn_version_v8.h",
+)
 DRIVER_VERSION = "proc/driver/nvidia/version"
 NVINFER_GLOBS = ("usr/lib/aarch64-linux-gnu/libnvinfer.so.*", "usr/lib/x86_64-linux-gnu/libnvinfer.so.*")
 
@@ -113,7 +117,10 @@ def _nvidia_smi() -> dict[str, Any]:
     try:
         line = subprocess.run(
             [binary, "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
         ).stdout.splitlines()[0]
         name, capability, driver = (part.strip() for part in line.split(","))
         return {"gpu": name, "compute_capability": capability, "driver": driver}
@@ -168,7 +175,9 @@ def probe_inputs() -> dict[str, Any]:
         ``{"variables": {name: value}, "stats": {path: stat or None}}``.
     """
     root = sysroot()
-    paths = [str(root / rel) for rel in (L4T_RELEASE, DEVICE_MODEL, CUDA_VERSION_JSON, CUDA_VERSION_TXT, *CUDNN_HEADERS)]
+    paths = [
+        str(root / rel) for rel in (L4T_RELEASE, DEVICE_MODEL, CUDA_VERSION_JSON, CUDA_VERSION_TXT, *CUDNN_HEADERS)
+    ]
     if root != Path("/"):  # in a real /proc these are regenerated on every read; a sysroot's are files
         paths += [str(root / MEMINFO), str(root / DRIVER_VERSION)]
     paths += [entry for entry in sys.path[1:] if entry]  # [0] is the script's folder or the cwd, not packages

@@ -69,7 +69,11 @@ def export(request: dict[str, Any]) -> dict[str, Any]:
         raise BuildError(f"recipe {recipe.name}: exported ONNX fails onnx.checker: {exc}") from None
     discovered = reads.inside(root, declared=[Path(path) for path in request.get("declared", [])])
     onnx.save_model(model, request["partial"])
-    return {"seconds": time.monotonic() - started, "discovered": discovered, "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))}
+    return {
+        "seconds": time.monotonic() - started,
+        "discovered": discovered,
+        "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+    }
 
 
 if __name__ == "__main__":

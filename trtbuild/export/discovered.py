@@ -52,7 +52,11 @@ class ReadRecorder:
         skip = {Path(os.path.realpath(path)) for path in declared}
         installed = [Path(os.path.realpath(tree)) for tree in _installed_trees()]
         candidates = set(self._paths)
-        candidates |= {module.__file__ for module in list(sys.modules.values()) if isinstance(getattr(module, "__file__", None), str)}
+        candidates |= {
+            module.__file__
+            for module in list(sys.modules.values())
+            if isinstance(getattr(module, "__file__", None), str)
+        }
         found = set()
         for candidate in candidates:
             real = Path(os.path.realpath(candidate))

@@ -36,12 +36,16 @@ def diagnose(error: BaseException) -> str | None:
     wanted = None
     try:
         requirements = metadata.requires("torchvision") or []
-        wanted = next((match.group(1) for line in requirements if (match := re.match(r"torch\s*\(?==\s*([\w.]+)", line))), None)
+        wanted = next(
+            (match.group(1) for line in requirements if (match := re.match(r"torch\s*\(?==\s*([\w.]+)", line))), None
+        )
     except metadata.PackageNotFoundError:
         pass
     base = (wanted or (torch or "").split("+")[0]) or "X"
     vision_base = (vision or "Y").split("+")[0]
-    return (f"torchvision {vision} cannot load its operators beside torch {torch} ({text.strip()}): PyPI's torchvision is "
-            f"built for CUDA torch and PyPI has no CPU build of it. Install a matching pair, either the CPU builds: "
-            f"pip install 'torch=={base}+cpu' 'torchvision=={vision_base}+cpu' --index-url {CPU_INDEX} "
-            f"— or the CUDA builds from PyPI (several GB): pip install 'torch=={base}' 'torchvision=={vision_base}'")
+    return (
+        f"torchvision {vision} cannot load its operators beside torch {torch} ({text.strip()}): PyPI's torchvision is "
+        f"built for CUDA torch and PyPI has no CPU build of it. Install a matching pair, either the CPU builds: "
+        f"pip install 'torch=={base}+cpu' 'torchvision=={vision_base}+cpu' --index-url {CPU_INDEX} "
+        f"— or the CUDA builds from PyPI (several GB): pip install 'torch=={base}' 'torchvision=={vision_base}'"
+    )

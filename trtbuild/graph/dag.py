@@ -81,7 +81,9 @@ def select(graph: nx.DiGraph, models: Iterable[str]) -> nx.DiGraph:
         node_id = engine_node_id(graph, model)
         wanted |= nx.ancestors(graph, node_id) | {node_id}
     selected = graph.subgraph(wanted).copy()
-    selected.graph["engine_ids"] = {model: node_id for model, node_id in graph.graph["engine_ids"].items() if node_id in wanted}
+    selected.graph["engine_ids"] = {
+        model: node_id for model, node_id in graph.graph["engine_ids"].items() if node_id in wanted
+    }
     return selected
 
 

@@ -59,7 +59,9 @@ def _run_one(step: Step, ctx: Context, reporter: Reporter) -> Outcome:
     except TrtbuildError as exc:
         outcome = Outcome(FAILED, [why.error(str(exc))], 0.0, getattr(exc, "log_tail", ""))
     except Exception as exc:  # a bug in one step must not take the other models down
-        outcome = Outcome(FAILED, [why.error(f"internal error: {type(exc).__name__}: {exc}")], 0.0, traceback.format_exc())
+        outcome = Outcome(
+            FAILED, [why.error(f"internal error: {type(exc).__name__}: {exc}")], 0.0, traceback.format_exc()
+        )
     outcome.seconds = max(outcome.seconds, time.monotonic() - started)
     if outcome.status == FAILED and _STOPPING.is_set():
         outcome = Outcome(INTERRUPTED, [why.error("interrupted")], outcome.seconds)
@@ -67,8 +69,14 @@ def _run_one(step: Step, ctx: Context, reporter: Reporter) -> Outcome:
     return outcome
 
 
-def _run_wave(wave: list[str], graph: nx.DiGraph, ctx: Context, pool: ThreadPoolExecutor, reporter: Reporter,
-              outcomes: dict[str, Outcome]) -> None:
+def _run_wave(
+    wave: list[str],
+    graph: nx.DiGraph,
+    ctx: Context,
+    pool: ThreadPoolExecutor,
+    reporter: Reporter,
+    outcomes: dict[str, Outcome],
+) -> None:
     """Run one wave's nodes in ``pool``; a node whose predecessor failed, was skipped or was interrupted
     is skipped (its reason names that predecessor)."""
     futures = {}

@@ -17,26 +17,28 @@ from pydantic import ValidationError
 
 from trtbuild.errors import ManifestError, did_you_mean
 from trtbuild.export.registry import Recipe, load_recipe
+from trtbuild.files import confine, inside_project, sha256_file
+from trtbuild.locate import cache_root, source_path
+from trtbuild.manifest.devices import DEVICE_DIR, LOCK_DIR, overlay_path
 from trtbuild.manifest.schema import (
     INPUT_KIND_TAGS,
+    MAX_NAME_LENGTH,
     PLUGIN_KIND_TAGS,
+    SCHEMA_MODELS,
     SOURCE_KIND_TAGS,
     BuildSettings,
     Manifest,
     ModelSpec,
-    MAX_NAME_LENGTH,
-    SCHEMA_MODELS,
     PypiSource,
     is_valid_name,
 )
-from trtbuild.locate import cache_root, source_path
-from trtbuild.files import confine, inside_project, sha256_file
-from trtbuild.manifest.devices import DEVICE_DIR, LOCK_DIR, overlay_path
 from trtbuild.manifest.yamlsource import LocatedData, load_located, overlay
 
 TOP_LEVEL_KEYS = set(Manifest.model_fields)
 #: Every field name the manifest's models know, for "did you mean" on unknown fields.
-FIELD_NAMES = sorted({name for model in (Manifest, ModelSpec, BuildSettings, *SCHEMA_MODELS) for name in model.model_fields})
+FIELD_NAMES = sorted(
+    {name for model in (Manifest, ModelSpec, BuildSettings, *SCHEMA_MODELS) for name in model.model_fields}
+)
 DEFAULT_ENGINE_DIR = "engines"
 EXPORT_DIR = "exports"
 #: Top-level keys with this prefix are ignored: a place for YAML anchors shared by models (as in Compose files).
@@ -142,7 +144,9 @@ def _format_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     return tuple(parts)
 
 
-def _messages(error: ValidationError, doc: LocatedData, prefix: tuple[str, ...], origin: dict[str, tuple[str, ...]]) -> list[str]:
+def _messages(
+    error: ValidationError, doc: LocatedData, prefix: tuple[str, ...], origin: dict[str, tuple[str, ...]]
+) -> list[str]:
     """pydantic errors -> ``file:line: dotted.path: message`` lines.
 
     ``origin`` maps a top-level field name to the YAML path it was read from (defaults or the model).
@@ -167,7 +171,9 @@ def _normal(path: Path) -> Path:
     return Path(os.path.normpath(os.path.abspath(path)))
 
 
-def _recipe(name: str, spec: ModelSpec, doc: LocatedData, root: Path, field_lines: dict[str, str], errors: list[str]) -> Recipe | None:
+def _recipe(
+    name: str, spec: ModelSpec, doc: LocatedData, root: Path, field_lines: dict[str, str], errors: list[str]
+) -> Recipe | None:
     """Load the model's recipe and validate its parameters with the recipe's ``Params``."""
     assert spec.recipe is not None
     where = f"{field_lines['recipe']}: models.{name}.recipe"
@@ -182,8 +188,11 @@ def _recipe(name: str, spec: ModelSpec, doc: LocatedData, root: Path, field_line
         errors += _messages(exc, doc, ("models", name, "recipe"), {})
     if recipe.module.NEEDS_PIN and spec.pinned_sha256() is None:
         local = root / spec.source if isinstance(spec.source, str) else None
-        pin = (f"; this file's is {sha256_file(local)}: source: {{path: {spec.source}, sha256: {sha256_file(local)}}}"
-               if local is not None and local.is_file() else "; write source: {path: FILE, sha256: HEX}")
+        pin = (
+            f"; this file's is {sha256_file(local)}: source: {{path: {spec.source}, sha256: {sha256_file(local)}}}"
+            if local is not None and local.is_file()
+            else "; write source: {path: FILE, sha256: HEX}"
+        )
         errors.append(
             f"{field_lines['source']}: models.{name}.source: recipe {recipe.name} loads code-carrying files "
             f"(pickles); pin the source with sha256 so nothing unverified is ever loaded{pin}"
@@ -197,17 +206,24 @@ def artefact_dirs(device: str | None) -> tuple[str, str, str]:
     return DEFAULT_ENGINE_DIR + suffix, EXPORT_DIR + suffix, REPORT_DIR + suffix
 
 
-def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, device: str | None, errors: list[str]) -> ModelTarget:
-    field_lines = {key: doc.where(('models', name, key)) for key in spec.model_fields}
+def _resolve_model(
+    name: str, spec: ModelSpec, doc: LocatedData, root: Path, device: str | None, errors: list[str]
+) -> ModelTarget:
+    field_lines = {key: doc.where(("models", name, key)) for key in spec.model_fields}
     for key in BuildSettings.model_fields:
         if key not in (doc.data["models"][name] or {}):
-            field_lines[key] = doc.where(('defaults', key)) if ('defaults', key) in doc.lines else doc.where(('models', name))
+            field_lines[key] = (
+                doc.where(("defaults", key)) if ("defaults", key) in doc.lines else doc.where(("models", name))
+            )
     field_lines[""] = doc.where(("models", name))
     engine_dir, export_dir, report_dir = artefact_dirs(device)
     output = spec.output or f"{engine_dir}/{name}.engine"
     engine = _normal(root / output)
-    source = source_path(spec.source.sha256) if isinstance(spec.source, PypiSource) else root / (
-        spec.source if isinstance(spec.source, str) else spec.source.path)
+    source = (
+        source_path(spec.source.sha256)
+        if isinstance(spec.source, PypiSource)
+        else root / (spec.source if isinstance(spec.source, str) else spec.source.path)
+    )
     recipe = _recipe(name, spec, doc, root, field_lines, errors) if spec.exports() else None
     target = ModelTarget(
         name=name,
@@ -228,8 +244,10 @@ def _resolve_model(name: str, spec: ModelSpec, doc: LocatedData, root: Path, dev
     for index, ((written, pin), path) in enumerate(zip(spec.plugin_pins(), target.plugins)):
         if pin is None and not inside_project(root, path):
             digest = sha256_file(path) if path.is_file() else "HEX"
-            errors.append(f"{target.where('plugins', index)}: {written} is outside the project folder {root}; a plugin "
-                          f"from outside is loaded only when pinned: {{path: {written}, sha256: {digest}}}")
+            errors.append(
+                f"{target.where('plugins', index)}: {written} is outside the project folder {root}; a plugin "
+                f"from outside is loaded only when pinned: {{path: {written}, sha256: {digest}}}"
+            )
     return target
 
 
@@ -269,15 +287,19 @@ def load_project(manifest: Path, device: str | None = None) -> Project:
     models: dict[str, ModelTarget] = {}
     for name, raw in raw_models.items():
         if not is_valid_name(name):
-            errors.append(f"{doc.where(('models', name))}: models.{name!r}: invalid name (letters, digits, '_', '.', '-'; "
-                          f"at most {MAX_NAME_LENGTH} characters)")
+            errors.append(
+                f"{doc.where(('models', name))}: models.{name!r}: invalid name (letters, digits, '_', '.', '-'; "
+                f"at most {MAX_NAME_LENGTH} characters)"
+            )
             continue
         raw = raw if raw is not None else {}
         if not isinstance(raw, dict):
             errors.append(f"{doc.where(('models', name))}: models.{name}: must be a mapping")
             continue
         merged = {**(raw_defaults if isinstance(raw_defaults, dict) else {}), **raw}
-        origin = {key: ("defaults", key) for key in raw_defaults if key not in raw} if isinstance(raw_defaults, dict) else {}
+        origin = (
+            {key: ("defaults", key) for key in raw_defaults if key not in raw} if isinstance(raw_defaults, dict) else {}
+        )
         try:
             spec = ModelSpec.model_validate(merged)
         except ValidationError as exc:
@@ -302,8 +324,13 @@ def _share_exports(models: dict[str, ModelTarget]) -> dict[str, ModelTarget]:
         if target.recipe is None:
             shared[name] = replace(target, export_owner=name)
             continue
-        identity = json.dumps([target.spec.source if isinstance(target.spec.source, str) else target.spec.source.model_dump(),
-                               target.spec.recipe.model_dump() if target.spec.recipe else None], sort_keys=True)
+        identity = json.dumps(
+            [
+                target.spec.source if isinstance(target.spec.source, str) else target.spec.source.model_dump(),
+                target.spec.recipe.model_dump() if target.spec.recipe else None,
+            ],
+            sort_keys=True,
+        )
         owner = owners.setdefault(identity, target)
         shared[name] = replace(target, export_owner=owner.name, onnx=owner.onnx)
     return shared
@@ -329,43 +356,70 @@ def _check_outputs(models: dict[str, ModelTarget], manifest: Path, root: Path, e
     and from trtbuild's own files (manifest, device overlays, locks, state, exports, reports, recipes, the
     source cache), compared with symlinks resolved."""
     real = os.path.realpath
-    files = {real(manifest): f"the manifest {manifest.name}", real(manifest.with_suffix(".lock")): f"the lock {manifest.with_suffix('.lock').name}"}
+    files = {
+        real(manifest): f"the manifest {manifest.name}",
+        real(manifest.with_suffix(".lock")): f"the lock {manifest.with_suffix('.lock').name}",
+    }
     folders = {real(root / folder): what for folder, what in OWN_FOLDERS.items()}
     folders[real(cache_root())] = "the source cache"
     for target in models.values():
         files.setdefault(real(target.source), f"the source of model {target.name!r}")
         for plugin in target.plugins:
             files.setdefault(real(plugin), f"a plugin of model {target.name!r}")
-    globs = [(pattern, name) for name, target in models.items() for sample in (target.spec.calibration, target.spec.validation)
-             if sample is not None and sample.images.package is None
-             for pattern in ([sample.images.glob] if isinstance(sample.images.glob, str) else sample.images.glob)]
+    globs = [
+        (pattern, name)
+        for name, target in models.items()
+        for sample in (target.spec.calibration, target.spec.validation)
+        if sample is not None and sample.images.package is None
+        for pattern in ([sample.images.glob] if isinstance(sample.images.glob, str) else sample.images.glob)
+    ]
     seen: dict[str, str] = {}
     for target in models.values():
         engine = real(target.engine)
         output = target.spec.output or target.engine.relative_to(root).as_posix()
-        what = files.get(engine) or next((what for folder, what in folders.items() if _is_or_under(engine, folder)), None)
+        what = files.get(engine) or next(
+            (what for folder, what in folders.items() if _is_or_under(engine, folder)), None
+        )
         if what is None and inside_project(root, engine):
             relative = Path(engine).relative_to(real(root)).as_posix()
-            what = next((f"an image of model {name!r} ({pattern})" for pattern, name in globs if fnmatch.fnmatch(relative, pattern)), None)
+            what = next(
+                (
+                    f"an image of model {name!r} ({pattern})"
+                    for pattern, name in globs
+                    if fnmatch.fnmatch(relative, pattern)
+                ),
+                None,
+            )
         other = seen.setdefault(engine, target.name)
         if other != target.name:
-            errors.append(f"{target.where('output')}: engine path {target.engine.name} is also the output of model {other!r}")
+            errors.append(
+                f"{target.where('output')}: engine path {target.engine.name} is also the output of model {other!r}"
+            )
         elif what:
-            errors.append(f"{target.where('output')}: {output!r} is {what}; an engine must not overwrite an input or trtbuild's own files")
+            errors.append(
+                f"{target.where('output')}: {output!r} is {what}; an engine must not overwrite an input or trtbuild's own files"
+            )
 
 
 def _derived_paths(target: ModelTarget, root: Path) -> dict[str, str]:
     """Every file ``target``'s steps may write besides its engine (export, conversions, report, logs),
     as normalised path -> what it is."""
     spec, logs = target.spec, root / ".trtbuild" / "logs"
-    paths = {logs / f"{target.name}.log": "engine log", logs / f"{target.name}.audit.log": "audit log",
-             logs / f"{target.name}.inspect.log": "inspect log"}
+    paths = {
+        logs / f"{target.name}.log": "engine log",
+        logs / f"{target.name}.audit.log": "audit log",
+        logs / f"{target.name}.inspect.log": "inspect log",
+    }
     if target.recipe is not None and target.export_owner == target.name:
         paths |= {target.onnx: "export", logs / f"{target.name}.export.log": "export log"}
     if spec.precision in ("fp16", "int8"):
         step = spec.precision
-        paths |= {target.fp16_onnx if step == "fp16" else target.int8_onnx: f"{step} ONNX", logs / f"{target.name}.{step}.log": f"{step} log",
-                  target.report: "accuracy report", logs / f"{target.name}.accuracy.log": "accuracy log"}
+        paths |= {
+            target.fp16_onnx if step == "fp16" else target.int8_onnx: f"{step} ONNX",
+            logs / f"{target.name}.{step}.log": f"{step} log",
+            target.report: "accuracy report",
+            logs / f"{target.name}.accuracy.log": "accuracy log",
+        }
     return {os.path.normpath(path): what for path, what in paths.items()}
 
 
@@ -378,8 +432,10 @@ def _check_derived_paths(models: dict[str, ModelTarget], root: Path, errors: lis
             other, other_what = owners.setdefault(path, (target.name, what))
             if other != target.name:
                 relative = Path(path).relative_to(root).as_posix()
-                errors.append(f"{target.where()}: its {what} {relative} is also the {other_what} of model {other!r}; "
-                              "rename one of the models")
+                errors.append(
+                    f"{target.where()}: its {what} {relative} is also the {other_what} of model {other!r}; "
+                    "rename one of the models"
+                )
 
 
 def _check_state_folders(manifest: Path, root: Path, device: str | None, errors: list[str]) -> None:
@@ -388,5 +444,7 @@ def _check_state_folders(manifest: Path, root: Path, device: str | None, errors:
     lock_folder = root / LOCK_DIR if device else root
     for folder in (root / ".trtbuild", lock_folder):
         if not inside_project(root, folder):
-            errors.append(f"{manifest.name}: {folder.relative_to(root).as_posix() or '.'}/ resolves to {os.path.realpath(folder)}, "
-                          f"outside the project folder {root}; trtbuild writes only inside it")
+            errors.append(
+                f"{manifest.name}: {folder.relative_to(root).as_posix() or '.'}/ resolves to {os.path.realpath(folder)}, "
+                f"outside the project folder {root}; trtbuild writes only inside it"
+            )

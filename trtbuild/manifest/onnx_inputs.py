@@ -19,10 +19,20 @@ from pathlib import Path
 from trtbuild.errors import ManifestError
 from trtbuild.manifest.loader import ModelTarget
 
-
 #: op type -> indices of the inputs TensorRT reads as shape tensors (values, not data).
-SHAPE_OPERANDS = {"Expand": (1,), "Reshape": (1,), "ConstantOfShape": (0,), "Tile": (1,), "Slice": (1, 2, 3, 4),
-                  "Resize": (2, 3), "Pad": (1,), "Unsqueeze": (1,), "Squeeze": (1,), "TopK": (1,), "Range": (0, 1, 2)}
+SHAPE_OPERANDS = {
+    "Expand": (1,),
+    "Reshape": (1,),
+    "ConstantOfShape": (0,),
+    "Tile": (1,),
+    "Slice": (1, 2, 3, 4),
+    "Resize": (2, 3),
+    "Pad": (1,),
+    "Unsqueeze": (1,),
+    "Squeeze": (1,),
+    "TopK": (1,),
+    "Range": (0, 1, 2),
+}
 INTEGER_TYPES = (6, 7)  # INT32, INT64
 
 
@@ -58,8 +68,11 @@ def read_onnx_inputs(onnx_path: Path) -> tuple[dict[str, list[int | str]], dict[
         for dim in value.type.tensor_type.shape.dim:
             dims.append(dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else (dim.dim_param or "?"))
         inputs[value.name] = dims
-    integer = {value.name for value in model.graph.input
-               if value.name in inputs and value.type.tensor_type.elem_type in INTEGER_TYPES and len(inputs[value.name]) <= 1}
+    integer = {
+        value.name
+        for value in model.graph.input
+        if value.name in inputs and value.type.tensor_type.elem_type in INTEGER_TYPES and len(inputs[value.name]) <= 1
+    }
     aliases = {name: name for name in integer}
     for node in model.graph.node:  # a Cast of a shape tensor is one too
         if node.op_type == "Cast" and node.input and node.input[0] in aliases:
@@ -68,25 +81,33 @@ def read_onnx_inputs(onnx_path: Path) -> tuple[dict[str, list[int | str]], dict[
     for node in model.graph.node:
         for index in SHAPE_OPERANDS.get(node.op_type, ()):
             if index < len(node.input) and node.input[index] in aliases:
-                shape_tensors.setdefault(aliases[node.input[index]], f"{node.op_type} {node.name or node.output[0]!r} input {index}")
+                shape_tensors.setdefault(
+                    aliases[node.input[index]], f"{node.op_type} {node.name or node.output[0]!r} input {index}"
+                )
     return inputs, shape_tensors
 
 
 def _check_shape_values(target: ModelTarget, name: str, dims: list[int | str], operand: str) -> list[str]:
     onnx_name = target.onnx.name
     if name not in target.spec.inputs:
-        return [f"{target.where('inputs')}: input {name!r} of {onnx_name} is a shape tensor ({operand}): a profile takes its "
-                f"values; declare inputs.{name} as {{min: [...], opt: [...], max: [...]}} values"]
+        return [
+            f"{target.where('inputs')}: input {name!r} of {onnx_name} is a shape tensor ({operand}): a profile takes its "
+            f"values; declare inputs.{name} as {{min: [...], opt: [...], max: [...]}} values"
+        ]
     count = dims[0] if dims else 1
     for profile in target.spec.profiles():
         for label, values in zip(("min", "opt", "max"), profile[name]):
             if isinstance(count, int) and len(values) != count:
-                return [f"{target.where('inputs', name)}: {label} {values}: {name!r} is a shape tensor ({operand}) of "
-                        f"{count} values in {onnx_name}; give {count} values, not a shape"]
+                return [
+                    f"{target.where('inputs', name)}: {label} {values}: {name!r} is a shape tensor ({operand}) of "
+                    f"{count} values in {onnx_name}; give {count} values, not a shape"
+                ]
     return []
 
 
-def check_inputs(target: ModelTarget, inputs: dict[str, list[int | str]], shape_tensors: dict[str, str] | None = None) -> list[str]:
+def check_inputs(
+    target: ModelTarget, inputs: dict[str, list[int | str]], shape_tensors: dict[str, str] | None = None
+) -> list[str]:
     """Problems between ``target``'s declared inputs and the ONNX's ``inputs`` (``shape_tensors``: see
     ``read_onnx_inputs``); empty when compatible."""
     problems = []
@@ -97,7 +118,9 @@ def check_inputs(target: ModelTarget, inputs: dict[str, list[int | str]], shape_
         problems += _check_shape_values(target, name, inputs[name], operand)
     for name in target.spec.inputs:
         if name not in inputs:
-            problems.append(f"{target.where('inputs', name)}: no input {name!r} in {onnx_name} (inputs: {', '.join(inputs) or 'none'})")
+            problems.append(
+                f"{target.where('inputs', name)}: no input {name!r} in {onnx_name} (inputs: {', '.join(inputs) or 'none'})"
+            )
             continue
         if name in shape_tensors:
             continue
@@ -105,7 +128,9 @@ def check_inputs(target: ModelTarget, inputs: dict[str, list[int | str]], shape_
         for index, profile in enumerate(profiles):
             for label, shape in zip(("min", "opt", "max"), profile[name]):
                 if len(shape) != len(dims):
-                    problems.append(f"{target.where('inputs', name)}: rank {len(shape)} but {onnx_name} has rank {len(dims)} {dims}")
+                    problems.append(
+                        f"{target.where('inputs', name)}: rank {len(shape)} but {onnx_name} has rank {len(dims)} {dims}"
+                    )
                     break
                 for axis, (want, have) in enumerate(zip(shape, dims)):
                     if isinstance(have, int) and want != have:
@@ -118,8 +143,14 @@ def check_inputs(target: ModelTarget, inputs: dict[str, list[int | str]], shape_
                     continue
                 break
     for name, dims in inputs.items():
-        if name not in target.spec.inputs and name not in shape_tensors and any(not isinstance(dim, int) for dim in dims):
-            problems.append(f"{target.where('inputs')}: input {name!r} of {onnx_name} has dynamic dims {dims}; declare its shape or profile")
+        if (
+            name not in target.spec.inputs
+            and name not in shape_tensors
+            and any(not isinstance(dim, int) for dim in dims)
+        ):
+            problems.append(
+                f"{target.where('inputs')}: input {name!r} of {onnx_name} has dynamic dims {dims}; declare its shape or profile"
+            )
     return problems
 
 

@@ -8,12 +8,12 @@ A fixed shape is the profile whose min, opt and max are equal.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ByteSize,
     ConfigDict,
     Discriminator,
@@ -49,8 +49,10 @@ Shape = Annotated[list[Dim], Field(min_length=0, max_length=8)]
 
 def _workspace_bound(value: ByteSize) -> ByteSize:
     if value > MAX_WORKSPACE:
-        raise ValueError(f"{int(value)} bytes ({value.human_readable(separator=' ')}) is more than the 1 TiB limit; "
-                         "the workspace is the builder's memory-pool limit, e.g. 1GiB")
+        raise ValueError(
+            f"{int(value)} bytes ({value.human_readable(separator=' ')}) is more than the 1 TiB limit; "
+            "the workspace is the builder's memory-pool limit, e.g. 1GiB"
+        )
     return value
 
 
@@ -112,11 +114,9 @@ def _input_kind(value: Any) -> str:
 
 #: Per input: a fixed shape, one profile, or one profile per optimization profile.
 InputSpec = Annotated[
-    Union[
-        Annotated[Shape, AfterValidator(_check_shape_volume), Tag("fixed")],
-        Annotated[ShapeProfile, Tag("profile")],
-        Annotated[list[ShapeProfile], Tag("profiles"), Field(min_length=1)],
-    ],
+    Annotated[Shape, AfterValidator(_check_shape_volume), Tag("fixed")]
+    | Annotated[ShapeProfile, Tag("profile")]
+    | Annotated[list[ShapeProfile], Tag("profiles"), Field(min_length=1)],
     Discriminator(_input_kind),
 ]
 #: The tags above appear in pydantic's error locations; the manifest loader drops them.
@@ -167,11 +167,9 @@ def _source_kind(value: Any) -> str:
 
 #: A local path (string), ``{path, sha256}``, or ``{pypi, member, sha256}``.
 SourceSpec = Annotated[
-    Union[
-        Annotated[Annotated[str, Field(min_length=1)], Tag("path")],
-        Annotated[LocalSource, Tag("local")],
-        Annotated[PypiSource, Tag("pypi")],
-    ],
+    Annotated[Annotated[str, Field(min_length=1)], Tag("path")]
+    | Annotated[LocalSource, Tag("local")]
+    | Annotated[PypiSource, Tag("pypi")],
     Discriminator(_source_kind),
 ]
 SOURCE_KIND_TAGS = ("path", "local", "pypi")
@@ -191,10 +189,7 @@ def _plugin_kind(value: Any) -> str:
 
 #: A plugin: a path (string) or ``{path, sha256}``.
 PluginSpec = Annotated[
-    Union[
-        Annotated[Annotated[str, Field(min_length=1)], Tag("path")],
-        Annotated[PinnedPlugin, Tag("pinned")],
-    ],
+    Annotated[Annotated[str, Field(min_length=1)], Tag("path")] | Annotated[PinnedPlugin, Tag("pinned")],
     Discriminator(_plugin_kind),
 ]
 PLUGIN_KIND_TAGS = ("path", "pinned")
@@ -263,7 +258,9 @@ class Calibration(ImageSample):
     @model_validator(mode="after")
     def _supported(self) -> Calibration:
         if self.quantizer == "modelopt" and self.algorithm == "percentile":
-            raise ValueError("quantizer modelopt calibrates with minmax or entropy; percentile needs quantizer: onnxruntime")
+            raise ValueError(
+                "quantizer modelopt calibrates with minmax or entropy; percentile needs quantizer: onnxruntime"
+            )
         return self
 
 
@@ -371,8 +368,10 @@ class ModelSpec(BuildSettings):
             raise ValueError(f"precision int8 needs a {info.field_name}: spec (real images; see docs/precision.md)")
         autocast = info.data.get("precision") == "fp16" and info.data.get("fp16_converter") == "autocast"
         if value is None and info.field_name == "calibration" and autocast:
-            raise ValueError("fp16_converter autocast needs a calibration: spec (the images whose value ranges "
-                             "decide which nodes stay FP32)")
+            raise ValueError(
+                "fp16_converter autocast needs a calibration: spec (the images whose value ranges "
+                "decide which nodes stay FP32)"
+            )
         return value
 
     @field_validator("inputs")
@@ -418,7 +417,17 @@ class ModelSpec(BuildSettings):
 
 
 #: The nested models of a manifest entry (their field names feed "did you mean" suggestions).
-SCHEMA_MODELS = (ShapeProfile, LocalSource, PypiSource, PinnedPlugin, ImageSet, ImageSample, Preprocess, Head, Tolerance)
+SCHEMA_MODELS = (
+    ShapeProfile,
+    LocalSource,
+    PypiSource,
+    PinnedPlugin,
+    ImageSet,
+    ImageSample,
+    Preprocess,
+    Head,
+    Tolerance,
+)
 
 
 class Manifest(_Strict):
@@ -435,4 +444,7 @@ class Manifest(_Strict):
 def is_valid_name(name: str) -> bool:
     """Whether ``name`` may name a model: the whole of it matches ``NAME_PATTERN`` (``fullmatch``: a
     trailing newline is not allowed) and it is at most ``MAX_NAME_LENGTH`` characters."""
-    return len(name) <= MAX_NAME_LENGTH and re.fullmatch(NAME_PATTERN.removeprefix("^").removesuffix("$"), name) is not None
+    return (
+        len(name) <= MAX_NAME_LENGTH
+        and re.fullmatch(NAME_PATTERN.removeprefix("^").removesuffix("$"), name) is not None
+    )

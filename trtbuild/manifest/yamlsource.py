@@ -87,7 +87,11 @@ def overlay(base: LocatedData, top: LocatedData) -> LocatedData:
     forgets ``base``'s item locations.
     """
     replaced = [path for path in top.lines if not isinstance(_get(top.data, path), dict)]
-    lines = {path: where for path, where in base.lines.items() if not any(path[: len(r)] == r and len(path) > len(r) for r in replaced)}
+    lines = {
+        path: where
+        for path, where in base.lines.items()
+        if not any(path[: len(r)] == r and len(path) > len(r) for r in replaced)
+    }
     lines.update(top.lines)
     return LocatedData(_merge(base.data, top.data), lines, base.file)
 
@@ -361,5 +365,7 @@ def load_located(file: Path) -> LocatedData:
     try:
         data = {} if root is None else walker.walk(root, ())
     except RecursionError:  # merge keys (<<) chained through many anchors: not bounded by the composer's depth
-        raise ManifestError(f"{file}: nested too deeply (merge keys chained through too many anchors); refusing to load") from None
+        raise ManifestError(
+            f"{file}: nested too deeply (merge keys chained through too many anchors); refusing to load"
+        ) from None
     return LocatedData(data, walker.lines, file)

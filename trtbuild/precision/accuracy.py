@@ -48,7 +48,9 @@ def _iou(a: Any, b: Any) -> Any:
 
     ax0, ay0, ax1, ay1 = corners(a)
     bx0, by0, bx1, by1 = corners(b)
-    inter = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None) * np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None)
+    inter = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None) * np.clip(
+        np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None
+    )
     union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
     return inter / np.maximum(union, 1e-9)
 
@@ -59,7 +61,7 @@ def detection_agreement(reference: Any, reduced: Any, classes: int, threshold: f
 
     matched = total = 0
     for ref, red in zip(reference, reduced):
-        ref_scores, red_scores = ref[4:4 + classes], red[4:4 + classes]
+        ref_scores, red_scores = ref[4 : 4 + classes], red[4 : 4 + classes]
         detected = ref_scores.max(axis=0) > threshold
         same = (red_scores.max(axis=0) > threshold) & (red_scores.argmax(axis=0) == ref_scores.argmax(axis=0))
         good = same & (_iou(ref[:4], red[:4]) >= IOU_MIN)
@@ -84,8 +86,12 @@ def measure(names: list[str], reference: list[list[Any]], reduced: list[list[Any
         red = np.concatenate([outputs[index] for outputs in reduced]).astype(np.float64)
         error = np.abs(ref - red)
         error[~np.isfinite(error)] = np.inf
-        figures["outputs"][name] = {"max_abs": float(error.max()), "mean_abs": float(error.mean()),
-                                    "peak": float(np.abs(ref).max()), "cosine": cosine(ref, red)}
+        figures["outputs"][name] = {
+            "max_abs": float(error.max()),
+            "mean_abs": float(error.mean()),
+            "peak": float(np.abs(ref).max()),
+            "cosine": cosine(ref, red),
+        }
     first_ref = np.concatenate([outputs[0] for outputs in reference])
     first_red = np.concatenate([outputs[0] for outputs in reduced])
     if head.kind == "classifier":
@@ -93,7 +99,9 @@ def measure(names: list[str], reference: list[list[Any]], reduced: list[list[Any
         figures["top1_agreement"] = float((flat_ref.argmax(axis=1) == flat_red.argmax(axis=1)).mean())
     elif head.kind == "yolo":
         classes = head.classes or first_ref.shape[1] - 4
-        figures["detection_agreement"], figures["detections"] = detection_agreement(first_ref, first_red, classes, head.threshold)
+        figures["detection_agreement"], figures["detections"] = detection_agreement(
+            first_ref, first_red, classes, head.threshold
+        )
     return figures
 
 
@@ -104,27 +112,38 @@ def fp16_overflow(probes: dict[str, Any], names: dict[str, tuple[str, str]]) -> 
         probes: probe output name -> ``[peak, overflow, underflow, size]`` summed (peak: max) over images.
         names: probe output name -> (node name, tensor name), from ``emulate.Emulated.probes``.
     """
-    found = [{"node": names[probe][0], "tensor": names[probe][1], "values": int(figures[1]), "peak": float(figures[0])}
-             for probe, figures in probes.items() if figures[1] > 0]
+    found = [
+        {"node": names[probe][0], "tensor": names[probe][1], "values": int(figures[1]), "peak": float(figures[0])}
+        for probe, figures in probes.items()
+        if figures[1] > 0
+    ]
     return sorted(found, key=lambda item: (-item["values"], item["node"]))
 
 
 def judge(figures: dict[str, Any], tolerance: Any) -> list[str]:
     """Every bound of ``tolerance`` the figures break or cannot show, and every FP16 overflow, as
     ``what value vs bound`` lines; empty: pass."""
-    failures = [f"FP16 overflow in node {item['node']!r} (tensor {item['tensor']!r}): peak {item['peak']:.4g} > 65504, "
-                f"{item['values']} values become inf" for item in figures.get("fp16_overflow", [])[:5]]
+    failures = [
+        f"FP16 overflow in node {item['node']!r} (tensor {item['tensor']!r}): peak {item['peak']:.4g} > 65504, "
+        f"{item['values']} values become inf"
+        for item in figures.get("fp16_overflow", [])[:5]
+    ]
     for name, output in figures["outputs"].items():
         if tolerance.cosine_min is not None and output["cosine"] is None:
-            failures.append(f"{name}: cosine undefined (an all-zero or non-finite output on the validation images); "
-                            "choose images where the FP32 output is not zero, or bound max_abs instead")
+            failures.append(
+                f"{name}: cosine undefined (an all-zero or non-finite output on the validation images); "
+                "choose images where the FP32 output is not zero, or bound max_abs instead"
+            )
         elif tolerance.cosine_min is not None and output["cosine"] < tolerance.cosine_min:
             failures.append(f"{name}: cosine {format_cosine(output['cosine'])} < {tolerance.cosine_min}")
         if tolerance.max_abs is not None and output["max_abs"] > tolerance.max_abs:
             failures.append(f"{name}: max abs error {output['max_abs']:.4g} > {tolerance.max_abs}")
         if tolerance.mean_abs is not None and output["mean_abs"] > tolerance.mean_abs:
             failures.append(f"{name}: mean abs error {output['mean_abs']:.4g} > {tolerance.mean_abs}")
-    for bound, figure, needs in (("top1_min", "top1_agreement", "classifier"), ("detection_min", "detection_agreement", "yolo")):
+    for bound, figure, needs in (
+        ("top1_min", "top1_agreement", "classifier"),
+        ("detection_min", "detection_agreement", "yolo"),
+    ):
         limit = getattr(tolerance, bound)
         if limit is None:
             continue
@@ -133,8 +152,10 @@ def judge(figures: dict[str, Any], tolerance: Any) -> list[str]:
         if figure not in figures:
             failures.append(f"{label} cannot be measured: tolerance.{bound} needs head.kind {needs}")
         elif value is None:
-            failures.append(f"{label} undefined: the FP32 model detects nothing above the threshold on the "
-                            "validation images; choose images with objects, or lower head.threshold")
+            failures.append(
+                f"{label} undefined: the FP32 model detects nothing above the threshold on the "
+                "validation images; choose images with objects, or lower head.threshold"
+            )
         elif value < limit:
             failures.append(f"{label} {value:.3f} < {limit}")
     return failures

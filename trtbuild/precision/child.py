@@ -39,14 +39,21 @@ def _fp16(request: dict[str, Any]) -> dict[str, Any]:
             raise BuildError(f"FP16 conversion failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
     onnx.save_model(converted, request["partial"])
     validate.check_produced(Path(request["partial"]), "FP16 conversion")
-    print(f"FP16 conversion: {len(caught)} converter warnings (values clamped to the FP16 range); "
-          "passes onnx.checker (full) and loads in ONNX Runtime")
+    print(
+        f"FP16 conversion: {len(caught)} converter warnings (values clamped to the FP16 range); "
+        "passes onnx.checker (full) and loads in ONNX Runtime"
+    )
     return {}
 
 
 def _feeds(request: dict[str, Any], sample: ImageSample) -> list[dict[str, Any]]:
-    return images.batches(sample, Path(request["project_root"]), Preprocess.model_validate(request["preprocess"]),
-                          request["input"], request["shape"])
+    return images.batches(
+        sample,
+        Path(request["project_root"]),
+        Preprocess.model_validate(request["preprocess"]),
+        request["input"],
+        request["shape"],
+    )
 
 
 def _int8(request: dict[str, Any]) -> dict[str, Any]:
@@ -56,20 +63,32 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
     feeds = _feeds(request, calibration)
     try:
         with tempfile.TemporaryDirectory(prefix="trtbuild-int8-") as scratch:
-            int8.quantize(Path(request["onnx"]), Path(request["partial"]), feeds, calibration.algorithm, Path(scratch),
-                          calibration.quantizer)
+            int8.quantize(
+                Path(request["onnx"]),
+                Path(request["partial"]),
+                feeds,
+                calibration.algorithm,
+                Path(scratch),
+                calibration.quantizer,
+            )
     except ModuleNotFoundError as exc:
-        raise BuildError(f"INT8 quantizer {calibration.quantizer} needs {exc.name}: pip install 'trtbuild[int8]' "
-                         "(or set calibration.quantizer: onnxruntime)") from None
+        raise BuildError(
+            f"INT8 quantizer {calibration.quantizer} needs {exc.name}: pip install 'trtbuild[int8]' "
+            "(or set calibration.quantizer: onnxruntime)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime's quantizer raises ValueError, RuntimeError, KeyError, ...
         raise BuildError(f"INT8 quantization failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
     validate.check_produced(Path(request["partial"]), "INT8 quantization")
     points = int8.zero_points(onnx.load_model(request["partial"], load_external_data=False))
     asymmetric = sorted(name for name, value in points.items() if value != 0)
     if asymmetric:
-        raise BuildError(f"INT8 quantization produced non-zero zero points (TensorRT needs symmetric): {asymmetric[:5]}")
-    print(f"INT8: {calibration.quantizer}, calibrated on {len(feeds)} images ({calibration.algorithm}); {len(points)} zero points, all 0; "
-          "passes onnx.checker (full) and loads in ONNX Runtime")
+        raise BuildError(
+            f"INT8 quantization produced non-zero zero points (TensorRT needs symmetric): {asymmetric[:5]}"
+        )
+    print(
+        f"INT8: {calibration.quantizer}, calibrated on {len(feeds)} images ({calibration.algorithm}); {len(points)} zero points, all 0; "
+        "passes onnx.checker (full) and loads in ONNX Runtime"
+    )
     return {"calibration_images": len(feeds), "zero_points": len(points)}
 
 
@@ -95,11 +114,21 @@ def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
     figures = accuracy.measure(names, reference_outputs, reduced_outputs, Head.model_validate(request["head"]))
     figures["fp16_overflow"] = accuracy.fp16_overflow(probes, emulated.probes)
     failures = accuracy.judge(figures, Tolerance.model_validate(request["tolerance"]))
-    report = {"model": request["model"], "precision": request["precision"], "images": len(feeds),
-              "emulation": {"kinds": emulated.kinds, "description": emulated.description,
-                            "runtime": f"onnxruntime {ort.__version__}, CPU, graph optimizations off",
-                            "fp16_tensors": len(emulated.probes)},
-              **figures, "tolerance": request["tolerance"], "passed": not failures, "failures": failures}
+    report = {
+        "model": request["model"],
+        "precision": request["precision"],
+        "images": len(feeds),
+        "emulation": {
+            "kinds": emulated.kinds,
+            "description": emulated.description,
+            "runtime": f"onnxruntime {ort.__version__}, CPU, graph optimizations off",
+            "fp16_tensors": len(emulated.probes),
+        },
+        **figures,
+        "tolerance": request["tolerance"],
+        "passed": not failures,
+        "failures": failures,
+    }
     Path(request["partial"]).write_text(json.dumps(report, indent=2, sort_keys=True))
     return {"passed": not failures, "failures": failures}
 

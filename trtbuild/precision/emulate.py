@@ -161,15 +161,17 @@ def _check_no_subgraphs(model: Any) -> None:
     for node in model.graph.node:
         for attribute in node.attribute:
             if attribute.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
-                raise BuildError(f"the accuracy gate cannot emulate node {node.name or node.op_type!r}: "
-                                 f"{node.op_type} carries a subgraph")
+                raise BuildError(
+                    f"the accuracy gate cannot emulate node {node.name or node.op_type!r}: "
+                    f"{node.op_type} carries a subgraph"
+                )
 
 
 # ---------------------------------------------------------------------------------------------- INT8
 
+
 def _broadcast(rewriter: _Rewriter, name: str | None, axis: int, rank: int | None, dtype: Any, hint: str) -> str | None:
     """An FP32 initializer of Q/DQ parameter ``name`` shaped to broadcast along ``axis`` of a rank-``rank`` tensor."""
-    import numpy as np
 
     if name is None or name == "":
         return None
@@ -198,8 +200,10 @@ def _fake_quantize(model: Any) -> tuple[Any, bool]:
         if node.op_type == "QuantizeLinear":
             users = [user.op_type for user in graph.node if node.output[0] in user.input]
             if node.output[0] in outputs or any(user != "DequantizeLinear" for user in users):
-                raise BuildError(f"the accuracy gate cannot emulate QuantizeLinear {node.name!r}: its output feeds "
-                                 "something other than a DequantizeLinear")
+                raise BuildError(
+                    f"the accuracy gate cannot emulate QuantizeLinear {node.name!r}: its output feeds "
+                    "something other than a DequantizeLinear"
+                )
     types, ranks = _elem_types(model), _ranks(model)
     rewriter = _Rewriter(model)
     float_coded: set[str] = set()  # QuantizeLinear outputs, now FP32 tensors holding integers
@@ -224,8 +228,10 @@ def _fake_quantize(model: Any) -> tuple[Any, bool]:
             zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint)
             if zero is not None:
                 rounded = rewriter.add("Add", [rounded, zero], hint=hint)
-            bounds = [rewriter.constant(f"{hint}_min", np.array(low, np.float32)),
-                      rewriter.constant(f"{hint}_max", np.array(high, np.float32))]
+            bounds = [
+                rewriter.constant(f"{hint}_min", np.array(low, np.float32)),
+                rewriter.constant(f"{hint}_max", np.array(high, np.float32)),
+            ]
             rewriter.add("Clip", [rounded, *bounds], output=node.output[0], hint=hint)
             float_coded.add(node.output[0])
         elif source in rewriter.arrays and source not in float_coded:  # int8 weights: fold to FP32
@@ -245,13 +251,19 @@ def _fake_quantize(model: Any) -> tuple[Any, bool]:
             zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint)
             if zero is not None:
                 value = rewriter.add("Sub", [value, zero], hint=hint)
-            rewriter.add("Mul", [value, _broadcast(rewriter, scale, axis, rank, np.float32, hint)], output=node.output[0], hint=hint)
+            rewriter.add(
+                "Mul",
+                [value, _broadcast(rewriter, scale, axis, rank, np.float32, hint)],
+                output=node.output[0],
+                hint=hint,
+            )
     consumers = {name for node in rewriter.nodes for name in node.input} | {output.name for output in graph.output}
     still_used = {name for name in rewriter.initializers if name in consumers}
     return _assemble(model, rewriter, keep=still_used), True
 
 
 # ---------------------------------------------------------------------------------------------- FP16
+
 
 def _as_fp32_tensor(tensor: Any) -> Any:
     import numpy as np
@@ -287,23 +299,49 @@ def _fp16_storage(model: Any) -> tuple[Any, dict[str, tuple[str, str]]]:
         flat = rewriter.add("Reshape", [rounded, flat_shape], hint=rounded)
 
         def count(mask: str) -> str:
-            return rewriter.add("Reshape", [rewriter.add("ReduceSum", [rewriter.add("Cast", [mask], hint=rounded, to=FLOAT)],
-                                                         hint=rounded, keepdims=0), one], hint=rounded)
+            return rewriter.add(
+                "Reshape",
+                [
+                    rewriter.add(
+                        "ReduceSum", [rewriter.add("Cast", [mask], hint=rounded, to=FLOAT)], hint=rounded, keepdims=0
+                    ),
+                    one,
+                ],
+                hint=rounded,
+            )
 
         peak = rewriter.add("ReduceMax", [rewriter.add("Abs", [flat_raw], hint=rounded)], hint=rounded, keepdims=0)
-        overflow = rewriter.add("And", [rewriter.add("IsInf", [flat], hint=rounded),
-                                        rewriter.add("Not", [rewriter.add("IsInf", [flat_raw], hint=rounded)], hint=rounded)], hint=rounded)
-        underflow = rewriter.add("And", [rewriter.add("Equal", [flat, zero], hint=rounded),
-                                         rewriter.add("Not", [rewriter.add("Equal", [flat_raw, zero], hint=rounded)], hint=rounded)], hint=rounded)
+        overflow = rewriter.add(
+            "And",
+            [
+                rewriter.add("IsInf", [flat], hint=rounded),
+                rewriter.add("Not", [rewriter.add("IsInf", [flat_raw], hint=rounded)], hint=rounded),
+            ],
+            hint=rounded,
+        )
+        underflow = rewriter.add(
+            "And",
+            [
+                rewriter.add("Equal", [flat, zero], hint=rounded),
+                rewriter.add("Not", [rewriter.add("Equal", [flat_raw, zero], hint=rounded)], hint=rounded),
+            ],
+            hint=rounded,
+        )
         size = rewriter.add("Cast", [rewriter.add("Size", [flat], hint=rounded)], hint=rounded, to=FLOAT)
-        parts = [rewriter.add("Reshape", [peak, one], hint=rounded), count(overflow), count(underflow),
-                 rewriter.add("Reshape", [size, one], hint=rounded)]
+        parts = [
+            rewriter.add("Reshape", [peak, one], hint=rounded),
+            count(overflow),
+            count(underflow),
+            rewriter.add("Reshape", [size, one], hint=rounded),
+        ]
         probe = rewriter.add("Concat", parts, output=rewriter.fresh(f"{PROBE_PREFIX}{rounded}"), hint=rounded, axis=0)
         probes[probe] = (node_name, rounded)
 
     for value in model.graph.input:
         if value.name in half and value.name not in rewriter.initializers:
-            raise BuildError(f"the accuracy gate feeds FP32 images; input {value.name!r} is FP16 (convert with FP32 I/O)")
+            raise BuildError(
+                f"the accuracy gate feeds FP32 images; input {value.name!r} is FP16 (convert with FP32 I/O)"
+            )
     for node in model.graph.node:
         node = _fp32_node(node)
         outputs = list(node.output)
@@ -331,12 +369,17 @@ def _fp32_node(node: Any) -> Any:
     for attribute in copy.attribute:
         if attribute.type == AttributeProto.TENSOR and attribute.t.data_type == FLOAT16:
             attribute.t.CopyFrom(_as_fp32_tensor(attribute.t))
-        elif attribute.name in ("to", "dtype", "output_dtype") and attribute.type == AttributeProto.INT and attribute.i == FLOAT16:
+        elif (
+            attribute.name in ("to", "dtype", "output_dtype")
+            and attribute.type == AttributeProto.INT
+            and attribute.i == FLOAT16
+        ):
             attribute.i = FLOAT
     return copy
 
 
 # ---------------------------------------------------------------------------------------------- both
+
 
 def _assemble(model: Any, rewriter: _Rewriter, keep: set[str]) -> Any:
     """A copy of ``model`` with the rewriter's nodes and the initializers in ``keep``; value_info dropped

@@ -146,8 +146,9 @@ def _infer_outputs(node: Any, schema: Any, types: _Types, opset_imports: Any, ir
         return {}
     inputs = {name: types.known[name] for name in node.input if name}
     try:
-        return shape_inference.infer_node_outputs(schema, node, inputs, opset_imports=list(opset_imports),
-                                                  ir_version=ir_version)
+        return shape_inference.infer_node_outputs(
+            schema, node, inputs, opset_imports=list(opset_imports), ir_version=ir_version
+        )
     except Exception:  # noqa: BLE001 - inference errors of every kind mean "not known here"
         return {}
 
@@ -245,7 +246,12 @@ def repair_float_types(model: Any, blocked: set[str]) -> int:
     producers = {name: node for node in nodes for name in node.output}
     for output in graph.output:
         declared, actual = output.type.tensor_type.elem_type, types.elem(output.name)
-        if declared in (FLOAT, FLOAT16) and actual in (FLOAT, FLOAT16) and actual != declared and output.name in producers:
+        if (
+            declared in (FLOAT, FLOAT16)
+            and actual in (FLOAT, FLOAT16)
+            and actual != declared
+            and output.name in producers
+        ):
             producer = producers[output.name]
             inner = fresh(f"{output.name}_{'fp16' if actual == FLOAT16 else 'fp32'}")
             producer.output[list(producer.output).index(output.name)] = inner
@@ -253,7 +259,9 @@ def repair_float_types(model: Any, blocked: set[str]) -> int:
                 for i, name in enumerate(node.input):
                     if name == output.name:
                         node.input[i] = inner
-            nodes.append(helper.make_node("Cast", [inner], [output.name], to=declared, name=fresh(f"{output.name}_cast")))
+            nodes.append(
+                helper.make_node("Cast", [inner], [output.name], to=declared, name=fresh(f"{output.name}_cast"))
+            )
             types.known[inner] = types.retyped(output.name, actual)
             fixes += 1
     del graph.node[:]
@@ -310,5 +318,10 @@ def convert_autocast(source: Path, feeds: list[dict[str, Any]], scratch: Path) -
     folder.mkdir()
     for index, feed in enumerate(feeds):
         np.savez(folder / f"{index:04d}.npz", **feed)
-    return convert_to_mixed_precision(onnx_path=str(source), low_precision_type="fp16", keep_io_types=True,
-                                      calibration_data=str(folder), providers=["cpu"])
+    return convert_to_mixed_precision(
+        onnx_path=str(source),
+        low_precision_type="fp16",
+        keep_io_types=True,
+        calibration_data=str(folder),
+        providers=["cpu"],
+    )

@@ -15,8 +15,14 @@ from typing import Any
 from trtbuild.errors import ManifestError
 
 #: (left, top, right, bottom) as fractions of the image: whole, centre 80 %, then the four corners at 80 %.
-CROPS = ((0.0, 0.0, 1.0, 1.0), (0.1, 0.1, 0.9, 0.9), (0.0, 0.0, 0.8, 0.8), (0.2, 0.0, 1.0, 0.8),
-         (0.0, 0.2, 0.8, 1.0), (0.2, 0.2, 1.0, 1.0))
+CROPS = (
+    (0.0, 0.0, 1.0, 1.0),
+    (0.1, 0.1, 0.9, 0.9),
+    (0.0, 0.0, 0.8, 0.8),
+    (0.2, 0.0, 1.0, 0.8),
+    (0.0, 0.2, 0.8, 1.0),
+    (0.2, 0.2, 1.0, 1.0),
+)
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 #: Import name -> (pip package, trtbuild extra that installs it) of the packages whose photos are used.
 IMAGE_PACKAGES = {"skimage": ("scikit-image", "int8"), "ultralytics": ("ultralytics", "ultralytics")}
@@ -72,12 +78,16 @@ def tensor(path: Path, crop: int, preprocess: Any, shape: list[int]) -> Any:
     height, width = (shape[2], shape[3]) if nchw else (shape[1], shape[2])
     image = Image.open(path).convert("L" if preprocess.color == "gray" else "RGB")
     left, top, right, bottom = CROPS[crop]
-    image = image.crop((round(left * image.width), round(top * image.height), round(right * image.width), round(bottom * image.height)))
+    image = image.crop(
+        (round(left * image.width), round(top * image.height), round(right * image.width), round(bottom * image.height))
+    )
     array = np.asarray(_resize(image, (height, width), preprocess.resize), dtype=np.float32)
     array = array[:, :, None] if array.ndim == 2 else array
     if preprocess.color == "bgr":
         array = array[:, :, ::-1]
-    array = (array * preprocess.scale - np.asarray(preprocess.mean, np.float32)) / np.asarray(preprocess.std, np.float32)
+    array = (array * preprocess.scale - np.asarray(preprocess.mean, np.float32)) / np.asarray(
+        preprocess.std, np.float32
+    )
     array = array.transpose(2, 0, 1) if nchw else array
     return np.ascontiguousarray(array[None], dtype=np.float32)
 

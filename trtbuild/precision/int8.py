@@ -38,8 +38,10 @@ from trtbuild.precision import validate
 #: Bump when the quantization settings change; part of the key.
 VERSION = 4
 #: quantizer -> the distributions whose versions enter the INT8 key.
-QUANTIZER_PACKAGES = {"modelopt": ("nvidia-modelopt", "onnx-graphsurgeon", "onnxslim", "onnxruntime", "onnx"),
-                      "onnxruntime": ("onnxruntime", "onnx")}
+QUANTIZER_PACKAGES = {
+    "modelopt": ("nvidia-modelopt", "onnx-graphsurgeon", "onnxslim", "onnxruntime", "onnx"),
+    "onnxruntime": ("onnxruntime", "onnx"),
+}
 #: trtbuild's algorithm names -> ModelOpt's ``calibration_method``.
 MODELOPT_METHODS = {"minmax": "max", "entropy": "entropy"}
 #: The lowest opset with per-channel Q/DQ (the ``axis`` attribute of QuantizeLinear/DequantizeLinear).
@@ -47,8 +49,14 @@ PER_CHANNEL_OPSET = 13
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
 
-def quantize(source: Path, target: Path, feeds: list[dict[str, Any]], algorithm: str, scratch: Path,
-             quantizer: str = "onnxruntime") -> None:
+def quantize(
+    source: Path,
+    target: Path,
+    feeds: list[dict[str, Any]],
+    algorithm: str,
+    scratch: Path,
+    quantizer: str = "onnxruntime",
+) -> None:
     """Write the Q/DQ version of ``source`` to ``target`` with ``quantizer`` (``modelopt`` or ``onnxruntime``),
     calibrated on ``feeds`` with ``algorithm``; ``scratch`` is an empty folder for intermediate files.
 
@@ -75,13 +83,22 @@ def _quantize_modelopt(source: Path, target: Path, feeds: list[dict[str, Any]], 
         prepared = Path(shutil.copyfile(source, scratch / "prepared.onnx"))
     data = {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
     output = scratch / "quantized.onnx"
-    modelopt_quantize(onnx_path=str(prepared), quantize_mode="int8", calibration_data=data,
-                      calibration_method=MODELOPT_METHODS[algorithm], calibration_eps=["cpu"],
-                      high_precision_dtype="fp32", output_path=str(output), log_level="WARNING")
+    modelopt_quantize(
+        onnx_path=str(prepared),
+        quantize_mode="int8",
+        calibration_data=data,
+        calibration_method=MODELOPT_METHODS[algorithm],
+        calibration_eps=["cpu"],
+        high_precision_dtype="fp32",
+        output_path=str(output),
+        log_level="WARNING",
+    )
     onnx.save_model(onnx.load_model(str(output)), str(target))
 
 
-def _quantize_onnxruntime(source: Path, target: Path, feeds: list[dict[str, Any]], algorithm: str, scratch: Path) -> None:
+def _quantize_onnxruntime(
+    source: Path, target: Path, feeds: list[dict[str, Any]], algorithm: str, scratch: Path
+) -> None:
     """ONNX Runtime's ``quantize_static``, configured for TensorRT (module docstring).
 
     ``feeds`` are ``{input name: array}`` dicts for the model's inputs (initializers that were listed as
@@ -92,7 +109,13 @@ def _quantize_onnxruntime(source: Path, target: Path, feeds: list[dict[str, Any]
             other exception types from ONNX Runtime's quantizer or onnx's version converter are possible
             (the child turns every one into a BuildError).
     """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Feeds(CalibrationDataReader):
         def __init__(self) -> None:
@@ -102,11 +125,21 @@ def _quantize_onnxruntime(source: Path, target: Path, feeds: list[dict[str, Any]
             return next(self.remaining, None)
 
     source = _prepared(source, scratch / "prepared.onnx")
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     quantize_static(
-        str(source), str(target), Feeds(), quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-        op_types_to_quantize=list(QUANTIZED_OPS), calibrate_method=methods[algorithm],
+        str(source),
+        str(target),
+        Feeds(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=list(QUANTIZED_OPS),
+        calibrate_method=methods[algorithm],
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
     )
 
@@ -135,6 +168,10 @@ def zero_points(model: Any) -> dict[str, int]:
     initializers = {tensor.name: tensor for tensor in model.graph.initializer}
     found = {}
     for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2] in initializers:
+        if (
+            node.op_type in ("QuantizeLinear", "DequantizeLinear")
+            and len(node.input) > 2
+            and node.input[2] in initializers
+        ):
             found[node.input[2]] = int(abs(numpy_helper.to_array(initializers[node.input[2]]).astype("int64")).max())
     return found

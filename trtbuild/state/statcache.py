@@ -37,8 +37,10 @@ def cache_schema() -> Any:
     from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, with_config
     from typing_extensions import NotRequired, TypedDict
 
-    from trtbuild.state.lockfile import Sha256
-    from trtbuild.state.lockfile import project_relative  # the lock's string validator
+    from trtbuild.state.lockfile import (
+        Sha256,
+        project_relative,  # the lock's string validator
+    )
 
     @with_config(ConfigDict(strict=True, extra="allow"))
     class CacheEntry(TypedDict):
@@ -102,7 +104,9 @@ class StatCache:
         except ValidationError as exc:
             problem = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(part) for part in problem["loc"]) or "<document>"
-            self._discard(f"{self.path}: stat cache unreadable ({where}: {problem['msg'].removeprefix('Value error, ')})")
+            self._discard(
+                f"{self.path}: stat cache unreadable ({where}: {problem['msg'].removeprefix('Value error, ')})"
+            )
 
     def _discard(self, problem: str) -> None:
         self.warnings.append(f"{problem}; discarded, files will be hashed again")
@@ -157,7 +161,9 @@ class StatCache:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, json.dumps({"schema": SCHEMA, "files": self._entries}, separators=(",", ":")).encode())
+            write_atomic(
+                self.path, json.dumps({"schema": SCHEMA, "files": self._entries}, separators=(",", ":")).encode()
+            )
         except OSError as exc:
             self.warn(os_error_line(exc, self.path, "cannot save the stat cache (files will be hashed again next run)"))
             return

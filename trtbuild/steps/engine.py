@@ -37,7 +37,9 @@ def plugin_digests(cache: StatCache, plugins: tuple[Path, ...], root: Path) -> d
     return found
 
 
-def engine_request(target: ModelTarget, env: dict[str, Any], settings: dict[str, Any], timing_cache: Path) -> dict[str, Any]:
+def engine_request(
+    target: ModelTarget, env: dict[str, Any], settings: dict[str, Any], timing_cache: Path
+) -> dict[str, Any]:
     """The builder child's request for ``target`` with ``settings`` (``state.keys.build_settings``)."""
     return {
         "flavour": env["builder"],
@@ -55,8 +57,13 @@ def engine_step(target: ModelTarget, project: Project, env: dict[str, Any], gate
     onnx = engine_onnx(target, env)
 
     def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
-        return {"schema": KEY_SCHEMA, "onnx": onnx_digest(ctx.cache, onnx), "settings": build_settings(target),
-                "plugins": plugin_digests(ctx.cache, target.plugins, ctx.project.root), "env": ctx.env}
+        return {
+            "schema": KEY_SCHEMA,
+            "onnx": onnx_digest(ctx.cache, onnx),
+            "settings": build_settings(target),
+            "plugins": plugin_digests(ctx.cache, target.plugins, ctx.project.root),
+            "env": ctx.env,
+        }
 
     def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
         return engine_request(target, ctx.env, found["settings"], ctx.project.timing_cache)
@@ -64,6 +71,16 @@ def engine_step(target: ModelTarget, project: Project, env: dict[str, Any], gate
     def facts(produced: Produced) -> dict[str, Any]:
         return {"builder": produced.result["builder"], "network": produced.result.get("network")}
 
-    return Step(id=f"engine:{project.relative(target.engine)}", kind="engine", model=target.name, output=target.engine,
-                consumes=(onnx, *gate), inputs=(onnx,), components=components, child="trtbuild.builder.child",
-                request=request, output_label="engine", facts=facts)
+    return Step(
+        id=f"engine:{project.relative(target.engine)}",
+        kind="engine",
+        model=target.name,
+        output=target.engine,
+        consumes=(onnx, *gate),
+        inputs=(onnx,),
+        components=components,
+        child="trtbuild.builder.child",
+        request=request,
+        output_label="engine",
+        facts=facts,
+    )

@@ -18,11 +18,11 @@ from typing import Any
 
 from trtbuild import reasons as why
 from trtbuild.errors import BuildError
+from trtbuild.files import inside_project, sha256_file
 from trtbuild.isolation import Produced
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.onnx_inputs import check_inputs, read_onnx_inputs
 from trtbuild.reasons import Reason
-from trtbuild.files import inside_project, sha256_file
 from trtbuild.state.keys import KEY_SCHEMA
 from trtbuild.state.statcache import StatCache
 from trtbuild.steps.context import Context
@@ -47,8 +47,11 @@ def export_step(target: ModelTarget, project: Project) -> Step:
 
     def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
         found: dict[str, Any] = {
-            "schema": KEY_SCHEMA, "source": ctx.cache.sha256(target.source), "recipe": recipe.name,
-            "code": ctx.cache.sha256(recipe.file), "recipe_version": recipe.module.VERSION,
+            "schema": KEY_SCHEMA,
+            "source": ctx.cache.sha256(target.source),
+            "recipe": recipe.name,
+            "code": ctx.cache.sha256(recipe.file),
+            "recipe_version": recipe.module.VERSION,
             "params": recipe.module.Params.model_validate(recipe_spec.params()).model_dump(mode="json"),
             "exporters": recipe.exporter_versions(),
         }
@@ -67,9 +70,14 @@ def export_step(target: ModelTarget, project: Project) -> Step:
         return None
 
     def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
-        return {"recipe": recipe.name, "project_root": str(ctx.project.root), "source": str(target.source),
-                "sha256": spec.pinned_sha256(), "params": found["params"],
-                "declared": [str(target.source), str(recipe.file)]}
+        return {
+            "recipe": recipe.name,
+            "project_root": str(ctx.project.root),
+            "source": str(target.source),
+            "sha256": spec.pinned_sha256(),
+            "params": found["params"],
+            "declared": [str(target.source), str(recipe.file)],
+        }
 
     def verify(onnx_path: Path) -> None:
         problems = check_inputs(target, *read_onnx_inputs(onnx_path))
@@ -79,7 +87,19 @@ def export_step(target: ModelTarget, project: Project) -> Step:
     def complete(ctx: Context, found: dict[str, Any], produced: Produced) -> dict[str, Any]:
         return {**found, "discovered": discovered_digests(ctx.cache, ctx.project.root, produced.result["discovered"])}
 
-    return Step(id=f"export:{project.relative(target.onnx)}", kind="export", model=target.name, output=target.onnx,
-                consumes=(target.source,), inputs=(target.source,), input_label="source", components=components,
-                child="trtbuild.export.child", request=request, log=".export", precheck=precheck, verify=verify,
-                complete=complete)
+    return Step(
+        id=f"export:{project.relative(target.onnx)}",
+        kind="export",
+        model=target.name,
+        output=target.onnx,
+        consumes=(target.source,),
+        inputs=(target.source,),
+        input_label="source",
+        components=components,
+        child="trtbuild.export.child",
+        request=request,
+        log=".export",
+        precheck=precheck,
+        verify=verify,
+        complete=complete,
+    )

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild import reasons as why
-from trtbuild.packages import installed_versions
 from trtbuild.errors import BuildError
 from trtbuild.isolation import Produced
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.onnx_inputs import onnx_input_dims
+from trtbuild.packages import installed_versions
 from trtbuild.state.keys import KEY_SCHEMA, key_of
 from trtbuild.state.onnx_digest import onnx_digest
 from trtbuild.state.statcache import StatCache
@@ -67,13 +67,28 @@ def _code(cache: StatCache, *modules: Any) -> str:
 
 def _images(target: ModelTarget, ctx: Context) -> dict[str, Any]:
     name, shape = image_input(target)
-    return {"project_root": str(ctx.project.root), "preprocess": target.spec.preprocess.model_dump(mode="json"),
-            "input": name, "shape": shape}
+    return {
+        "project_root": str(ctx.project.root),
+        "preprocess": target.spec.preprocess.model_dump(mode="json"),
+        "input": name,
+        "shape": shape,
+    }
 
 
-def _step(kind: str, target: ModelTarget, project: Project, output: Path, consumes: tuple[Path, ...], **hooks: Any) -> Step:
-    return Step(id=f"{kind}:{project.relative(output)}", kind=kind, model=target.name, output=output, consumes=consumes,
-                inputs=consumes, child="trtbuild.precision.child", log=f".{kind}", **hooks)
+def _step(
+    kind: str, target: ModelTarget, project: Project, output: Path, consumes: tuple[Path, ...], **hooks: Any
+) -> Step:
+    return Step(
+        id=f"{kind}:{project.relative(output)}",
+        kind=kind,
+        model=target.name,
+        output=output,
+        consumes=consumes,
+        inputs=consumes,
+        child="trtbuild.precision.child",
+        log=f".{kind}",
+        **hooks,
+    )
 
 
 def fp16_step(target: ModelTarget, project: Project) -> Step:
@@ -87,21 +102,38 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
         params: dict[str, Any] = {"converter": spec.fp16_converter, "keep_io_types": True}
         if spec.fp16_converter == "autocast":
             assert spec.calibration is not None
-            params.update(calibration=spec.calibration.model_dump(mode="json"), preprocess=spec.preprocess.model_dump(mode="json"),
-                          images=image_hashes(ctx.cache, spec.calibration, ctx.project.root))
-            code, versions = _code(ctx.cache, fp16, images), installed_versions("nvidia-modelopt", "onnx", "onnxruntime")
+            params.update(
+                calibration=spec.calibration.model_dump(mode="json"),
+                preprocess=spec.preprocess.model_dump(mode="json"),
+                images=image_hashes(ctx.cache, spec.calibration, ctx.project.root),
+            )
+            code, versions = (
+                _code(ctx.cache, fp16, images),
+                installed_versions("nvidia-modelopt", "onnx", "onnxruntime"),
+            )
         else:
             params["block_list"] = list(fp16.SENSITIVE_OPS)
             code, versions = ctx.cache.sha256(Path(fp16.__file__)), installed_versions("onnxconverter-common", "onnx")
-        return {"schema": KEY_SCHEMA, "onnx": onnx_digest(ctx.cache, target.onnx), "converter": f"fp16 v{fp16.VERSION}",
-                "code": code, "params": params, "versions": versions}
+        return {
+            "schema": KEY_SCHEMA,
+            "onnx": onnx_digest(ctx.cache, target.onnx),
+            "converter": f"fp16 v{fp16.VERSION}",
+            "code": code,
+            "params": params,
+            "versions": versions,
+        }
 
     def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
         if spec.fp16_converter != "autocast":
             return {"step": "fp16", "onnx": str(target.onnx)}
         assert spec.calibration is not None
-        return {"step": "fp16", "onnx": str(target.onnx), "converter": "autocast",
-                "calibration": spec.calibration.model_dump(mode="json"), **_images(target, ctx)}
+        return {
+            "step": "fp16",
+            "onnx": str(target.onnx),
+            "converter": "autocast",
+            "calibration": spec.calibration.model_dump(mode="json"),
+            **_images(target, ctx),
+        }
 
     return _step("fp16", target, project, target.fp16_onnx, (target.onnx,), components=components, request=request)
 
@@ -115,15 +147,26 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
     assert calibration is not None
 
     def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
-        return {"schema": KEY_SCHEMA, "onnx": onnx_digest(ctx.cache, target.onnx), "converter": f"int8 v{int8.VERSION}",
-                "code": _code(ctx.cache, int8, images),
-                "params": {"calibration": calibration.model_dump(mode="json"), "preprocess": spec.preprocess.model_dump(mode="json"),
-                           "images": image_hashes(ctx.cache, calibration, ctx.project.root)},
-                "versions": installed_versions(*int8.QUANTIZER_PACKAGES[calibration.quantizer], "pillow")}
+        return {
+            "schema": KEY_SCHEMA,
+            "onnx": onnx_digest(ctx.cache, target.onnx),
+            "converter": f"int8 v{int8.VERSION}",
+            "code": _code(ctx.cache, int8, images),
+            "params": {
+                "calibration": calibration.model_dump(mode="json"),
+                "preprocess": spec.preprocess.model_dump(mode="json"),
+                "images": image_hashes(ctx.cache, calibration, ctx.project.root),
+            },
+            "versions": installed_versions(*int8.QUANTIZER_PACKAGES[calibration.quantizer], "pillow"),
+        }
 
     def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
-        return {"step": "int8", "onnx": str(target.onnx), "calibration": calibration.model_dump(mode="json"),
-                **_images(target, ctx)}
+        return {
+            "step": "int8",
+            "onnx": str(target.onnx),
+            "calibration": calibration.model_dump(mode="json"),
+            **_images(target, ctx),
+        }
 
     return _step("int8", target, project, target.int8_onnx, (target.onnx,), components=components, request=request)
 
@@ -138,24 +181,45 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
     assert validation is not None
 
     def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
-        return {"schema": KEY_SCHEMA,
-                "onnx": key_of({"reference": onnx_digest(ctx.cache, target.onnx), "reduced": onnx_digest(ctx.cache, reduced)}),
-                "converter": "accuracy v2", "code": key_of({m.__name__: ctx.cache.sha256(Path(m.__file__ or "")) for m in (accuracy, emulate, images)}),
-                "params": {"validation": validation.model_dump(mode="json"), "preprocess": spec.preprocess.model_dump(mode="json"),
-                           "head": spec.head.model_dump(mode="json"), "tolerance": spec.tolerance.model_dump(mode="json"),
-                           "images": image_hashes(ctx.cache, validation, ctx.project.root)},
-                "versions": installed_versions("onnxruntime", "pillow")}
+        return {
+            "schema": KEY_SCHEMA,
+            "onnx": key_of(
+                {"reference": onnx_digest(ctx.cache, target.onnx), "reduced": onnx_digest(ctx.cache, reduced)}
+            ),
+            "converter": "accuracy v2",
+            "code": key_of({m.__name__: ctx.cache.sha256(Path(m.__file__ or "")) for m in (accuracy, emulate, images)}),
+            "params": {
+                "validation": validation.model_dump(mode="json"),
+                "preprocess": spec.preprocess.model_dump(mode="json"),
+                "head": spec.head.model_dump(mode="json"),
+                "tolerance": spec.tolerance.model_dump(mode="json"),
+                "images": image_hashes(ctx.cache, validation, ctx.project.root),
+            },
+            "versions": installed_versions("onnxruntime", "pillow"),
+        }
 
     def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
         if spec.calibration is not None:
             root = ctx.project.root
-            shared = set(image_hashes(ctx.cache, spec.calibration, root).values()) & set(image_hashes(ctx.cache, validation, root).values())
+            shared = set(image_hashes(ctx.cache, spec.calibration, root).values()) & set(
+                image_hashes(ctx.cache, validation, root).values()
+            )
             if shared:
-                raise BuildError(f"{target.where('validation')}: validation images must be kept apart from calibration "
-                                 f"images; {len(shared)} are in both")
-        return {"step": "accuracy", "model": target.name, "precision": spec.precision, "reference": str(target.onnx),
-                "reduced": str(reduced), "validation": validation.model_dump(mode="json"), "head": spec.head.model_dump(mode="json"),
-                "tolerance": spec.tolerance.model_dump(mode="json"), **_images(target, ctx)}
+                raise BuildError(
+                    f"{target.where('validation')}: validation images must be kept apart from calibration "
+                    f"images; {len(shared)} are in both"
+                )
+        return {
+            "step": "accuracy",
+            "model": target.name,
+            "precision": spec.precision,
+            "reference": str(target.onnx),
+            "reduced": str(reduced),
+            "validation": validation.model_dump(mode="json"),
+            "head": spec.head.model_dump(mode="json"),
+            "tolerance": spec.tolerance.model_dump(mode="json"),
+            **_images(target, ctx),
+        }
 
     def accept(ctx: Context, produced: Produced) -> Outcome | None:
         if produced.result["passed"]:
@@ -164,5 +228,13 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
         figures = "; ".join(report["failures"])
         return Outcome(FAILED, [why.error(f"accuracy gate failed ({ctx.project.relative(target.report)}): {figures}")])
 
-    return _step("accuracy", target, project, target.report, (target.onnx, reduced), components=components,
-                 request=request, accept=accept)
+    return _step(
+        "accuracy",
+        target,
+        project,
+        target.report,
+        (target.onnx, reduced),
+        components=components,
+        request=request,
+        accept=accept,
+    )

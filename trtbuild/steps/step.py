@@ -170,8 +170,14 @@ def run(step: Step, ctx: Context) -> Outcome:
         return Outcome(FAILED, [refusal])
     assert step.request is not None
     started = time.monotonic()
-    produced = run_isolated(step.child, step.request(ctx, assessment.components), step.output, step.log_path(ctx),
-                            ctx.project.state_dir / "tmp", verify=step.verify)
+    produced = run_isolated(
+        step.child,
+        step.request(ctx, assessment.components),
+        step.output,
+        step.log_path(ctx),
+        ctx.project.state_dir / "tmp",
+        verify=step.verify,
+    )
     ctx.assessments.clear()  # a new file: any verdict downstream may change
     seconds = time.monotonic() - started
     outcome = step.accept(ctx, produced) if step.accept is not None else None
