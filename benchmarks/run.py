@@ -156,7 +156,8 @@ def bench_noop(work: Path, repeats: int) -> None:
     }
     say(
         f"no-op  trtbuild all {ours['seconds'] * 1000:.0f} ms ({ours['tree_peak_mib']:.0f} MiB peak) | python -c pass "
-        f"{baseline['seconds'] * 1000:.0f} ms | dvc repro {dvc['seconds'] * 1000:.0f} ms ({dvc['tree_peak_mib']:.0f} MiB) | "
+        f"{baseline['seconds'] * 1000:.0f} ms | dvc repro {dvc['seconds'] * 1000:.0f} ms "
+        f"({dvc['tree_peak_mib']:.0f} MiB) | "
         f"trtbuild plan (full path) {full['seconds'] * 1000:.0f} ms"
     )
     say(
@@ -361,9 +362,9 @@ def bench_hashing(work: Path, repeats: int, gib: float) -> None:
     }
     h = RESULTS["hashing"]
     say(
-        f"hashing {size / (1 << 30):.2f} GiB ONNX+external data: trtbuild {h['trtbuild_gib_per_s']:.2f} GiB/s, sha256sum "
-        f"{h['sha256sum_gib_per_s']:.2f} GiB/s, ratio {h['throughput_ratio']:.2f} (target >= 0.9); second run "
-        f"{h['second_run_seconds'] * 1000:.1f} ms, {h['second_run_bytes_hashed']} bytes hashed (target ~0)"
+        f"hashing {size / (1 << 30):.2f} GiB ONNX+external data: trtbuild {h['trtbuild_gib_per_s']:.2f} GiB/s, "
+        f"sha256sum {h['sha256sum_gib_per_s']:.2f} GiB/s, ratio {h['throughput_ratio']:.2f} (target >= 0.9); "
+        f"second run {h['second_run_seconds'] * 1000:.1f} ms, {h['second_run_bytes_hashed']} bytes hashed (target ~0)"
     )
     shutil.rmtree(work / "big", ignore_errors=True)
 
@@ -388,17 +389,20 @@ def plain_script(folder: Path, manifest: dict[str, Any]) -> Path:
         if recipe["name"] == "ultralytics":
             lines += [
                 f"cp {source} out/{name}.pt",
-                f"{bin_dir}/yolo export model=out/{name}.pt format=onnx imgsz={recipe['imgsz']} dynamic=True simplify=False opset=17 > /dev/null",
+                f"{bin_dir}/yolo export model=out/{name}.pt format=onnx imgsz={recipe['imgsz']} "
+                "dynamic=True simplify=False opset=17 > /dev/null",
             ]
         elif recipe["name"] == "keras":
             lines.append(
                 f'mkdir -p out/k && {PYTHON} -c "from pathlib import Path; from types import SimpleNamespace; '
                 f"from trtbuild.recipes.keras import export, Params; export(Path('{source}'), Path('out/{name}.onnx'), "
-                f"Params(input_name='input', output_names=['probabilities']), SimpleNamespace(workdir=Path('out/k')))\" > /dev/null 2>&1"
+                "Params(input_name='input', output_names=['probabilities']), "
+                "SimpleNamespace(workdir=Path('out/k')))\" > /dev/null 2>&1"
             )
         else:
             lines.append(
-                f'{PYTHON} -c "from trtbuild.recipes.tflite import fold_fp16_constants; from pathlib import Path; import tflite2onnx; '
+                f'{PYTHON} -c "from trtbuild.recipes.tflite import fold_fp16_constants; '
+                "from pathlib import Path; import tflite2onnx; "
                 f"Path('out/{name}.tflite').write_bytes(fold_fp16_constants(Path('{source}').read_bytes())[0]); "
                 f"tflite2onnx.convert('out/{name}.tflite', 'out/{name}.onnx')\""
             )
@@ -410,7 +414,8 @@ def plain_script(folder: Path, manifest: dict[str, Any]) -> Path:
                     for bound in ("min", "opt", "max")
                 ]
         lines.append(
-            f"{bin_dir}/polygraphy convert out/{name}.onnx -o out/{name}.engine --pool-limit workspace:1G {' '.join(shapes)} > /dev/null"
+            f"{bin_dir}/polygraphy convert out/{name}.onnx -o out/{name}.engine --pool-limit workspace:1G "
+            f"{' '.join(shapes)} > /dev/null"
         )
     script = folder / "convert_all.sh"
     script.write_text("\n".join(lines) + "\n")
@@ -460,10 +465,12 @@ def bench_builds(work: Path, repeats: int) -> None:
     c, i, m = RESULTS["cold_build"], RESULTS["incremental"], RESULTS["memory"]
     say(
         f"cold build, five models fp32: script {c['script_seconds']:.1f} s | trtbuild -j1 {c['j1_seconds']:.1f} s "
-        f"(ratio {c['ratio_j1']:.2f}, target <= 1.05) | -j2 {c['j2_seconds']:.1f} s (ratio {c['ratio_j2']:.2f}, target <= 0.7)"
+        f"(ratio {c['ratio_j1']:.2f}, target <= 1.05) | -j2 {c['j2_seconds']:.1f} s "
+        f"(ratio {c['ratio_j2']:.2f}, target <= 0.7)"
     )
     say(
-        f"incremental: one model changed {i['one_model_seconds']:.1f} s vs the script's full run {i['script_full_seconds']:.1f} s "
+        f"incremental: one model changed {i['one_model_seconds']:.1f} s "
+        f"vs the script's full run {i['script_full_seconds']:.1f} s "
         f"(ratio {i['ratio']:.2f})"
     )
     say(

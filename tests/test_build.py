@@ -8,8 +8,14 @@ from pathlib import Path
 from conftest import ProjectDir, Run, entries
 from onnx_models import conv_net, unsupported_op_net
 
-JETPACK_5_1_2 = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n"
-JETPACK_6_2 = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025\n"
+JETPACK_5_1_2 = (
+    "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, "
+    "DATE: Tue Aug  1 19:57:35 UTC 2023\n"
+)
+JETPACK_6_2 = (
+    "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
+    "DATE: Wed Jan  8 01:49:37 UTC 2025\n"
+)
 
 
 def sha256(path: Path) -> str:

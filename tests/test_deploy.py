@@ -40,7 +40,12 @@ name, kwargs = sys.argv[1], json.loads(sys.argv[2])
 try:
     result = {"path": str(trtbuild.engine(name, **kwargs))}
 except trtbuild.StaleEngineError as exc:
-    result = {"stale": exc.reasons, "message": str(exc), "engine": exc.engine and str(exc.engine), "lock": str(exc.lock)}
+    result = {
+        "stale": exc.reasons,
+        "message": str(exc),
+        "engine": exc.engine and str(exc.engine),
+        "lock": str(exc.lock),
+    }
 except trtbuild.ManifestError as exc:
     result = {"manifest": str(exc)}
 result["heavy"] = sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[3].split(",")))
@@ -155,6 +160,17 @@ def test_never_built_unknown_model_and_no_manifest_are_clear_errors(
     assert app(empty, "net", jetson, manifest="missing.yaml")["manifest"] == "missing.yaml: no such manifest"
 
 
+def test_a_lock_of_another_shape_is_a_state_error_for_the_application(tmp_path: Path) -> None:
+    from trtbuild.deploy import _entry
+    from trtbuild.errors import StateError
+
+    lock = tmp_path / "builds.lock"
+    for document in ({"schema": [1], "models": {}}, {"schema": {"v": 2}, "steps": {}}, {"": {}}, []):
+        lock.write_text(json.dumps(document))
+        with pytest.raises(StateError, match="not a trtbuild lock"):
+            _entry(lock, "net")
+
+
 def test_the_shell_form_prints_the_path_or_the_reason_with_the_cli_exit_codes(
     deployed: tuple[Path, dict[str, str]],
 ) -> None:
@@ -213,7 +229,8 @@ def test_a_devices_project_reads_the_detected_devices_lock(tmp_path: Path) -> No
 
 def test_import_trtbuild_stays_cheap_and_the_api_imports_nothing_heavy() -> None:
     code = (
-        "import sys, trtbuild; before = set(sys.modules); trtbuild.engine, trtbuild.StaleEngineError, trtbuild.ManifestError; "
+        "import sys, trtbuild; before = set(sys.modules); "
+        "trtbuild.engine, trtbuild.StaleEngineError, trtbuild.ManifestError; "
         "print(sorted(m for m in before if m.startswith('trtbuild'))); "
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     )

@@ -70,9 +70,18 @@ def test_an_undetectable_device_asks_for_device(devices_project: ProjectDir, tmp
     run = devices_project.trtbuild("plan", env=env)
     assert run.code == 2
     assert (
-        "cannot match this machine (NVIDIA Jetson Xavier NX Developer Kit) to a device: pass --device, one of: orin-nano-8gb, x86-rtx"
-        in run.stderr
+        "cannot match this machine (NVIDIA Jetson Xavier NX Developer Kit) to a device: "
+        "pass --device, one of: orin-nano-8gb, x86-rtx" in run.stderr
     )
+
+
+def test_init_on_an_undetectable_device_starts_a_single_device_project(project: ProjectDir, tmp_path: Path) -> None:
+    env = sysroot(tmp_path / "tx2", RELEASES["5.1.2"][0], model="NVIDIA Jetson TX2 Developer Kit")  # no device name
+    run = project.trtbuild("init", env=env)
+    assert run.code == 0, run.stderr
+    assert run.stdout.splitlines() == ["wrote builds.yaml", "wrote .gitignore"]  # no devices/None.yaml
+    plan = project.trtbuild("plan", env=env)
+    assert plan.code == 0, plan.stderr
 
 
 def test_a_jetson_is_detected_from_its_device_tree(devices_project: ProjectDir, tmp_path: Path) -> None:

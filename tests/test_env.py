@@ -13,15 +13,18 @@ from trtbuild.env.jetson import jetson_gpu, parse_l4t_release, parse_mem_total_g
 
 RELEASES = {
     "5.1.2": (
-        "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023",
+        "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, "
+        "DATE: Tue Aug  1 19:57:35 UTC 2023",
         "35.4.1",
     ),
     "6.0": (
-        "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic, EABI: aarch64, DATE: Fri Jul 19 23:24:25 UTC 2024",
+        "# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic, EABI: aarch64, "
+        "DATE: Fri Jul 19 23:24:25 UTC 2024",
         "36.3.0",
     ),
     "6.2": (
-        "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 01:49:37 UTC 2025",
+        "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
+        "DATE: Wed Jan  8 01:49:37 UTC 2025",
         "36.4.3",
     ),
 }
@@ -72,7 +75,8 @@ def test_probing_imports_no_tensorrt(tmp_path: Path) -> None:
     code = (
         "import sys; from trtbuild.env.fingerprint import fingerprint; f = fingerprint(); "
         "assert f['builder_version'], f; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorrt', 'tensorrt_rtx', 'polygraphy', 'onnx', 'torch')))"
+        "print(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('tensorrt', 'tensorrt_rtx', 'polygraphy', 'onnx', 'torch')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

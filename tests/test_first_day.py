@@ -24,7 +24,8 @@ def test_a_wrong_input_name_is_a_manifest_error_on_every_precision(project: Proj
         else ""
     )
     (project.root / "builds.yaml").write_text(
-        f"models:\n  mynet:\n    source: mynet.onnx\n    precision: {precision}\n    inputs: {{images: [1, 3, 64, 64]}}\n{gate}"
+        f"models:\n  mynet:\n    source: mynet.onnx\n    precision: {precision}\n"
+        f"    inputs: {{images: [1, 3, 64, 64]}}\n{gate}"
     )
     for command in ("all", "plan"):
         run = project.trtbuild(command)

@@ -63,7 +63,8 @@ def test_a_truncated_onnx_is_refused(project: ProjectDir) -> None:
     [
         (
             "models:\n  m: {source: m.onnx, workspace: !!python/object/apply:os.system ['touch pwned']}\n",
-            "builds.yaml:2: models.m.workspace: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed",
+            "builds.yaml:2: models.m.workspace: "
+            "YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed",
         ),
         (
             "models:\n  m: {source: !!python/name:os.system m.onnx}\n",

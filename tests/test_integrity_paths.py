@@ -552,8 +552,8 @@ def test_a_pinned_file_rewritten_behind_the_stat_cache_is_not_loaded(
     assert not marker.exists(), "the pickle ran"
     assert run.code == 2, run.stderr
     assert (
-        f"builds.yaml:4: models.net.source: model.pt has sha256 {hashlib.sha256(evil).hexdigest()}, not the pinned {pin}"
-        in run.stderr
+        f"builds.yaml:4: models.net.source: model.pt has sha256 {hashlib.sha256(evil).hexdigest()}, "
+        f"not the pinned {pin}" in run.stderr
     )
 
 
@@ -573,7 +573,7 @@ def test_a_pinned_file_swapped_between_the_check_and_the_load_is_not_loaded(
     assert process.returncode == 1, stderr
     reason = json.loads(stdout)["models"]["net"]["reasons"][0]
     assert (
-        reason
-        == f"source {project.root}/model.pt: sha256 {hashlib.sha256(evil).hexdigest()} is not the pinned {pin}; not loaded"
+        reason == f"source {project.root}/model.pt: sha256 {hashlib.sha256(evil).hexdigest()} "
+        f"is not the pinned {pin}; not loaded"
     )
     assert not (project.root / "exports/net.onnx").exists()

@@ -248,6 +248,28 @@ def test_a_lock_damaged_behind_a_valid_stamp_is_not_trusted_by_the_fast_path(pro
     assert "builds.lock: models.m: Input should be a valid dictionary" in run.stderr
 
 
+def test_an_engine_entry_without_a_model_name_is_not_trusted_by_the_fast_path(project: ProjectDir) -> None:
+    """The stamp vouches for the lock; the fast path still checks what it reads, the model's name included."""
+    from test_build import _age_project
+
+    built(project)
+    _age_project(project)
+    assert project.trtbuild("all").code == 0  # writes a trusted stamp: the next `all` takes the fast path
+    lock = project.root / "builds.lock"
+    before = lock.stat()
+    data = json.loads(lock.read_text())
+    data["steps"][E]["model"] = 5
+    damaged = json.dumps(data).encode()
+    assert len(damaged) <= before.st_size  # the same size: the stamp still vouches for it
+    with open(lock, "r+b") as handle:
+        handle.write(damaged.ljust(before.st_size))
+    os.utime(lock, ns=(before.st_atime_ns, before.st_mtime_ns))
+    run = project.trtbuild("all", "--json")
+    assert run.code == 2, (run.stdout, run.stderr)  # the full path took over and refused the lock
+    no_traceback(run)
+    assert f"builds.lock: steps.{E}.model: Input should be a valid string" in run.stderr
+
+
 def test_a_damaged_accuracy_report_is_never_a_traceback(project: ProjectDir) -> None:
     photos = "{package: skimage, glob: [data/astronaut.png, data/camera.png, data/chelsea.png, data/coffee.png]}"
     conv_net(project.root / "net.onnx", batch="N", seed=11, channels=16, size=64)
@@ -383,7 +405,8 @@ def test_a_large_honest_manifest_still_loads_quickly(project: ProjectDir) -> Non
     conv_net(project.root / "m.onnx")
     models = "\n".join(f"  m{i}: {{<<: *common, output: engines/m{i}.engine}}" for i in range(2000))
     project.write_manifest(
-        f"x-common: &common {{source: m.onnx, inputs: {{input: [1, 3, 32, 32]}}, workspace: 64MiB}}\nmodels:\n{models}\n"
+        "x-common: &common {source: m.onnx, inputs: {input: [1, 3, 32, 32]}, workspace: 64MiB}\n"
+        f"models:\n{models}\n"
     )
     started = time.monotonic()
     run = project.trtbuild("config", "--json")

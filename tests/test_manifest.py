@@ -58,7 +58,8 @@ def test_profile_order_error_names_file_line_model_and_field(project: ProjectDir
         ),
         (
             "    inputs: {x: [1, 3, 40000, 40000]}\n",
-            "builds.yaml:3: models.m.inputs.x: [1, 3, 40000, 40000] has 4800000000 elements, more than the 2147483648 allowed",
+            "builds.yaml:3: models.m.inputs.x: [1, 3, 40000, 40000] has 4800000000 elements, "
+            "more than the 2147483648 allowed",
         ),
         (
             "    output: ../outside.engine\n",
@@ -161,7 +162,8 @@ def test_declared_inputs_are_checked_against_the_onnx(project: ProjectDir) -> No
     assert lines == [
         "builds.yaml:4: models.wrong_name.inputs.images: no input 'images' in static.onnx (inputs: input)",
         "builds.yaml:7: models.wrong_dim.inputs.input: min [1, 3, 64, 64]: dimension 2 is fixed at 32 in static.onnx",
-        "builds.yaml:8: models.undeclared_dynamic.inputs: input 'input' of dynamic.onnx has dynamic dims ['N', 3, 32, 32]; declare its shape or profile",
+        "builds.yaml:8: models.undeclared_dynamic.inputs: input 'input' of dynamic.onnx "
+        "has dynamic dims ['N', 3, 32, 32]; declare its shape or profile",
     ]
 
 
@@ -226,8 +228,10 @@ def test_schema_command_prints_the_manifest_json_schema(project: ProjectDir) -> 
 def test_int8_without_images_names_both_missing_specs(project: ProjectDir) -> None:
     lines = errors_of(project, "models:\n  m:\n    source: m.onnx\n    precision: int8\n")
     assert lines == [
-        "builds.yaml:2: models.m.calibration: precision int8 needs a calibration: spec (real images; see docs/precision.md)",
-        "builds.yaml:2: models.m.validation: precision int8 needs a validation: spec (real images; see docs/precision.md)",
+        "builds.yaml:2: models.m.calibration: precision int8 needs a calibration: spec "
+        "(real images; see docs/precision.md)",
+        "builds.yaml:2: models.m.validation: precision int8 needs a validation: spec "
+        "(real images; see docs/precision.md)",
     ]
 
 

@@ -3,8 +3,8 @@
 Architectures: the nine ``light_*`` models that ship in the ``onnx`` wheel (IR version 3, initializers
 listed among the graph inputs, unnamed nodes; ImageNet classifiers from Caffe2) and Ultralytics' own
 model YAMLs with random weights, exported once per module: YOLOv8n detect, segment, classify and
-pose, YOLO11n (attention blocks), YOLO-World v2 (its YAML-built model carries random text embeddings, ``WorldModel.txt_feats =
-torch.randn(...)``, so no CLIP weights are needed offline) and RT-DETR-L.
+pose, YOLO11n (attention blocks), YOLO-World v2 (its YAML-built model carries random text embeddings,
+``WorldModel.txt_feats = torch.randn(...)``, so no CLIP weights are needed offline) and RT-DETR-L.
 
 Each is converted by the precision child's own step functions (the code the CLI runs, in process here),
 then held to the same bar independently of trtbuild: ``onnx.checker.check_model(full_check=True)``,
@@ -386,7 +386,7 @@ def test_real_architectures_build_into_engines(project: ProjectDir, sources: dic
     models = run.json()["models"]
     failed = {name: model["reasons"] for name, model in models.items() if model["status"] != "built"}
     assert run.code == 0 and not failed, failed
-    for name, (architecture, precision) in ENGINES.items():
+    for name, (_architecture, precision) in ENGINES.items():
         assert (project.root / "engines" / f"{name}.engine").stat().st_size > 0
         assert_valid(project.root / "exports" / f"{name}.{precision}.onnx")
         if precision == "int8":

@@ -47,7 +47,11 @@ def emonet_project(project: ProjectDir) -> tuple[EmoNetLike, str]:
               module: "emonet_like:EmoNetLike"
               inputs: {{image: [1, 3, 256, 256]}}
               output_names: [expression, valence, arousal]
-              dynamic_axes: {{image: {{0: batch}}, expression: {{0: batch}}, valence: {{0: batch}}, arousal: {{0: batch}}}}
+              dynamic_axes:
+                image: {{0: batch}}
+                expression: {{0: batch}}
+                valence: {{0: batch}}
+                arousal: {{0: batch}}
             inputs:
               image: {{min: [1, 3, 256, 256], opt: [4, 3, 256, 256], max: [8, 3, 256, 256]}}
     """)

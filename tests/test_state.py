@@ -178,9 +178,10 @@ def test_lock_is_written_sorted_with_a_schema_and_refuses_garbage(tmp_path: Path
         "engine:engines/zeta.engine"
     ]
 
-    (tmp_path / "builds.lock").write_text(json.dumps({"schema": 99, "steps": {}}))
-    with pytest.raises(StateError, match="not a trtbuild lock of schema 2 or 1"):
-        LockFile(tmp_path / "builds.lock")
+    for schema in (99, [2], {"v": 2}):  # a list or mapping is refused in the same words, not a TypeError
+        (tmp_path / "builds.lock").write_text(json.dumps({"schema": schema, "steps": {}}))
+        with pytest.raises(StateError, match="not a trtbuild lock of schema 2 or 1"):
+            LockFile(tmp_path / "builds.lock")
     (tmp_path / "builds.lock").write_text(json.dumps({"schema": 2, "steps": {"engine:e": {"key": digest}}}))
     with pytest.raises(StateError, match="steps.engine:e: missing kind, model, components, outputs"):
         LockFile(tmp_path / "builds.lock")

@@ -58,7 +58,9 @@ DOCUMENTS = {
     "manifest": MANIFEST,
     "merge chain": "a: &a {p: 1, q: [1, 2]}\nb: &b\n  <<: *a\n  q: 3\nc:\n  <<: [*b, *a]\n  r: 4\n",
     "duplicate key": "models:\n  a:\n    source: a.onnx\n    precision: fp16\n    precision: fp32\n",
-    "duplicate after merge": "models:\n  a: &a {source: a.onnx}\n  b:\n    <<: *a\n    precision: fp16\n    precision: fp32\n",
+    "duplicate after merge": (
+        "models:\n  a: &a {source: a.onnx}\n  b:\n    <<: *a\n    precision: fp16\n    precision: fp32\n"
+    ),
     "crlf": "a: 1\r\nb:\r\n  - 2\r\n  - 3\r\n",
     "unicode line separator": "a: \u00e9\u2028b: 2\nc: \u65e5\u672c\n",
     "scalars": "n: ~\ne:\nt: 2024-01-01\nf: 1.5e3\nb: yes\ni: 0x1f\nq: '1'\ns: !!binary aGVsbG8=\no: !!omap [x: 1]\n",

@@ -31,10 +31,13 @@ def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'trtbuild' has no attribute {name!r}")
     if _LAZY[name] == "deploy":
-        from trtbuild import deploy as module
+        from trtbuild import deploy
+
+        value = getattr(deploy, name)
     else:
-        from trtbuild import errors as module
-    value = getattr(module, name)
+        from trtbuild import errors
+
+        value = getattr(errors, name)
     globals()[name] = value
     return value
 

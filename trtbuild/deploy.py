@@ -180,7 +180,9 @@ def _entry(lock: Path, name: str) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         raise StateError(f"{lock}: unreadable lock file ({exc}); run `trtbuild all` to rebuild it") from None
     schema = raw.get("schema") if isinstance(raw, dict) else None
-    section = raw.get({1: "models", 2: "steps"}.get(schema, "")) if isinstance(raw, dict) else None
+    # Compared, not looked up: a schema of any JSON type (a list is unhashable) is refused below, never a TypeError.
+    section_name = "models" if schema == 1 else "steps" if schema == 2 else None
+    section = raw.get(section_name) if isinstance(raw, dict) and section_name else None
     if not isinstance(section, dict):
         raise StateError(
             f"{lock}: not a trtbuild lock (schema 2 with a steps mapping, or 1 with models); "

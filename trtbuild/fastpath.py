@@ -108,8 +108,8 @@ def _lock_of(manifest: Path, stamp: dict[str, Any]) -> tuple[str | None, str | N
 
 def _lock_entries(root: Path, lock_name: str | None) -> dict[str, Any] | None:
     """The engine entries of the stamped lock (schema 2, ``state.lockfile``) by model, checked for what the
-    summary reads (the output's ``size`` an int, ``components.env`` a mapping); ``{}`` without a lock;
-    ``None`` when it is unreadable or another shape."""
+    summary reads (the ``model`` a string, the output's ``size`` an int, ``components.env`` a mapping);
+    ``{}`` without a lock; ``None`` when it is unreadable or another shape."""
     if lock_name is None:
         return {}
     try:
@@ -119,13 +119,14 @@ def _lock_entries(root: Path, lock_name: str | None) -> dict[str, Any] | None:
     steps = lock.get("steps") if isinstance(lock, dict) and lock.get("schema") == 2 else None
     if not isinstance(steps, dict):
         return None
-    engines = {}
+    engines: dict[str, Any] = {}
     for entry in steps.values():
         if not isinstance(entry, dict) or entry.get("kind") != "engine":
             continue
-        outputs, components = entry.get("outputs"), entry.get("components")
+        model, outputs, components = entry.get("model"), entry.get("outputs"), entry.get("components")
         if not (
-            isinstance(outputs, list)
+            isinstance(model, str)
+            and isinstance(outputs, list)
             and outputs
             and isinstance(outputs[0], dict)
             and is_int(outputs[0].get("size"))
@@ -133,7 +134,7 @@ def _lock_entries(root: Path, lock_name: str | None) -> dict[str, Any] | None:
             and isinstance(components.get("env", {}), dict)
         ):
             return None
-        engines[entry.get("model")] = {"size": outputs[0]["size"], "env": components.get("env")}
+        engines[model] = {"size": outputs[0]["size"], "env": components.get("env")}
     return engines
 
 

@@ -220,7 +220,8 @@ def _where(summary: RunSummary) -> str:
 
 
 def summary_line(summary: RunSummary) -> str:
-    """The last line of every summary: ``1 built, 14 fresh in 4m18s (engines/x86-rtx/ on x86-rtx: tensorrt-rtx 1.7.1.116)``."""
+    """The last line of every summary:
+    ``1 built, 14 fresh in 4m18s (engines/x86-rtx/ on x86-rtx: tensorrt-rtx 1.7.1.116)``."""
     counts: dict[str, int] = {}
     for result in summary.models.values():
         counts[result.status] = counts.get(result.status, 0) + 1

@@ -47,8 +47,10 @@ reports/
 """
 
 
-def init(root: Path, device: str) -> list[Path]:
-    """Write the starter files into ``root`` for a machine detected as ``device``.
+def init(root: Path, device: str | None) -> list[Path]:
+    """Write the starter files into ``root`` for a machine detected as ``device``. ``None`` (a device tree
+    trtbuild does not know) writes no ``devices/`` overlay: a project without one is single-device
+    (``builds.lock``), where a ``devices/None.yaml`` would make every command ask for ``--device``.
 
     Returns:
         the files written, in order.
@@ -56,11 +58,10 @@ def init(root: Path, device: str) -> list[Path]:
     Raises:
         ManifestError: ``root`` already has a ``builds.yaml`` (nothing is written).
     """
-    files = {
-        root / "builds.yaml": MANIFEST,
-        root / "devices" / f"{device}.yaml": DEVICE.format(device=device),
-        root / ".gitignore": GITIGNORE,
-    }
+    files = {root / "builds.yaml": MANIFEST}
+    if device is not None:
+        files[root / "devices" / f"{device}.yaml"] = DEVICE.format(device=device)
+    files[root / ".gitignore"] = GITIGNORE
     if (root / "builds.yaml").exists():
         raise ManifestError(f"{root / 'builds.yaml'} already exists; trtbuild init writes a new project only")
     written = []

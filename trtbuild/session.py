@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import filelock
 import networkx as nx
@@ -249,12 +250,13 @@ def build(
     jobs: int,
     reporter: Reporter,
     wait_seconds: float = 0,
-    stamp_device: str | None | bool = False,
+    stamp_device: str | None | Literal[False] = False,
 ) -> dict[str, ModelResult]:
     """Build the stale engines of ``names`` (all models when ``None``) and what they depend on.
 
     ``stamp_device``: for ``trtbuild all``, the device as requested (``None``: detected); when every
     model ends fresh or built, a fresh stamp is written for the no-op fast path (``trtbuild.fastpath``).
+    ``False`` (the default; a build of named models): no stamp.
 
     Raises:
         ManifestError: unknown names, a cycle, or inputs that do not match an ONNX (nothing built).

@@ -157,8 +157,9 @@ class Features:
             flag replaced with --memPoolSize", 8.x -> 10.x trtexec migration).
         timing_cache: tactic timings are loaded and saved (``ITimingCache``), so a rebuild on the same GPU
             picks the same tactics (TensorRT developer guide, "Determinism and Reproducibility" and
-            "Optimizing Builder Performance: Timing Cache"): TensorRT >= 8.0 (``ITimingCache``, 8.0 C++ API). Not TensorRT-RTX: its timing cache "has
-            no impact on the serialized engine; requires a GPU during AOT" and is deprecated since 1.2
+            "Optimizing Builder Performance: Timing Cache"): TensorRT >= 8.0 (``ITimingCache``, 8.0 C++
+            API). Not TensorRT-RTX: its timing cache "has no impact on the serialized engine; requires a
+            GPU during AOT" and is deprecated since 1.2
             (TensorRT-RTX "Timing Cache Migration",
             https://docs.nvidia.com/deeplearning/tensorrt-rtx/latest/inference-library/timing-cache-migration.html).
         compute_capability_targets: the build config chooses the target compute capabilities
@@ -354,7 +355,8 @@ def precision_kwargs(features: Features, precision: str, *, fp16_tensors: bool, 
     if precision == "int8" and features.explicit_quantization:
         if not qdq_layers:
             raise BuildError(
-                f"precision int8: this ONNX has no Q/DQ layers; {features.describe()} is built with explicit quantization only"
+                f"precision int8: this ONNX has no Q/DQ layers; {features.describe()} "
+                "is built with explicit quantization only"
             )
         return {"int8": True} if features.precision_flags else {}
     raise BuildError(f"precision {precision}: not supported by {features.describe()}")

@@ -273,7 +273,8 @@ def devices_command(manifest: Path, json_mode: bool, device: str | None) -> int:
     else:
         for row in rows:
             click.echo(
-                f"{row['device']:<20} {'detected' if row['detected'] else '':<9} {'locked' if row['lock'] else 'no lock'}"
+                f"{row['device']:<20} {'detected' if row['detected'] else '':<9} "
+                f"{'locked' if row['lock'] else 'no lock'}"
             )
         click.echo(f"this machine: {detected}" + ("" if any(r["detected"] for r in rows) else " (no manifest for it)"))
     return 0

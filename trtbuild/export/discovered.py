@@ -53,9 +53,7 @@ class ReadRecorder:
         installed = [Path(os.path.realpath(tree)) for tree in _installed_trees()]
         candidates = set(self._paths)
         candidates |= {
-            module.__file__
-            for module in list(sys.modules.values())
-            if isinstance(getattr(module, "__file__", None), str)
+            file for module in list(sys.modules.values()) if isinstance(file := getattr(module, "__file__", None), str)
         }
         found = set()
         for candidate in candidates:

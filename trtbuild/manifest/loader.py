@@ -145,7 +145,7 @@ def _format_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
 
 
 def _messages(
-    error: ValidationError, doc: LocatedData, prefix: tuple[str, ...], origin: dict[str, tuple[str, ...]]
+    error: ValidationError, doc: LocatedData, prefix: tuple[str, ...], origin: dict[str, tuple[str | int, ...]]
 ) -> list[str]:
     """pydantic errors -> ``file:line: dotted.path: message`` lines.
 
@@ -297,7 +297,7 @@ def load_project(manifest: Path, device: str | None = None) -> Project:
             errors.append(f"{doc.where(('models', name))}: models.{name}: must be a mapping")
             continue
         merged = {**(raw_defaults if isinstance(raw_defaults, dict) else {}), **raw}
-        origin = (
+        origin: dict[str, tuple[str | int, ...]] = (
             {key: ("defaults", key) for key in raw_defaults if key not in raw} if isinstance(raw_defaults, dict) else {}
         )
         try:
@@ -397,7 +397,8 @@ def _check_outputs(models: dict[str, ModelTarget], manifest: Path, root: Path, e
             )
         elif what:
             errors.append(
-                f"{target.where('output')}: {output!r} is {what}; an engine must not overwrite an input or trtbuild's own files"
+                f"{target.where('output')}: {output!r} is {what}; "
+                "an engine must not overwrite an input or trtbuild's own files"
             )
 
 
@@ -445,6 +446,7 @@ def _check_state_folders(manifest: Path, root: Path, device: str | None, errors:
     for folder in (root / ".trtbuild", lock_folder):
         if not inside_project(root, folder):
             errors.append(
-                f"{manifest.name}: {folder.relative_to(root).as_posix() or '.'}/ resolves to {os.path.realpath(folder)}, "
+                f"{manifest.name}: {folder.relative_to(root).as_posix() or '.'}/ "
+                f"resolves to {os.path.realpath(folder)}, "
                 f"outside the project folder {root}; trtbuild writes only inside it"
             )

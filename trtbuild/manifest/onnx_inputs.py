@@ -91,8 +91,8 @@ def _check_shape_values(target: ModelTarget, name: str, dims: list[int | str], o
     onnx_name = target.onnx.name
     if name not in target.spec.inputs:
         return [
-            f"{target.where('inputs')}: input {name!r} of {onnx_name} is a shape tensor ({operand}): a profile takes its "
-            f"values; declare inputs.{name} as {{min: [...], opt: [...], max: [...]}} values"
+            f"{target.where('inputs')}: input {name!r} of {onnx_name} is a shape tensor ({operand}): "
+            f"a profile takes its values; declare inputs.{name} as {{min: [...], opt: [...], max: [...]}} values"
         ]
     count = dims[0] if dims else 1
     for profile in target.spec.profiles():
@@ -119,7 +119,8 @@ def check_inputs(
     for name in target.spec.inputs:
         if name not in inputs:
             problems.append(
-                f"{target.where('inputs', name)}: no input {name!r} in {onnx_name} (inputs: {', '.join(inputs) or 'none'})"
+                f"{target.where('inputs', name)}: no input {name!r} in {onnx_name} "
+                f"(inputs: {', '.join(inputs) or 'none'})"
             )
             continue
         if name in shape_tensors:
@@ -136,7 +137,8 @@ def check_inputs(
                     if isinstance(have, int) and want != have:
                         where = f"profile {index} " if len(profiles) > 1 else ""
                         problems.append(
-                            f"{target.where('inputs', name)}: {where}{label} {shape}: dimension {axis} is fixed at {have} in {onnx_name}"
+                            f"{target.where('inputs', name)}: {where}{label} {shape}: "
+                            f"dimension {axis} is fixed at {have} in {onnx_name}"
                         )
                         break
                 else:
@@ -149,7 +151,8 @@ def check_inputs(
             and any(not isinstance(dim, int) for dim in dims)
         ):
             problems.append(
-                f"{target.where('inputs')}: input {name!r} of {onnx_name} has dynamic dims {dims}; declare its shape or profile"
+                f"{target.where('inputs')}: input {name!r} of {onnx_name} has dynamic dims {dims}; "
+                "declare its shape or profile"
             )
     return problems
 

@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from typing_extensions import TypeIs
 
 #: Largest single dimension: TensorRT's ``Dims`` hold int32 (``nvinfer1::Dims::d`` is ``int64_t`` from 10, but
 #: TensorRT 8.x and the ONNX parser's shape tensors are int32). A typo like 6400000 is caught by MAX_VOLUME.
@@ -123,7 +124,9 @@ InputSpec = Annotated[
 INPUT_KIND_TAGS = ("fixed", "profile", "profiles")
 
 
-def _is_profile_list(spec: Any) -> bool:
+def _is_profile_list(spec: Any) -> TypeIs[list[ShapeProfile]]:
+    """Whether an input spec is one profile per optimization profile (else a profile or a fixed shape; a
+    validated profile list is never empty, so ``[]`` is the empty fixed shape)."""
     return isinstance(spec, list) and bool(spec) and isinstance(spec[0], ShapeProfile)
 
 

@@ -86,7 +86,8 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
             f"INT8 quantization produced non-zero zero points (TensorRT needs symmetric): {asymmetric[:5]}"
         )
     print(
-        f"INT8: {calibration.quantizer}, calibrated on {len(feeds)} images ({calibration.algorithm}); {len(points)} zero points, all 0; "
+        f"INT8: {calibration.quantizer}, calibrated on {len(feeds)} images ({calibration.algorithm}); "
+        f"{len(points)} zero points, all 0; "
         "passes onnx.checker (full) and loads in ONNX Runtime"
     )
     return {"calibration_images": len(feeds), "zero_points": len(points)}

@@ -170,11 +170,9 @@ def _check_no_subgraphs(model: Any) -> None:
 # ---------------------------------------------------------------------------------------------- INT8
 
 
-def _broadcast(rewriter: _Rewriter, name: str | None, axis: int, rank: int | None, dtype: Any, hint: str) -> str | None:
+def _broadcast(rewriter: _Rewriter, name: str, axis: int, rank: int | None, dtype: Any, hint: str) -> str:
     """An FP32 initializer of Q/DQ parameter ``name`` shaped to broadcast along ``axis`` of a rank-``rank`` tensor."""
 
-    if name is None or name == "":
-        return None
     if name not in rewriter.arrays:
         raise BuildError(f"the accuracy gate cannot emulate Q/DQ parameter {name!r}: it is computed, not a constant")
     array = rewriter.arrays[name].astype(dtype)
@@ -225,7 +223,7 @@ def _fake_quantize(model: Any) -> tuple[Any, bool]:
             low, high = QUANT_RANGES[element]
             scaled = rewriter.add("Div", [source, _broadcast(rewriter, scale, axis, rank, np.float32, hint)], hint=hint)
             rounded = rewriter.add("Round", [scaled], hint=hint)
-            zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint)
+            zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint) if zero_point else None
             if zero is not None:
                 rounded = rewriter.add("Add", [rounded, zero], hint=hint)
             bounds = [
@@ -248,7 +246,7 @@ def _fake_quantize(model: Any) -> tuple[Any, bool]:
             rewriter.arrays[node.output[0]] = dequantized
         else:
             value = source if source in float_coded else rewriter.add("Cast", [source], hint=hint, to=FLOAT)
-            zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint)
+            zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint) if zero_point else None
             if zero is not None:
                 value = rewriter.add("Sub", [value, zero], hint=hint)
             rewriter.add(

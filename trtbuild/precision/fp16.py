@@ -162,7 +162,7 @@ def _fallback_outputs(node: Any, schema: Any, types: _Types, groups: dict[str, l
             continue
         formal = formals[min(index, len(formals) - 1)] if formals else None
         bound = groups.get(formal.type_str, []) if formal is not None else []
-        elems = {types.elem(node.input[i]) for i in bound} - {None}
+        elems = {elem for i in bound if (elem := types.elem(node.input[i])) is not None}
         if len(elems) == 1:
             found[name] = types.retyped(name, elems.pop())
         elif name in types.hints:

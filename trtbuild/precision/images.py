@@ -61,9 +61,11 @@ def _resize(image: Any, size: tuple[int, int], mode: str) -> Any:
 
     height, width = size
     if mode == "stretch":
-        return image.resize((width, height), Image.BILINEAR)
+        return image.resize((width, height), Image.Resampling.BILINEAR)
     ratio = min(width / image.width, height / image.height)
-    scaled = image.resize((max(1, round(image.width * ratio)), max(1, round(image.height * ratio))), Image.BILINEAR)
+    scaled = image.resize(
+        (max(1, round(image.width * ratio)), max(1, round(image.height * ratio))), Image.Resampling.BILINEAR
+    )
     canvas = Image.new(image.mode, (width, height), (114,) * len(image.getbands()))
     canvas.paste(scaled, ((width - scaled.width) // 2, (height - scaled.height) // 2))
     return canvas

@@ -66,11 +66,8 @@ def write_stamp(project: Project, requested_device: str | None, consulted: Itera
     try:
         write_atomic(target_file, json.dumps(stamp, separators=(",", ":")).encode())  # creates the folder, checked
     except OSError as exc:
-        print(
-            f"warning: {os_error_line(exc, target_file, 'cannot write the fresh stamp (the next run takes the full path)')}",
-            file=sys.stderr,
-            flush=True,
-        )
+        reason = "cannot write the fresh stamp (the next run takes the full path)"
+        print(f"warning: {os_error_line(exc, target_file, reason)}", file=sys.stderr, flush=True)
 
 
 def remove_stamps(project: Project) -> None:

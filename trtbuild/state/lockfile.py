@@ -147,8 +147,7 @@ class LockDocumentV1(TypedDict):
 
 _DOCUMENT = TypeAdapter(LockDocument)
 _DOCUMENT_V1 = TypeAdapter(LockDocumentV1)
-_SECTION = {1: "models", 2: "steps"}
-_ADAPTER = {1: _DOCUMENT_V1, 2: _DOCUMENT}
+_ADAPTER: dict[int, TypeAdapter[LockDocumentV1] | TypeAdapter[LockDocument]] = {1: _DOCUMENT_V1, 2: _DOCUMENT}
 
 
 def _migrated_components(kind: str, components: dict[str, Any]) -> dict[str, Any]:
@@ -243,12 +242,14 @@ def validate_lock(raw: Any, path: Path) -> dict[str, Any]:
             wrong, and what to do (restore the lock from git, or delete the entry or the file to rebuild).
     """
     schema = raw.get("schema") if isinstance(raw, dict) else None
-    if schema not in _SECTION:
+    # Compared, not looked up: a schema of any JSON type (a list is unhashable) is refused, never a TypeError.
+    adapter = next((adapter for number, adapter in _ADAPTER.items() if schema == number), None)
+    if adapter is None:
         raise StateError(
             f"{path}: not a trtbuild lock of schema {SCHEMA} or 1 (found schema {schema!r}); {_whole_file_advice(path)}"
         )
     try:
-        return _ADAPTER[schema].validate_python(raw)
+        return dict(adapter.validate_python(raw))
     except ValidationError as exc:
         raise _refusal(exc, path) from None
 
