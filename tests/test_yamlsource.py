@@ -217,3 +217,18 @@ def test_without_libyaml_the_python_composer_loads_and_refuses(manifest: Path, m
     manifest.write_text(CHAINED)
     with pytest.raises(ManifestError, match=r"^builds.yaml:63: nested more than 64 levels deep \(aliases expanded\)"):
         load_located(manifest)
+
+
+def test_an_explicit_tag_on_a_value_it_cannot_be_is_one_line_naming_file_line_and_field(project: ProjectDir) -> None:
+    project.write_manifest("""
+        models:
+          a:
+            source: a.onnx
+            workspace: !!int abc
+    """)
+    run = project.trtbuild("plan")
+    assert run.code == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip() == (
+        "trtbuild: builds.yaml:4: models.a.workspace: 'abc' is not a valid int: "
+        "invalid literal for int() with base 10: 'abc'"
+    )

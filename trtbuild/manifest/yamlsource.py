@@ -305,6 +305,10 @@ class _Walker:
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise self.error(node, f"{_dotted(path)}: {problem}") from None
+        except (ValueError, TypeError, OverflowError) as exc:  # an explicit tag on a value it cannot be: !!int abc
+            raise self.error(
+                node, f"{_dotted(path)}: {node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}: {exc}"
+            ) from None
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
         own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
