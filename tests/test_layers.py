@@ -58,6 +58,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "trtbuild.stampfile",
             "trtbuild.packages",
             "trtbuild.reasons",
+            "trtbuild.statsig",
         ],
     ),
 ]

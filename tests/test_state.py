@@ -16,11 +16,11 @@ from onnx_models import conv_net
 
 from trtbuild import reasons
 from trtbuild.errors import ManifestError, StateError
-from trtbuild.files import RACY_WINDOW_NS
 from trtbuild.state import keys
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.onnx_digest import onnx_digest
 from trtbuild.state.statcache import StatCache
+from trtbuild.statsig import RACY_WINDOW_NS
 
 
 def age(path: Path) -> None:

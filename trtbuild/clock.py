@@ -2,7 +2,7 @@
 
 ``STARTED`` is when the process started, as near as Python lets us see it: the wall time both paths'
 summaries report counts from here. ``now_ns`` is the wall clock that the racily-clean rule
-(``files.RACY_WINDOW_NS``) compares file mtimes with, when a stamp is written or a file is hashed.
+(``statsig.RACY_WINDOW_NS``) compares file mtimes with, when a stamp is written or a file is hashed.
 """
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.clock import STARTED  # the run's wall time, as the summaries report it, counts from here (both paths)
-from trtbuild.files import RACY_WINDOW_NS, signature
 from trtbuild.locate import find_manifest
 from trtbuild.stampfile import environment, is_int, read_stamp, stamp_path
+from trtbuild.statsig import RACY_WINDOW_NS, signature
 
 
 def _parse(argv: list[str]) -> tuple[Path, str | None, bool] | None:

@@ -1,9 +1,8 @@
 """trtbuild's file-system primitives, each defined once: crash-safe writes confined to the project, the
-containment rule, content hashes and stat signatures with git's racily-clean window.
+containment rule and content hashes (stat signatures and git's racily-clean window: ``statsig``).
 
-Standard library only and cheap to import (no ``secrets``, ``threading`` or ``hashlib`` at import): the
-no-op fast path uses ``signature`` and ``RACY_WINDOW_NS``; the parent's layers use the rest. A child needs
-none of it: it writes through the descriptor it inherited (``childside``).
+Standard library only and cheap to import (no ``secrets``, ``threading`` or ``hashlib`` at import). A child
+needs none of it: it writes through the descriptor it inherited (``childside``).
 
 Crash-safe replacement: write a temporary file in the target's folder, fsync, rename. ``os.replace`` is
 atomic on POSIX within one file system, so a reader sees either the old file or the complete new one;
@@ -19,11 +18,6 @@ still names the folder that was checked, which is checked once more right before
 write their output through ``/proc/self/fd/N`` (``child_fd``), never through a path an attacker can
 redirect. The source cache (``locate.cache_root``: ``~/.cache/trtbuild``, ``TRTBUILD_CACHE``) lives
 outside projects by design and is never confined.
-
-Stat signatures: ``[inode, size, mtime_ns]``, as git and DVC compare them. A signature vouches for a
-file's content only if its mtime is older than the moment the content was read by more than
-``RACY_WINDOW_NS`` (git's "racily clean" rule), so a write in the same instant as the read is never
-missed. The stat cache (``state.statcache``) and the fresh stamp (``stampfile``, ``fastpath``) both use it.
 """
 
 from __future__ import annotations
@@ -42,8 +36,6 @@ from trtbuild.errors import StateError
 from trtbuild.locate import cache_root
 
 PARTIAL_SUFFIX = ".partial"
-#: An mtime closer than this to the moment a file was read is not trusted (coarse file-system timestamps).
-RACY_WINDOW_NS = 2_000_000_000
 CHUNK = 4 * 1024 * 1024
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 #: Where a process sees its own descriptors as paths (Linux); elsewhere partial files are named by path.
@@ -344,17 +336,3 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
         return digest.hexdigest()
-
-
-def stat_signature(stat: os.stat_result) -> list[int]:
-    """``[inode, size, mtime_ns]`` of a stat result: what must be unchanged for a recorded hash to hold."""
-    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
-
-
-def signature(path: str) -> list[int] | None:
-    """``stat_signature`` of ``path``, or ``None`` when it does not exist (or cannot be stat'ed)."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]

@@ -13,9 +13,10 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from trtbuild.reasons import Reason
+if TYPE_CHECKING:  # annotations only: the no-op fast path prints no reasons and does not import them
+    from trtbuild.reasons import Reason
 
 #: Outcomes of a graph node and of a model in ``all``/``build``; ``plan`` says ``stale`` or ``fresh``;
 #: ``interrupted``: the step was running when the run was stopped (Ctrl-C, SIGTERM).

@@ -10,7 +10,7 @@ A stamp is ``.trtbuild/fresh.<manifest>.<device or auto>.json``::
 ``files`` maps every file whose change could make a model stale to its ``files.signature`` (``null``:
 absent); names inside the project are relative to its root (``stamp_name``), so a copied project checks
 its own files. ``written_at`` is ``clock.now_ns`` when it was written: a file whose mtime is within
-``files.RACY_WINDOW_NS`` of it is not vouched for.
+``statsig.RACY_WINDOW_NS`` of it is not vouched for.
 """
 
 from __future__ import annotations

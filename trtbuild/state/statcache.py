@@ -19,7 +19,8 @@ from typing import Any
 
 from trtbuild.clock import now_ns
 from trtbuild.errors import os_error_line
-from trtbuild.files import RACY_WINDOW_NS, sha256_file, stat_signature, write_atomic
+from trtbuild.files import sha256_file, write_atomic
+from trtbuild.statsig import RACY_WINDOW_NS, stat_signature
 
 SCHEMA = 1
 
