@@ -12,6 +12,13 @@ import time
 STARTED = time.monotonic()
 
 
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second (``2026-11-22T08:00:00+00:00``), for lock entries."""
+    import datetime  # not at import: the no-op fast path never records
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def now_ns() -> int:
     """The wall clock, in nanoseconds since the epoch, that file mtimes are compared with."""
     return time.time_ns()

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # annotations only: the no-op fast path prints no reasons and
 #: Outcomes of a graph node and of a model in ``all``/``build``; ``plan`` says ``stale`` or ``fresh``;
 #: ``interrupted``: the step was running when the run was stopped (Ctrl-C, SIGTERM).
 BUILT, FRESH, FAILED, SKIPPED, STALE, INTERRUPTED = "built", "fresh", "failed", "skipped", "stale", "interrupted"
+#: A step whose outputs came from the remote cache (``steps.remote``) instead of being built here.
+PULLED = "pulled"
 
 #: Exit status of a command whose output pipe was closed by its reader (128 + SIGPIPE, as a shell reports it).
 EXIT_BROKEN_PIPE = 141
@@ -226,7 +228,7 @@ def summary_line(summary: RunSummary) -> str:
     counts: dict[str, int] = {}
     for result in summary.models.values():
         counts[result.status] = counts.get(result.status, 0) + 1
-    order = [BUILT, FAILED, INTERRUPTED, SKIPPED, STALE, FRESH]
+    order = [BUILT, PULLED, FAILED, INTERRUPTED, SKIPPED, STALE, FRESH]
     text = ", ".join(
         f"{counts[status]} {status}"
         for status in sorted(counts, key=lambda s: (order.index(s) if s in order else 99, s))

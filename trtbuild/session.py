@@ -11,9 +11,10 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import filelock
 import networkx as nx
@@ -32,8 +33,10 @@ from trtbuild.results import FRESH, STALE, ModelResult, StepRun, accuracy_figure
 from trtbuild.state.freshstamp import remove_stamps, write_stamp
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
-from trtbuild.steps.context import BUILT, FAILED, INTERRUPTED, Context, Outcome
+from trtbuild.steps.context import BUILT, FAILED, INTERRUPTED, PULLED, Context, Outcome
+from trtbuild.steps.remote import Remote, remote_key
 from trtbuild.steps.step import Step, assess, never
+from trtbuild.steps.step import push as push_step
 
 
 def load(manifest: Path, device: str | None) -> Project:
@@ -72,6 +75,38 @@ def open_context(project: Project, trust_stat_cache: bool = True) -> Context:
         cache=StatCache(state / "statcache.json", trust=trust_stat_cache),
         lock=LockFile(project.lock_path),
     )
+
+
+@dataclass(frozen=True)
+class RemoteOptions:
+    """The remote cache asked for on the command line.
+
+    Attributes:
+        url: ``oci://HOST[:PORT]/REPO``, ``oci+http://...`` or ``oci-layout:PATH``; ``None``: the manifest's
+            ``remote_cache`` (or none).
+        push: push what is built here (``--no-push``: pull only).
+        required: a cache failure fails the step (``--remote-cache-required``).
+    """
+
+    url: str | None = None
+    push: bool = True
+    required: bool = False
+
+
+def open_remote(project: Project, options: RemoteOptions | None, warn: Callable[[str], None]) -> Remote | None:
+    """The run's remote cache: ``options.url``, else the manifest's (or device overlay's) ``remote_cache``;
+    ``None`` when neither names one.
+
+    Raises:
+        CacheError: the URL is not one trtbuild knows (exit code 2).
+    """
+    options = options or RemoteOptions()
+    url = options.url or project.remote_cache
+    if url is None:
+        return None
+    from trtbuild.remote.store import open_store
+
+    return Remote(open_store(url), push=options.push, required=options.required, warn=warn)
 
 
 @contextlib.contextmanager
@@ -152,11 +187,17 @@ def _check_names(project: Project, names: list[str]) -> None:
         )
 
 
-def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelResult]:
+def plan(
+    project: Project, names: list[str] | None = None, remote: RemoteOptions | None = None
+) -> dict[str, ModelResult]:
     """What is stale and why, per model, without building anything, in the words the run will use (a step
     whose input an earlier stale step will produce says what the run will say of it then: ``never built``,
     or nothing when it was built before). Each step is assessed once (``Context.assessments``), and each
     model's steps are sorted in its own subgraph: O(N) for N models.
+
+    With a remote cache (``remote``, else the manifest's ``remote_cache``), each stale step whose key can be
+    computed now says whether the run would pull it (``pull from STORE``) or build it (``build: not in
+    STORE``); a step whose input is still to be made cannot know yet.
 
     Raises:
         ManifestError: an unknown model name, or an unreadable ONNX.
@@ -166,6 +207,7 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
     ctx = open_context(project)
     graph = select(build_graph(project, ctx.env), names)
     _preflight(graph, ctx)
+    cache = open_remote(project, remote, lambda message: None)
     results = {}
     stale: set[str] = set()
     for name in names:
@@ -177,10 +219,28 @@ def plan(project: Project, names: list[str] | None = None) -> dict[str, ModelRes
                 own = never(step, ctx)
             if own:
                 stale.add(node_id)
+                if cache is not None:
+                    own = own + _would_pull(cache, assess(step, ctx).components, step.kind)
             reasons += own
         results[name] = ModelResult(STALE if reasons else FRESH, reasons, project.relative(project.models[name].engine))
     ctx.cache.save()
     return results
+
+
+def _would_pull(cache: Remote, components: dict[str, Any] | None, kind: str) -> list[Reason]:
+    """``pull from STORE`` or ``build: not in STORE`` for a stale step with ``components``; nothing when its
+    key cannot be computed yet, or the store does not answer (``plan`` then says so once per step)."""
+    if components is None:
+        return []
+    from trtbuild import reasons as why
+
+    if cache.broken:
+        return [Reason(why.REMOTE, kind, cache.store.display, new=f"build: {cache.broken}")]
+    found = cache.lookup(remote_key(components))
+    if cache.broken:
+        return [Reason(why.REMOTE, kind, cache.store.display, new=f"build: {cache.broken}")]
+    words = f"pull from {cache.store.display}" if found is not None else f"build: not in {cache.store.display}"
+    return [Reason(why.REMOTE, kind, cache.store.display, new=words)]
 
 
 def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
@@ -251,8 +311,12 @@ def build(
     reporter: Reporter,
     wait_seconds: float = 0,
     stamp_device: str | None | Literal[False] = False,
+    remote: RemoteOptions | None = None,
 ) -> dict[str, ModelResult]:
     """Build the stale engines of ``names`` (all models when ``None``) and what they depend on.
+
+    ``remote``: the remote cache to pull stale steps from and push built ones to (``steps.remote``);
+    default: the manifest's ``remote_cache``, if any.
 
     ``stamp_device``: for ``trtbuild all``, the device as requested (``None``: detected); when every
     model ends fresh or built, a fresh stamp is written for the no-op fast path (``trtbuild.fastpath``).
@@ -279,11 +343,13 @@ def build(
                 f"({ctx.env['builder']} {ctx.env['builder_version']}); its engines are for this builder"
             )
         graph = select(build_graph(project, ctx.env), names)
+        ctx.remote = open_remote(project, remote, reporter.warn)
         try:
             _preflight(graph, ctx)
             outcomes = run_graph(graph, ctx, jobs, reporter)
             results = {name: _model_result(graph, outcomes, project, name) for name in names}
-            if stamp_device is not False and all(result.status in (BUILT, FRESH) for result in results.values()):
+            done = (BUILT, FRESH, PULLED)
+            if stamp_device is not False and all(result.status in done for result in results.values()):
                 _stamp_if_fresh(graph, ctx, stamp_device or None)
         finally:
             ctx.cache.save()
@@ -345,10 +411,15 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
             )
     outcome = outcomes[engine_id]
     upstream = [
-        reason for node_id in order[:-1] if outcomes[node_id].status == BUILT for reason in outcomes[node_id].reasons
+        reason
+        for node_id in order[:-1]
+        if outcomes[node_id].status in (BUILT, PULLED)
+        for reason in outcomes[node_id].reasons
     ]
     reasons = outcome.reasons + upstream if outcome.status == FAILED else upstream + outcome.reasons
-    size = target.engine.stat().st_size if outcome.status in (BUILT, FRESH) and target.engine.is_file() else None
+    size = (
+        target.engine.stat().st_size if outcome.status in (BUILT, FRESH, PULLED) and target.engine.is_file() else None
+    )
     return ModelResult(
         outcome.status,
         reasons,
@@ -365,6 +436,46 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
 def _log_of(project: Project, step: Step) -> str:
     """The log file a step writes (``.trtbuild/logs/<model>[.<step>].log``), relative to the project."""
     return project.relative(project.state_dir / "logs" / f"{step.model}{step.log}.log")
+
+
+def push(project: Project, names: list[str] | None, remote: RemoteOptions) -> dict[str, list[str]]:
+    """Publish the keyed steps of ``names`` (all models when ``None``) that are fresh here to the remote cache.
+
+    Returns:
+        ``{"pushed": [step id...], "present": [...], "stale": [...]}``: pushed now, already in the cache
+        under the same key, not fresh here (never built, or changed since: build first).
+
+    Raises:
+        ManifestError: unknown names; no remote cache given (``--remote-cache`` or ``remote_cache``).
+        CacheError: the cache failed.
+    """
+    names = names or list(project.models)
+    _check_names(project, names)
+    ctx = open_context(project)
+    cache = open_remote(project, remote, lambda message: None)
+    if cache is None:
+        raise ManifestError(
+            f"{project.manifest.name}: no remote cache to push to: pass --remote-cache URL or set remote_cache"
+        )
+    cache.required = True
+    graph = select(build_graph(project, ctx.env), names)
+    done: dict[str, list[str]] = {"pushed": [], "present": [], "stale": []}
+    for node_id in nx.lexicographical_topological_sort(graph):
+        step = step_of(graph, node_id)
+        if step.check is not None:  # sources are not cached: they are pinned
+            continue
+        assessment = assess(step, ctx)
+        entry = ctx.lock.step(step.id)
+        if not assessment.fresh or entry is None:
+            done["stale"].append(step.id)
+        elif cache.lookup(remote_key(entry["components"])) is not None:
+            done["present"].append(step.id)
+        else:
+            ctx.remote = cache
+            push_step(step, ctx, entry)
+            done["pushed"].append(step.id)
+    ctx.cache.save()
+    return done
 
 
 def clean(project: Project, names: list[str] | None, wait_seconds: float = 0) -> list[str]:

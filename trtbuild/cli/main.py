@@ -77,6 +77,33 @@ def _building(function: Callable[..., Any]) -> Callable[..., Any]:
     )(function)
 
 
+def _remote(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the commands that use the remote cache (docs/remote-cache.md)."""
+    options = [
+        click.option(
+            "--remote-cache",
+            "remote_cache",
+            metavar="URL",
+            default=None,
+            help="Pull stale steps from / push built ones to an OCI registry: oci://HOST[:PORT]/REPO, "
+            "oci+http://HOST[:PORT]/REPO (plain HTTP) or oci-layout:PATH [default: remote_cache in builds.yaml].",
+        ),
+        click.option("--no-push", is_flag=True, help="Only pull from the remote cache (devices in the field)."),
+        click.option(
+            "--remote-cache-required", is_flag=True, help="Fail a step when the remote cache fails (CI builders)."
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _remote_options(remote_cache: str | None, no_push: bool, remote_cache_required: bool) -> Any:
+    from trtbuild.session import RemoteOptions
+
+    return RemoteOptions(remote_cache, push=not no_push, required=remote_cache_required)
+
+
 def _stop_children_and_interrupt(signum: int, frame: Any) -> None:
     """SIGINT / SIGTERM: terminate the builders at once (their steps are reported ``interrupted``), then
     unwind as a KeyboardInterrupt."""
@@ -156,7 +183,13 @@ def _report(summary: Any, json_mode: bool) -> None:
 
 
 def _run_build(
-    manifest: Path, device: str | None, names: list[str] | None, jobs: int, json_mode: bool, wait: float
+    manifest: Path,
+    device: str | None,
+    names: list[str] | None,
+    jobs: int,
+    json_mode: bool,
+    wait: float,
+    remote: Any = None,
 ) -> int:
     import time
 
@@ -169,7 +202,13 @@ def _run_build(
     reporter = report.make_reporter(default_stream(json_mode), total=len(names or project.models))
     try:
         results = build(
-            project, names, jobs, reporter, wait_seconds=wait, stamp_device=device if names is None else False
+            project,
+            names,
+            jobs,
+            reporter,
+            wait_seconds=wait,
+            stamp_device=device if names is None else False,
+            remote=remote,
         )
     finally:
         reporter.close()
@@ -186,30 +225,60 @@ def cli() -> None:
 @cli.command("all")
 @_common
 @_building
+@_remote
 @_guarded
-def all_command(manifest: Path, json_mode: bool, device: str | None, jobs: int, wait: float) -> int:
+def all_command(
+    manifest: Path,
+    json_mode: bool,
+    device: str | None,
+    jobs: int,
+    wait: float,
+    remote_cache: str | None,
+    no_push: bool,
+    remote_cache_required: bool,
+) -> int:
     """Build every stale engine of the manifest."""
-    return _run_build(manifest, device, None, jobs, json_mode, wait)
+    remote = _remote_options(remote_cache, no_push, remote_cache_required)
+    return _run_build(manifest, device, None, jobs, json_mode, wait, remote)
 
 
 @cli.command("build")
 @click.argument("names", nargs=-1, required=True)
 @_common
 @_building
+@_remote
 @_guarded
 def build_command(
-    names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, jobs: int, wait: float
+    names: tuple[str, ...],
+    manifest: Path,
+    json_mode: bool,
+    device: str | None,
+    jobs: int,
+    wait: float,
+    remote_cache: str | None,
+    no_push: bool,
+    remote_cache_required: bool,
 ) -> int:
     """Build the named models' engines (and what they depend on) if stale."""
-    return _run_build(manifest, device, list(names), jobs, json_mode, wait)
+    remote = _remote_options(remote_cache, no_push, remote_cache_required)
+    return _run_build(manifest, device, list(names), jobs, json_mode, wait, remote)
 
 
-def _plan(names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, check: bool) -> int:
+def _plan(
+    names: tuple[str, ...],
+    manifest: Path,
+    json_mode: bool,
+    device: str | None,
+    check: bool,
+    remote_cache: str | None,
+    no_push: bool,
+    remote_cache_required: bool,
+) -> int:
     from trtbuild.results import FRESH
     from trtbuild.session import plan
 
     project = _load(manifest, device)
-    results = plan(project, list(names) or None)
+    results = plan(project, list(names) or None, _remote_options(remote_cache, no_push, remote_cache_required))
     _report(_summary(project, results, None), json_mode)
     return EXIT_FAILED if check and any(r.status != FRESH for r in results.values()) else 0
 
@@ -217,12 +286,42 @@ def _plan(names: tuple[str, ...], manifest: Path, json_mode: bool, device: str |
 for _name, _help in (("plan", "Show which engines are stale and why; build nothing."), ("status", "Alias of plan.")):
     cli.command(_name, help=_help)(
         click.argument("names", nargs=-1)(
-            _common(click.option("--check", is_flag=True, help="Exit 1 when anything is stale.")(_guarded(_plan)))
+            _common(
+                click.option("--check", is_flag=True, help="Exit 1 when anything is stale.")(_remote(_guarded(_plan)))
+            )
         )
     )
 
 
-@cli.command("clean")
+@cli.command("push")
+@click.argument("names", nargs=-1)
+@_common
+@_remote
+@_guarded
+def push_command(
+    names: tuple[str, ...],
+    manifest: Path,
+    json_mode: bool,
+    device: str | None,
+    remote_cache: str | None,
+    no_push: bool,
+    remote_cache_required: bool,
+) -> int:
+    """Publish the steps already built (fresh here) to the remote cache (all models, or the named ones)."""
+    from trtbuild.session import push
+
+    project = _load(manifest, device)
+    done = push(project, list(names) or None, _remote_options(remote_cache, True, True))
+    if json_mode:
+        click.echo(json.dumps(done, indent=2))
+    else:
+        click.echo(
+            f"{len(done['pushed'])} pushed, {len(done['present'])} already there, "
+            f"{len(done['stale'])} not fresh here (build them first)"
+        )
+    return 0
+
+
 @click.argument("names", nargs=-1)
 @_common
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another run.")

@@ -12,10 +12,18 @@ from typing import Any, TextIO
 
 from trtbuild.reasons import Reason
 from trtbuild.results import columns, duration
-from trtbuild.steps.context import BUILT, FAILED, FRESH, INTERRUPTED, SKIPPED, Outcome
+from trtbuild.steps.context import BUILT, FAILED, FRESH, INTERRUPTED, PULLED, SKIPPED, Outcome
 from trtbuild.steps.step import Step
 
-_STYLE = {BUILT: "green", FRESH: "dim", FAILED: "red", SKIPPED: "yellow", INTERRUPTED: "yellow", "stale": "yellow"}
+_STYLE = {
+    BUILT: "green",
+    PULLED: "green",
+    FRESH: "dim",
+    FAILED: "red",
+    SKIPPED: "yellow",
+    INTERRUPTED: "yellow",
+    "stale": "yellow",
+}
 
 
 def start_line(step: Step, reasons: list[Reason]) -> str:
@@ -27,8 +35,8 @@ def finish_line(step: Step, outcome: Outcome) -> str | None:
     """``export   yolo-face  built in 12.3s``, ``int8     hairnet-int8  FAILED after 3.1s: ...``,
     ``engine   facemesh  interrupted after 2.0s``; ``None`` for fresh and skipped steps."""
     head = f"{step.kind:<8} {step.model}"
-    if outcome.status == BUILT:
-        return f"{head}  built in {duration(outcome.seconds)}"
+    if outcome.status in (BUILT, PULLED):
+        return f"{head}  {outcome.status} in {duration(outcome.seconds)}"
     if outcome.status == FAILED:
         return f"{head}  FAILED after {duration(outcome.seconds)}: {'; '.join(r.text() for r in outcome.reasons)}"
     if outcome.status == INTERRUPTED:

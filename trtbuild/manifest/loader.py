@@ -108,6 +108,12 @@ class Project:
     document: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
+    def remote_cache(self) -> str | None:
+        """The manifest's (or the device overlay's) ``remote_cache`` URL, or ``None``."""
+        url = self.document.get("remote_cache")
+        return url if isinstance(url, str) else None
+
+    @property
     def state_dir(self) -> Path:
         """``.trtbuild/`` beside the manifest: stat cache, environment probe, logs."""
         return self.root / ".trtbuild"

@@ -434,12 +434,17 @@ SCHEMA_MODELS = (
 
 
 class Manifest(_Strict):
-    """The whole of builds.yaml: ``defaults`` and ``models`` (name -> model).
+    """The whole of builds.yaml: ``defaults`` and ``models`` (name -> model), and the fleet's
+    ``remote_cache`` (``oci://HOST[:PORT]/REPO``, ``oci+http://HOST[:PORT]/REPO`` or ``oci-layout:PATH``;
+    a device overlay may set its own).
 
     Model names are used in file names: letters, digits, ``_``, ``.``, ``-``, at most ``MAX_NAME_LENGTH``.
     """
 
     version: Literal[1] = 1
+    remote_cache: Annotated[str, Field(pattern=r"^(oci://|oci\+http://|oci-layout:)\S+$", max_length=2048)] | None = (
+        None
+    )
     defaults: BuildSettings = BuildSettings()
     models: dict[Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)], ModelSpec] = {}
 

@@ -12,7 +12,8 @@ nodes), one entry shape for every step kind::
      "seconds": 41.2, "when": "2026-11-21T08:00:00+00:00",
      "facts": {"builder": "tensorrt-rtx 1.7.1.116", "network": {...}}}
 
-``facts`` holds what the step reported besides its outputs (the engine's builder and network summary).
+``facts`` holds what the step reported besides its outputs (the engine's builder and network summary);
+``origin`` (``{"store", "manifest"}``), where a step pulled from the remote cache came from.
 A schema-1 lock (sections ``models`` and ``exports``, entry names ``MODEL`` / ``MODEL:fp16``) is migrated
 when it is read (``migrate_v1``): same components, so same keys, nothing rebuilt; it is written as
 schema 2 the next time the lock is saved.
@@ -102,6 +103,7 @@ class StepEntry(TypedDict):
     seconds: NotRequired[float]
     when: NotRequired[str | None]
     facts: NotRequired[dict[str, Any]]
+    origin: NotRequired[dict[str, str]]
 
 
 @with_config(_RECORD)

@@ -19,7 +19,7 @@ from typing import Any
 
 from trtbuild.clock import now_ns
 from trtbuild.errors import os_error_line
-from trtbuild.files import sha256_file, write_atomic
+from trtbuild.files import inside_project, sha256_file, write_atomic
 from trtbuild.statsig import RACY_WINDOW_NS, stat_signature
 
 SCHEMA = 1
@@ -127,6 +127,15 @@ class StatCache:
         if entry.get("sig") != stat_signature(stat) or stat.st_mtime_ns > entry.get("hashed_at", 0) - RACY_WINDOW_NS:
             return None
         return entry
+
+    def project_digests(self, root: Path, files: list[str]) -> dict[str, str | None]:
+        """Project file (relative to ``root``) -> sha256 now, ``None`` when missing or outside the project
+        (a lock or a pulled record naming ``../x`` never makes trtbuild hash a file outside)."""
+        digests: dict[str, str | None] = {}
+        for name in files:
+            path = root / name
+            digests[name] = self.sha256(path) if inside_project(root, path) and path.is_file() else None
+        return digests
 
     def sha256(self, path: Path, **extras: Any) -> str:
         """The sha256 of ``path``, from the cache when its stat is unchanged.

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trtbuild.manifest.loader import Project
 from trtbuild.reasons import Reason
-from trtbuild.results import BUILT, FAILED, FRESH, INTERRUPTED, SKIPPED  # noqa: F401  (the step outcomes, defined once)
+from trtbuild.results import BUILT, FAILED, FRESH, INTERRUPTED, PULLED, SKIPPED  # noqa: F401  (the step outcomes, defined once)
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
+
+if TYPE_CHECKING:
+    from trtbuild.steps.remote import Remote
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Context:
         assessments: step id -> its assessment in this run (``steps.step.assess``): a step is assessed
             once however often ``plan``, the pre-flight checks, the runner and the stamp ask; the memo is
             emptied whenever a step produces a file, since that can change any later verdict.
+        remote: the remote cache stale steps are pulled from and built steps pushed to (``steps.remote``).
     """
 
     project: Project
@@ -67,3 +71,14 @@ class Context:
     lock: LockFile
     lock_mutex: threading.Lock = field(default_factory=threading.Lock)
     assessments: dict[str, Assessment] = field(default_factory=dict)
+    remote: Remote | None = None
+
+    def save_entry(self, step_id: str, entry: dict[str, Any]) -> None:
+        """Put ``entry`` under ``step_id`` in the lock and write the lock, one thread at a time.
+
+        Raises:
+            WriteError: the lock could not be written.
+        """
+        with self.lock_mutex:
+            self.lock.record(step_id, entry)
+            self.lock.save()

@@ -18,25 +18,14 @@ from typing import Any
 
 from trtbuild import reasons as why
 from trtbuild.errors import BuildError
-from trtbuild.files import inside_project, sha256_file
+from trtbuild.files import sha256_file
 from trtbuild.isolation import Produced
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.onnx_inputs import check_inputs, read_onnx_inputs
 from trtbuild.reasons import Reason
 from trtbuild.state.keys import KEY_SCHEMA
-from trtbuild.state.statcache import StatCache
 from trtbuild.steps.context import Context
 from trtbuild.steps.step import Step
-
-
-def discovered_digests(cache: StatCache, root: Path, files: list[str]) -> dict[str, str | None]:
-    """Project file (relative to ``root``) -> sha256 now, ``None`` when missing or outside the project
-    (a lock naming ``../x`` never makes trtbuild hash a file outside)."""
-    digests: dict[str, str | None] = {}
-    for name in files:
-        path = root / name
-        digests[name] = cache.sha256(path) if inside_project(root, path) and path.is_file() else None
-    return digests
 
 
 def export_step(target: ModelTarget, project: Project) -> Step:
@@ -57,7 +46,7 @@ def export_step(target: ModelTarget, project: Project) -> Step:
         }
         discovered = (recorded or {}).get("components", {}).get("discovered")
         if discovered is not None:  # entries written before discovered dependencies have none
-            found["discovered"] = discovered_digests(ctx.cache, ctx.project.root, sorted(discovered))
+            found["discovered"] = ctx.cache.project_digests(ctx.project.root, sorted(discovered))
         return found
 
     def precheck(ctx: Context) -> Reason | None:
@@ -85,7 +74,7 @@ def export_step(target: ModelTarget, project: Project) -> Step:
             raise BuildError("; ".join(problems))
 
     def complete(ctx: Context, found: dict[str, Any], produced: Produced) -> dict[str, Any]:
-        return {**found, "discovered": discovered_digests(ctx.cache, ctx.project.root, produced.result["discovered"])}
+        return {**found, "discovered": ctx.cache.project_digests(ctx.project.root, produced.result["discovered"])}
 
     return Step(
         id=f"export:{project.relative(target.onnx)}",

@@ -16,7 +16,6 @@ the fields; nothing else about a step is written twice.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild import reasons as why
+from trtbuild.clock import utc_now
+from trtbuild.errors import BuildError
 from trtbuild.isolation import Produced, run_isolated
 from trtbuild.reasons import Reason
 from trtbuild.state.keys import key_of
-from trtbuild.steps.context import BUILT, FAILED, FRESH, Assessment, Context, Outcome
+from trtbuild.steps import remote
+from trtbuild.steps.context import BUILT, FAILED, FRESH, PULLED, Assessment, Context, Outcome
 
 #: ``components(ctx, recorded entry or None) -> components``
 Components = Callable[[Context, "dict[str, Any] | None"], "dict[str, Any]"]
@@ -87,11 +89,6 @@ class Step:
     def log_path(self, ctx: Context) -> Path:
         """``.trtbuild/logs/<model><log>.log``."""
         return ctx.project.state_dir / "logs" / f"{self.model}{self.log}.log"
-
-
-def utc_now() -> str:
-    """The current UTC time, ISO 8601 to the second, for lock entries."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def assess(step: Step, ctx: Context) -> Assessment:
@@ -165,6 +162,10 @@ def run(step: Step, ctx: Context) -> Outcome:
         return Outcome(FRESH)
     if assessment.components is None:
         return Outcome(FAILED, assessment.reasons)
+    if ctx.remote is not None:
+        pulled = _pull(step, ctx, assessment)
+        if pulled is not None:
+            return pulled
     refusal = step.precheck(ctx) if step.precheck is not None else None
     if refusal is not None:
         return Outcome(FAILED, [refusal])
@@ -185,13 +186,15 @@ def run(step: Step, ctx: Context) -> Outcome:
         outcome.seconds = seconds
         return outcome
     components = step.complete(ctx, assessment.components, produced) if step.complete else assessment.components
-    record(step, ctx, components, produced)
+    entry = record(step, ctx, components, produced)
+    if ctx.remote is not None and ctx.remote.push:
+        push(step, ctx, entry)
     return Outcome(BUILT, assessment.reasons, seconds)
 
 
-def record(step: Step, ctx: Context, components: dict[str, Any], produced: Produced) -> None:
+def record(step: Step, ctx: Context, components: dict[str, Any], produced: Produced) -> dict[str, Any]:
     """Record what ``step`` produced in the lock (schema 2, ``state.lockfile``) and write the lock, one
-    thread at a time."""
+    thread at a time. Returns the entry."""
     entry = {
         "kind": step.kind,
         "model": step.model,
@@ -202,6 +205,81 @@ def record(step: Step, ctx: Context, components: dict[str, Any], produced: Produ
         "when": utc_now(),
         "facts": step.facts(produced) if step.facts is not None else {},
     }
-    with ctx.lock_mutex:
-        ctx.lock.record(step.id, entry)
-        ctx.lock.save()
+    ctx.save_entry(step.id, entry)
+    return entry
+
+
+def _pull(step: Step, ctx: Context, assessment: Assessment) -> Outcome | None:
+    """Pull ``step``'s outputs by its declared key and record it as ``pulled``; ``None`` when the cache has
+    no usable entry (the caller builds).
+
+    Raises:
+        CacheError: the cache failed and ``ctx.remote.required`` is set.
+    """
+    from trtbuild.remote.store import CacheError
+
+    cache = ctx.remote
+    assert cache is not None and assessment.components is not None
+    declared = remote.remote_key(assessment.components)
+    started = time.monotonic()
+    entry = cache.lookup(declared)
+    if entry is None:
+        return None
+    digest = entry.layers[0].digest.removeprefix("sha256:") if len(entry.layers) == 1 else ""
+    problem = remote.intact(entry.record, declared, step.kind, digest)
+    if problem is None:
+        problem = remote.discovered_problem(ctx.cache, ctx.project.root, entry.record["components"])
+    if problem is not None:
+        cache.warn(f"remote cache {cache.store.display}: {step.id}: not used, {problem}; building locally")
+        return None
+    try:
+        cache.store.pull(entry, [step.output])
+        if step.verify is not None:
+            step.verify(step.output)
+    except CacheError as exc:
+        cache.failed(str(exc))
+        if cache.required:
+            raise
+        return None
+    except BuildError as exc:  # the step's own check refused the pulled file
+        step.output.unlink(missing_ok=True)
+        cache.warn(f"remote cache {cache.store.display}: {step.id}: not used, {exc}; building locally")
+        return None
+    ctx.assessments.clear()  # a new file: any verdict downstream may change
+    recorded = entry.record["outputs"][0]
+    output = {
+        "path": ctx.project.relative(step.output),
+        "sha256": recorded["sha256"],
+        "size": step.output.stat().st_size,
+    }
+    origin = {"store": cache.store.display, "manifest": entry.manifest_digest}
+    ctx.save_entry(
+        step.id, {**entry.record, "model": step.model, "outputs": [output], "when": utc_now(), "origin": origin}
+    )
+    with cache._mutex:
+        cache.pulled += 1
+    return Outcome(PULLED, assessment.reasons, time.monotonic() - started)
+
+
+def push(step: Step, ctx: Context, entry: dict[str, Any]) -> None:
+    """Push ``step``'s lock ``entry`` and output to the cache under its declared key (``push`` on).
+
+    Raises:
+        CacheError: the cache failed and ``ctx.remote.required`` is set.
+    """
+    from trtbuild.remote.store import CacheError
+
+    cache = ctx.remote
+    assert cache is not None
+    if cache.broken:
+        return
+    record = {name: value for name, value in entry.items() if name not in ("origin",)}
+    try:
+        cache.store.push(remote.remote_key(entry["components"]), record, [step.output])
+    except CacheError as exc:
+        cache.failed(str(exc))
+        if cache.required:
+            raise
+        return
+    with cache._mutex:
+        cache.pushed += 1

@@ -1,0 +1,128 @@
+"""The remote cache in a fleet, end to end: real projects, real engine builds, real OCI stores.
+
+Devices are simulated with sysroots (``TRTBUILD_SYSROOT``: their /etc/nv_tegra_release and device-tree
+model), so each has the environment fingerprint of a Jetson and its own project folder; they share a store.
+The ``oci-layout:`` store (an OCI image-layout folder) runs the same code paths above the store as a
+registry does; the registry itself is covered in test_remote_store.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from pathlib import Path
+
+from conftest import ProjectDir, entries, write_widthfile_recipe
+from onnx_models import conv_net
+from test_build import JETPACK_6_2, sysroot
+
+PHOTOS = "{package: skimage, glob: [data/astronaut.png, data/camera.png, data/chelsea.png, data/coffee.png]}"
+STREET = "{package: ultralytics, glob: 'assets/*.jpg'}"
+NANO = "NVIDIA Jetson Orin Nano Developer Kit"
+NX = "NVIDIA Jetson Orin NX Engineering Reference Developer Kit"  # same compute capability (8.7), another device
+
+
+def fleet_project(root: Path) -> ProjectDir:
+    """One project as every device of the fleet checks it out: an INT8 model (int8, accuracy, engine) and
+    a model exported by a project recipe (export, engine)."""
+    root.mkdir(parents=True, exist_ok=True)
+    project = ProjectDir(root)
+    conv_net(root / "net.onnx", batch="N", seed=11, channels=16, size=64)
+    write_widthfile_recipe(root)
+    (root / "width.txt").write_text("8\n")
+    project.write_manifest(f"""
+        models:
+          net-int8:
+            source: net.onnx
+            inputs: {{input: {{min: [1, 3, 64, 64], opt: [2, 3, 64, 64], max: [4, 3, 64, 64]}}}}
+            validation: {{images: {STREET}, count: 2, crops: 1}}
+            calibration: {{images: {PHOTOS}, count: 4, crops: 1, algorithm: minmax}}
+            precision: int8
+            workspace: 256MiB
+          custom:
+            source: width.txt
+            recipe: {{name: widthfile, size: 32}}
+            precision: fp32
+            workspace: 256MiB
+    """)
+    return project
+
+
+def steps_run(run: object) -> dict[str, dict[str, str]]:
+    """model -> {step kind: status} of the steps that did not end fresh."""
+    return {name: {s["step"]: s["status"] for s in model["steps"]} for name, model in run.json()["models"].items()}  # type: ignore[attr-defined]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_device_of_the_same_class_pulls_everything_and_one_of_another_class_builds_only_engines(
+    tmp_path: Path,
+) -> None:
+    store = f"oci-layout:{tmp_path / 'store'}"
+    nano = sysroot(tmp_path / "nano-a-root", JETPACK_6_2, NANO)
+    first = fleet_project(tmp_path / "nano-a")
+    built = first.trtbuild("all", "--json", "--remote-cache", store, env=nano)
+    assert built.code == 0, built.stdout + built.stderr
+    assert steps_run(built) == {
+        "net-int8": {"int8": "built", "accuracy": "built", "engine": "built"},
+        "custom": {"export": "built", "engine": "built"},
+    }
+
+    second = fleet_project(tmp_path / "nano-b")  # the same checkout on another Orin Nano of the same JetPack
+    plan = second.trtbuild(
+        "plan", "--json", "--remote-cache", store, env=sysroot(tmp_path / "nano-b-root", JETPACK_6_2, NANO)
+    )
+    assert plan.code == 0 and f"int8: pull from {store}" in plan.json()["models"]["net-int8"]["reasons"], plan.stdout
+    pulled = second.trtbuild(
+        "all", "--json", "--remote-cache", store, "--no-push", env=sysroot(tmp_path / "nano-b-root", JETPACK_6_2, NANO)
+    )
+    assert pulled.code == 0, pulled.stdout + pulled.stderr
+    assert pulled.statuses() == {"net-int8": "pulled", "custom": "pulled"}
+    assert steps_run(pulled) == {
+        "net-int8": {"int8": "pulled", "accuracy": "pulled", "engine": "pulled"},
+        "custom": {"export": "pulled", "engine": "pulled"},
+    }
+    for name in ("net-int8", "custom"):  # byte-identical to the first device's, and the lock says where from
+        assert digest(second.root / f"engines/{name}.engine") == digest(first.root / f"engines/{name}.engine")
+        origin = entries(second.lock())[name]["origin"]
+        assert origin["store"] == store and origin["manifest"].startswith("sha256:")
+    assert second.trtbuild("all", "--json", env=sysroot(tmp_path / "nano-b-root", JETPACK_6_2, NANO)).statuses() == {
+        "net-int8": "fresh",
+        "custom": "fresh",
+    }  # pulled steps are fresh steps: nothing to do, no store needed
+    audit = second.trtbuild("audit", env=sysroot(tmp_path / "nano-b-root", JETPACK_6_2, NANO))
+    assert audit.code == 0, audit.stdout + audit.stderr
+
+    other = fleet_project(tmp_path / "nx")  # Orin NX: same compute capability, another device model
+    nx_run = other.trtbuild(
+        "all", "--json", "--remote-cache", store, env=sysroot(tmp_path / "nx-root", JETPACK_6_2, NX)
+    )
+    assert nx_run.code == 0, nx_run.stdout + nx_run.stderr
+    assert steps_run(nx_run) == {  # device-independent steps pulled, engines never taken from another device
+        "net-int8": {"int8": "pulled", "accuracy": "pulled", "engine": "built"},
+        "custom": {"export": "pulled", "engine": "built"},
+    }
+
+
+def test_a_cache_that_does_not_answer_is_an_accelerator_not_a_dependency(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = f"oci+http://127.0.0.1:{port}/fleet"
+    project = fleet_project(tmp_path / "p")
+    run = project.trtbuild("build", "custom", "--json", "--remote-cache", down)
+    assert run.code == 0 and run.statuses() == {"custom": "built"}, run.stdout + run.stderr
+    warnings = [line for line in run.stderr.splitlines() if "remote cache" in line]
+    assert len(warnings) == 1 and f"127.0.0.1:{port}" in warnings[0] and "building locally" in warnings[0], run.stderr
+    (project.root / "width.txt").write_text("12\n")
+    required = project.trtbuild("build", "custom", "--json", "--remote-cache", down, "--remote-cache-required")
+    assert required.code == 1 and required.statuses() == {"custom": "failed"}, required.stdout + required.stderr
+    assert f"127.0.0.1:{port}" in required.json()["models"]["custom"]["reasons"][0]
+
+
+def test_a_bad_remote_cache_url_is_bad_input(tmp_path: Path) -> None:
+    project = fleet_project(tmp_path / "p")
+    run = project.trtbuild("plan", "--remote-cache", "ftp://example/fleet")
+    assert run.code == 2 and "ftp://example/fleet" in run.stderr, run.stderr

@@ -1,0 +1,118 @@
+"""A remote cache in the life of a step: pull a stale step's outputs by its key, push what was built.
+
+The store (``trtbuild.remote``: an OCI registry or an OCI image-layout folder) maps a step key to the
+step's lock record and output files. A cache is an accelerator, like Bazel's remote cache: when the
+registry is down, refuses the credentials or lacks a blob, the step is built here, one warning names the
+store (credentials never), and the run goes on; ``required`` (``--remote-cache-required``, for CI
+builders) turns that into a failure of the step.
+
+Steps are stored under their *declared* key (``remote_key``): the key of their components without
+``discovered``, the files an export read that only the export itself can name (the remote analogue of
+ccache's direct mode: look up by what is declared, then check what the manifest of the hit lists). A
+device that never exported computes the declared key from its own inputs, finds the entry, and uses it
+only if every discovered file the record names has, here, the sha256 the record gives it.
+
+What is pulled is trusted only as far as it is checked: the record's key must be the sha256 of its own
+components, its declared key must equal the one computed here from this machine's inputs (so an entry
+built for another device model, another JetPack or another builder never matches: the engine's key holds
+the whole environment fingerprint), every blob's sha256 is checked before it is renamed into place
+(``Store.pull``), and the step's own ``verify`` hook runs on it as on a local build.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trtbuild.state.keys import key_of
+
+if TYPE_CHECKING:
+    from trtbuild.remote.store import RemoteEntry, Store
+    from trtbuild.state.statcache import StatCache
+
+
+def remote_key(components: dict[str, Any]) -> str:
+    """The key a step is stored under: its components' key without ``discovered`` (see the module docstring)."""
+    return key_of({name: value for name, value in components.items() if name != "discovered"})
+
+
+@dataclass
+class Remote:
+    """The run's remote cache.
+
+    Attributes:
+        store: where steps are looked up, pulled from and pushed to.
+        push: push the steps built here (``--no-push``: pull only, for devices in the field).
+        required: a cache failure fails the step instead of falling back to a local build.
+        warn: receives the one-line warnings (the progress reporter's ``warn``).
+        broken: the first failure's message; after it the store is not asked again in this run.
+    """
+
+    store: Store
+    push: bool = True
+    required: bool = False
+    warn: Callable[[str], None] = print
+    broken: str = ""
+    pulled: int = 0
+    pushed: int = 0
+    _mutex: threading.Lock = field(default_factory=threading.Lock)
+
+    def failed(self, message: str) -> str:
+        """Remember and warn about a cache failure (once per run); returns the message."""
+        with self._mutex:
+            if not self.broken:
+                self.broken = message
+                self.warn(f"remote cache {self.store.display}: {message}; building locally")
+        return message
+
+    def lookup(self, key: str) -> RemoteEntry | None:
+        """The store's entry for ``key``, ``None`` when absent or the store is unusable.
+
+        Raises:
+            CacheError: the store failed and ``required`` is set.
+        """
+        from trtbuild.remote.store import CacheError
+
+        if self.broken:
+            if self.required:
+                raise CacheError(f"remote cache {self.store.display}: {self.broken}")
+            return None
+        try:
+            return self.store.lookup(key)
+        except CacheError as exc:
+            self.failed(str(exc))
+            if self.required:
+                raise
+            return None
+
+
+def intact(record: Any, declared: str, kind: str, digest: str) -> str | None:
+    """What is wrong with a pulled step record, or ``None``: it must be a lock entry of step ``kind``
+    whose key is the sha256 of its own components, whose declared key is ``declared`` and whose one
+    output has the sha256 of the layer pulled (``digest``, hex)."""
+    if not isinstance(record, dict) or not isinstance(record.get("components"), dict):
+        return "its record is not a lock entry"
+    if record.get("kind") != kind:
+        return f"its record is a {record.get('kind')!r} step, not {kind!r}"
+    if record.get("key") != key_of(record["components"]) or remote_key(record["components"]) != declared:
+        return "its record's key is not the sha256 of its components"
+    outputs = record.get("outputs")
+    if not (isinstance(outputs, list) and len(outputs) == 1 and isinstance(outputs[0], dict)):
+        return "its record does not list one output"
+    if outputs[0].get("sha256") != digest:
+        return "its record's output is not the file stored with it"
+    return None
+
+
+def discovered_problem(cache: StatCache, root: Path, components: dict[str, Any]) -> str | None:
+    """Whether the files an export discovered (recorded by the device that built it) have the same sha256
+    under ``root`` here; ``None`` when they do (or there are none)."""
+    recorded = components.get("discovered")
+    if not recorded:
+        return None
+    here = cache.project_digests(root, sorted(recorded))
+    changed = sorted(name for name in recorded if here.get(name) != recorded[name])
+    return f"{', '.join(changed)} differ here from the build that was stored" if changed else None
