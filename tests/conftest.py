@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from onnx_models import conv_net  # noqa: E402
+from registry import auth_registry, registry  # noqa: E402, F401 - fixtures: a real OCI registry (tests/registry.py)
 
 
 @dataclass

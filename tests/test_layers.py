@@ -34,7 +34,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("session", ["trtbuild.session"]),
     ("graph", ["trtbuild.graph.*"]),
     ("steps", ["trtbuild.steps.*"]),
-    ("state", ["trtbuild.state.*", "trtbuild.env.*", "trtbuild.manifest.*", "trtbuild.sources.*"]),
+    (
+        "state",
+        ["trtbuild.state.*", "trtbuild.env.*", "trtbuild.manifest.*", "trtbuild.sources.*", "trtbuild.remote.*"],
+    ),  # remote: the fleet cache's store (OCI registry, OCI layout); the steps decide when to use it
     (
         "children",
         [
