@@ -14,6 +14,7 @@ from pathlib import Path
 
 from conftest import ProjectDir, entries, write_widthfile_recipe
 from onnx_models import conv_net
+from registry import LocalRegistry, registry  # noqa: F401  (the fixture)
 from test_build import JETPACK_6_2, sysroot
 
 PHOTOS = "{package: skimage, glob: [data/astronaut.png, data/camera.png, data/chelsea.png, data/coffee.png]}"
@@ -126,3 +127,47 @@ def test_a_bad_remote_cache_url_is_bad_input(tmp_path: Path) -> None:
     project = fleet_project(tmp_path / "p")
     run = project.trtbuild("plan", "--remote-cache", "ftp://example/fleet")
     assert run.code == 2 and "ftp://example/fleet" in run.stderr, run.stderr
+
+
+def test_through_a_real_registry_a_tampered_engine_blob_is_built_locally_and_the_rest_pulled(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
+    first = fleet_project(tmp_path / "a")
+    built = first.trtbuild("all", "--json", "--remote-cache", registry.url(), env=sysroot(tmp_path / "ra", JETPACK_6_2, NANO))
+    assert built.code == 0, built.stdout + built.stderr
+    engine = entries(first.lock())["custom"]["outputs"][0]["sha256"]
+    blob = registry.blob_file(f"sha256:{engine}")
+    blob.write_bytes(b"\x00" + blob.read_bytes()[1:])  # one byte flipped where the registry keeps it
+
+    second = fleet_project(tmp_path / "b")
+    run = second.trtbuild("all", "--json", "--remote-cache", registry.url(), env=sysroot(tmp_path / "rb", JETPACK_6_2, NANO))
+    assert run.code == 0, run.stdout + run.stderr
+    assert steps_run(run) == {
+        "net-int8": {"int8": "pulled", "accuracy": "pulled", "engine": "pulled"},
+        "custom": {"export": "pulled", "engine": "built"},  # the tampered download was discarded
+    }
+    assert "sha256" in run.stderr and "building locally" in run.stderr, run.stderr
+    assert "origin" not in entries(second.lock())["custom"] and entries(second.lock(), "export")["custom"]["origin"]
+    assert not list((second.root / "engines").glob("*.partial"))
+
+
+def test_push_publishes_what_was_built_and_remote_cache_in_the_manifest_is_the_default(tmp_path: Path) -> None:
+    store = f"oci-layout:{tmp_path / 'store'}"
+    first = fleet_project(tmp_path / "a")
+    nano = sysroot(tmp_path / "ra", JETPACK_6_2, NANO)
+    assert first.trtbuild("build", "custom", env=nano).code == 0  # built with no cache at all
+    pushed = first.trtbuild("push", "custom", "--json", "--remote-cache", store, env=nano)
+    assert pushed.code == 0, pushed.stdout + pushed.stderr
+    assert pushed.json() == {"pushed": ["export:exports/custom.onnx", "engine:engines/custom.engine"], "present": [], "stale": []}
+    again = first.trtbuild("push", "--json", "--remote-cache", store, env=nano)  # every model: net-int8 never built
+    assert again.json()["present"] == ["export:exports/custom.onnx", "engine:engines/custom.engine"]
+    assert "engine:engines/net-int8.engine" in again.json()["stale"]
+
+    second = fleet_project(tmp_path / "b")
+    manifest = second.root / "builds.yaml"
+    manifest.write_text(f"remote_cache: {store}\n" + manifest.read_text())
+    run = second.trtbuild("build", "custom", "--json", env=sysroot(tmp_path / "rb", JETPACK_6_2, NANO))
+    assert run.code == 0 and steps_run(run) == {"custom": {"export": "pulled", "engine": "pulled"}}, run.stdout + run.stderr
+    manifest.write_text(manifest.read_text().replace(f"remote_cache: {store}", "remote_cache: ftp://nowhere/x"))
+    bad = second.trtbuild("plan")
+    assert bad.code == 2 and "builds.yaml:1: remote_cache" in bad.stderr, bad.stderr

@@ -3,8 +3,10 @@
 The store (``trtbuild.remote``: an OCI registry or an OCI image-layout folder) maps a step key to the
 step's lock record and output files. A cache is an accelerator, like Bazel's remote cache: when the
 registry is down, refuses the credentials or lacks a blob, the step is built here, one warning names the
-store (credentials never), and the run goes on; ``required`` (``--remote-cache-required``, for CI
-builders) turns that into a failure of the step.
+store (credentials never), and the run goes on without asking the store again; ``required``
+(``--remote-cache-required``, for CI builders) turns that into a failure of the step. An entry that fails
+its checks (a blob whose sha256 is not the manifest's, a record that does not match) is one warning for
+that step, which is built here; the store stays in use for the others.
 
 Steps are stored under their *declared* key (``remote_key``): the key of their components without
 ``discovered``, the files an export read that only the export itself can name (the remote analogue of

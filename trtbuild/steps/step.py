@@ -236,10 +236,10 @@ def _pull(step: Step, ctx: Context, assessment: Assessment) -> Outcome | None:
         cache.store.pull(entry, [step.output])
         if step.verify is not None:
             step.verify(step.output)
-    except CacheError as exc:
-        cache.failed(str(exc))
+    except CacheError as exc:  # this entry (a blob that does not match, or missing): this step builds here
         if cache.required:
             raise
+        cache.warn(f"remote cache {cache.store.display}: {step.id}: not used, {exc}; building locally")
         return None
     except BuildError as exc:  # the step's own check refused the pulled file
         step.output.unlink(missing_ok=True)
