@@ -421,3 +421,32 @@ def test_a_key_that_is_not_ed25519_is_a_cache_error() -> None:
         open_store("oci-layout:x", trusted_keys=["not a key"])
     with pytest.raises(CacheError, match="not an Ed25519 private key"):
         open_store("oci-layout:x", signing_key=b"short")
+
+
+def test_skopeo_copies_a_layout_entry_into_the_registry_unchanged(registry: LocalRegistry, tmp_path: Path) -> None:
+    """The air-gapped path: an oci-layout folder carried to a site and copied into its registry by skopeo."""
+    import shutil
+    import subprocess
+
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed")
+    layout = tmp_path / "layout"
+    files = outputs(tmp_path / "built", big=100_000)
+    digest = open_store(f"oci-layout:{layout}").push(KEY, record(), files)
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--dest-tls-verify=false",
+            f"oci:{layout}:tb1-{KEY}",
+            f"docker://{registry.host}/fleet:tb1-{KEY}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    store = open_store(registry.url(), credentials_env=NO_CREDENTIALS)
+    entry = store.lookup(KEY)
+    assert entry is not None and entry.manifest_digest == digest
+    targets = fresh_targets(tmp_path / "pulled")
+    store.pull(entry, targets)
+    assert targets[0].read_bytes() == files[0].read_bytes()
