@@ -337,3 +337,116 @@ def test_oci_layout_refuses_a_manifest_with_a_forged_digest(tmp_path: Path) -> N
     store = open_store(f"oci-layout:{tmp_path / 'layout'}")
     with pytest.raises(CacheError, match="malformed digest"):
         store.pull(forged, [tmp_path / "x"])
+
+
+# --- signatures ---------------------------------------------------------------------------------------
+
+
+def ed25519_pair() -> tuple[bytes, bytes]:
+    """A fresh (raw private, raw public) Ed25519 key pair."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    raw = serialization.Encoding.Raw
+    return (
+        private.private_bytes(raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()),
+        private.public_key().public_bytes(raw, serialization.PublicFormat.Raw),
+    )
+
+
+def test_signed_entries_unsigned_ones_absent_and_forgeries_refused(registry: LocalRegistry, tmp_path: Path) -> None:
+    import base64
+    import urllib.request
+
+    pytest.importorskip("cryptography")
+    private, public = ed25519_pair()
+    other_private, _ = ed25519_pair()
+    url, env = registry.url(), NO_CREDENTIALS
+    signing = open_store(url, credentials_env=env, signing_key=private)
+    trusting = open_store(url, credentials_env=env, trusted_keys=[base64.b64encode(public).decode()])
+
+    signing.push(KEY, record(), outputs(tmp_path / "built", big=1000))
+    entry = trusting.lookup(KEY)
+    assert entry is not None and entry.record == record()
+    trusting.pull(entry, fresh_targets(tmp_path / "pulled"))
+
+    unsigned_key = "b" * 64
+    open_store(url, credentials_env=env).push(unsigned_key, record(), outputs(tmp_path / "u", big=100))
+    assert trusting.lookup(unsigned_key) is None  # absent: the builder rebuilds and pushes a signed one
+
+    stranger_key = "c" * 64
+    open_store(url, credentials_env=env, signing_key=other_private).push(
+        stranger_key, record(), outputs(tmp_path / "s", big=100)
+    )
+    with pytest.raises(CacheError, match="untrusted key"):
+        trusting.lookup(stranger_key)
+
+    # A signed manifest moved to another key's tag: same blobs, same signature, another key.
+    forged_key = "d" * 64
+    with urllib.request.urlopen(
+        urllib.request.Request(
+            f"http://{registry.host}/v2/fleet/manifests/tb1-{KEY}",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        )
+    ) as answer:
+        manifest = json.loads(answer.read())
+    manifest["annotations"]["dev.trtbuild.key"] = forged_key
+    put = urllib.request.Request(
+        f"http://{registry.host}/v2/fleet/manifests/tb1-{forged_key}",
+        data=json.dumps(manifest).encode(),
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        method="PUT",
+    )
+    urllib.request.urlopen(put).close()
+    assert open_store(url, credentials_env=env).lookup(forged_key) is not None  # fine without trust
+    with pytest.raises(CacheError, match="signature does not match"):
+        trusting.lookup(forged_key)
+
+
+def test_signed_oci_layout_round_trip(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography")
+    private, public = ed25519_pair()
+    url = f"oci-layout:{tmp_path / 'layout'}"
+    open_store(url, signing_key=private).push(KEY, record(), outputs(tmp_path / "built", big=100))
+    open_store(url).push("b" * 64, record(), outputs(tmp_path / "u", big=100))
+    trusting = open_store(url, trusted_keys=[public])
+    assert trusting.lookup(KEY) is not None
+    assert trusting.lookup("b" * 64) is None
+
+
+def test_a_key_that_is_not_ed25519_is_a_cache_error() -> None:
+    pytest.importorskip("cryptography")
+    with pytest.raises(CacheError, match="trusted key 1 is not an Ed25519 public key"):
+        open_store("oci-layout:x", trusted_keys=["not a key"])
+    with pytest.raises(CacheError, match="not an Ed25519 private key"):
+        open_store("oci-layout:x", signing_key=b"short")
+
+
+def test_skopeo_copies_a_layout_entry_into_the_registry_unchanged(registry: LocalRegistry, tmp_path: Path) -> None:
+    """The air-gapped path: an oci-layout folder carried to a site and copied into its registry by skopeo."""
+    import shutil
+    import subprocess
+
+    if shutil.which("skopeo") is None:
+        pytest.skip("skopeo is not installed")
+    layout = tmp_path / "layout"
+    files = outputs(tmp_path / "built", big=100_000)
+    digest = open_store(f"oci-layout:{layout}").push(KEY, record(), files)
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--dest-tls-verify=false",
+            f"oci:{layout}:tb1-{KEY}",
+            f"docker://{registry.host}/fleet:tb1-{KEY}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    store = open_store(registry.url(), credentials_env=NO_CREDENTIALS)
+    entry = store.lookup(KEY)
+    assert entry is not None and entry.manifest_digest == digest
+    targets = fresh_targets(tmp_path / "pulled")
+    store.pull(entry, targets)
+    assert targets[0].read_bytes() == files[0].read_bytes()

@@ -119,21 +119,25 @@ def config_blob(record: dict[str, Any]) -> bytes:
     return canonical_json(record).encode()
 
 
-def manifest_bytes(key: str, config: bytes, layers: Iterable[Layer]) -> bytes:
-    """The manifest of a step (format: the module docstring), as canonical JSON bytes."""
+def manifest_bytes(
+    key: str, config: bytes, layers: Iterable[Layer], annotations: dict[str, str] | None = None
+) -> bytes:
+    """The manifest of a step (format: the module docstring), as canonical JSON bytes; ``annotations`` are
+    added to the manifest's (a signature: ``signing``)."""
     manifest = {
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "artifactType": ARTIFACT_TYPE,
         "config": descriptor(CONFIG_MEDIA_TYPE, digest_of(config), len(config)),
         "layers": [descriptor(FILE_MEDIA_TYPE, layer.digest, layer.size, layer.title) for layer in layers],
-        "annotations": {KEY_ANNOTATION: key},
+        "annotations": {**(annotations or {}), KEY_ANNOTATION: key},
     }
     return canonical_json(manifest).encode()
 
 
-def parse_manifest(data: bytes, key: str, where: str) -> tuple[dict[str, Any], tuple[Layer, ...]]:
-    """The config descriptor and the layers of a step's manifest; ``where`` names it in errors.
+def parse_manifest(data: bytes, key: str, where: str) -> tuple[dict[str, Any], tuple[Layer, ...], dict[str, Any]]:
+    """The config descriptor, the layers and the annotations of a step's manifest; ``where`` names it in
+    errors.
 
     Raises:
         CacheError: not JSON, not an OCI manifest of a trtbuild step, a digest that is not ``sha256:<hex>``,
@@ -166,7 +170,7 @@ def parse_manifest(data: bytes, key: str, where: str) -> tuple[dict[str, Any], t
             raise bad("layer descriptor")
         title = (layer.get("annotations") or {}).get(TITLE)
         found.append(Layer(layer["digest"], layer["size"], title if isinstance(title, str) else ""))
-    return config, tuple(found)
+    return config, tuple(found), annotations
 
 
 def _valid_descriptor(value: Any) -> bool:

@@ -41,6 +41,7 @@ from trtbuild.remote.artifact import (
     tag_of,
     write_verified,
 )
+from trtbuild.remote.signing import SIGNATURE_ANNOTATION, SignedStore, Signer, Verifier, message
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = "1.0.0"
@@ -48,16 +49,21 @@ CHUNK = 4 * 1024 * 1024
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 
 
-class LayoutStore:
+class LayoutStore(SignedStore):
     """A remote cache in the OCI image-layout folder ``root`` (created by the first push).
 
     Attributes:
         display: ``oci-layout:PATH``, for messages.
+        signer: signs pushed entries (``signing``), or ``None``.
+        verifier: when set, ``lookup`` returns only entries signed by a trusted key (``signing``).
     """
 
-    def __init__(self, root: Path, display: str) -> None:
+    def __init__(
+        self, root: Path, display: str, *, signer: Signer | None = None, verifier: Verifier | None = None
+    ) -> None:
         self.root = root
         self.display = display
+        self.signer, self.verifier = signer, verifier
 
     def __repr__(self) -> str:
         return f"LayoutStore({self.display!r})"
@@ -81,7 +87,11 @@ class LayoutStore:
             raise CacheError(f"{where}: index.json has a malformed descriptor for it")
         data = self._read_blob(manifest["digest"], where)
         check_bytes(data, manifest["digest"], manifest.get("size", -1), f"{where}: manifest")
-        config, layers = parse_manifest(data, key, where)
+        config, layers, annotations = parse_manifest(data, key, where)
+        if self.verifier is not None:
+            signed = message(key, config["digest"], config["size"], layers)
+            if not self.verifier.verify(annotations.get(SIGNATURE_ANNOTATION), signed, where):
+                return None  # unsigned: absent for a store that trusts only signed entries
         record = parse_record(self._read_blob(config["digest"], where), config, f"{where}: record")
         return RemoteEntry(key, manifest["digest"], record, layers)
 
@@ -113,7 +123,7 @@ class LayoutStore:
             layers = [self._put_file(path) for path in outputs]
             config = config_blob(record)
             self._put_bytes(config)
-            manifest = manifest_bytes(key, config, layers)
+            manifest = manifest_bytes(key, config, layers, self._signature(key, config, layers))
             digest = self._put_bytes(manifest)
             descriptor = {
                 "mediaType": MANIFEST_MEDIA_TYPE,

@@ -50,6 +50,7 @@ from trtbuild.remote.artifact import (
     pull_into,
     tag_of,
 )
+from trtbuild.remote.signing import SIGNATURE_ANNOTATION, SignedStore, Signer, Verifier, message
 
 #: Bytes per read when streaming a blob.
 CHUNK = 1024 * 1024
@@ -83,17 +84,29 @@ class _Connection(threading.local):
     authorization: dict[str, str] | None = None
 
 
-class RegistryStore:
+class RegistryStore(SignedStore):
     """A remote cache in repository ``repo`` of the registry at ``host`` (``HOST[:PORT]``).
 
     Attributes:
         display: the store's URL without credentials, for messages.
         timeout: seconds to wait for a connection or for the next bytes of an answer.
+        signer: signs pushed entries (``signing``), or ``None``.
+        verifier: when set, ``lookup`` returns only entries signed by a trusted key (``signing``).
     """
 
     def __init__(
-        self, host: str, repo: str, *, plain_http: bool, credentials: str | None, display: str, timeout: float = 30.0
+        self,
+        host: str,
+        repo: str,
+        *,
+        plain_http: bool,
+        credentials: str | None,
+        display: str,
+        timeout: float = 30.0,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
+        self.signer, self.verifier = signer, verifier
         self.host = host
         self.repo = repo
         self.plain_http = plain_http
@@ -128,7 +141,11 @@ class RegistryStore:
             announced = response.headers.get("Docker-Content-Digest")
             if announced and announced != digest:
                 raise CacheError(f"{where}: manifest sha256 {digest}, expected {announced}")
-        config, layers = parse_manifest(data, key, where)
+        config, layers, annotations = parse_manifest(data, key, where)
+        if self.verifier is not None:
+            signed = message(key, config["digest"], config["size"], layers)
+            if not self.verifier.verify(annotations.get(SIGNATURE_ANNOTATION), signed, where):
+                return None  # unsigned: absent for a store that trusts only signed entries
         blob = self._send("GET", f"{self._base}/blobs/{config['digest']}", stream=True)
         with blob:
             self._expect(blob, (200,), f"cannot read the record of {tag} ({config['digest']})")
@@ -167,7 +184,7 @@ class RegistryStore:
         self._push_blob(config_digest, len(config), config, None)
         for layer, path in zip(layers, outputs):
             self._push_blob(layer.digest, layer.size, None, path)
-        manifest = manifest_bytes(key, config, layers)
+        manifest = manifest_bytes(key, config, layers, self._signature(key, config, layers))
         digest = digest_of(manifest)
         response = self._send(
             "PUT",

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trtbuild.remote.artifact import CacheError, Layer, RemoteEntry
+from trtbuild.remote.signing import Signer, Verifier
 
 __all__ = ["CacheError", "Layer", "RemoteEntry", "Store", "open_store"]
 
@@ -55,7 +56,14 @@ class Store(Protocol):
         ...
 
 
-def open_store(url: str, *, credentials_env: Mapping[str, str] | None = None, timeout: float = 30.0) -> Store:
+def open_store(
+    url: str,
+    *,
+    credentials_env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    trusted_keys: Sequence[bytes | str] | None = None,
+    signing_key: bytes | None = None,
+) -> Store:
     """The store at ``url`` (forms: the module docstring). Opening contacts nothing; the first ``lookup``
     or ``push`` does.
 
@@ -64,18 +72,23 @@ def open_store(url: str, *, credentials_env: Mapping[str, str] | None = None, ti
         credentials_env: where to read ``TRTBUILD_REGISTRY_USERNAME`` / ``TRTBUILD_REGISTRY_PASSWORD``,
             ``DOCKER_CONFIG`` and ``HOME`` (default: ``os.environ``).
         timeout: seconds a registry may take to accept a connection or send the next bytes.
+        trusted_keys: Ed25519 public keys (raw 32 bytes, base64, or PEM): ``lookup`` then treats an
+            unsigned entry as absent and refuses a wrongly signed one (``signing``).
+        signing_key: an Ed25519 private key (raw 32 bytes or PEM): ``push`` signs what it sends.
 
     Raises:
-        CacheError: a malformed URL (exit code 2; the message names it, credentials removed), or a Docker
-            config that is not JSON.
+        CacheError: a malformed URL (exit code 2; the message names it, credentials removed), a Docker
+            config that is not JSON, a key that is not Ed25519, or keys given without ``cryptography``.
     """
+    signer = Signer(signing_key) if signing_key is not None else None
+    verifier = Verifier(trusted_keys) if trusted_keys is not None else None
     if url.startswith("oci-layout:"):
         path = url[len("oci-layout:") :]
         if not path or "\0" in path:
             raise CacheError(f"remote cache URL {url!r}: oci-layout: needs a folder (oci-layout:PATH)")
         from trtbuild.remote.layout import LayoutStore
 
-        return LayoutStore(Path(path), url)
+        return LayoutStore(Path(path), url, signer=signer, verifier=verifier)
     parts = _split(url)
     from trtbuild.remote.registry import RegistryStore, credentials_for
 
@@ -94,6 +107,8 @@ def open_store(url: str, *, credentials_env: Mapping[str, str] | None = None, ti
         credentials=credentials_for(host, userinfo, env),
         display=display,
         timeout=timeout,
+        signer=signer,
+        verifier=verifier,
     )
 
 
