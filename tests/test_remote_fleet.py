@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conftest import ProjectDir, entries, write_widthfile_recipe
 from onnx_models import conv_net
-from registry import LocalRegistry, registry  # noqa: F401  (the fixture)
+from registry import LocalRegistry
 from test_build import JETPACK_6_2, sysroot
 
 PHOTOS = "{package: skimage, glob: [data/astronaut.png, data/camera.png, data/chelsea.png, data/coffee.png]}"
@@ -133,14 +133,18 @@ def test_through_a_real_registry_a_tampered_engine_blob_is_built_locally_and_the
     registry: LocalRegistry, tmp_path: Path
 ) -> None:
     first = fleet_project(tmp_path / "a")
-    built = first.trtbuild("all", "--json", "--remote-cache", registry.url(), env=sysroot(tmp_path / "ra", JETPACK_6_2, NANO))
+    built = first.trtbuild(
+        "all", "--json", "--remote-cache", registry.url(), env=sysroot(tmp_path / "ra", JETPACK_6_2, NANO)
+    )
     assert built.code == 0, built.stdout + built.stderr
     engine = entries(first.lock())["custom"]["outputs"][0]["sha256"]
     blob = registry.blob_file(f"sha256:{engine}")
     blob.write_bytes(b"\x00" + blob.read_bytes()[1:])  # one byte flipped where the registry keeps it
 
     second = fleet_project(tmp_path / "b")
-    run = second.trtbuild("all", "--json", "--remote-cache", registry.url(), env=sysroot(tmp_path / "rb", JETPACK_6_2, NANO))
+    run = second.trtbuild(
+        "all", "--json", "--remote-cache", registry.url(), env=sysroot(tmp_path / "rb", JETPACK_6_2, NANO)
+    )
     assert run.code == 0, run.stdout + run.stderr
     assert steps_run(run) == {
         "net-int8": {"int8": "pulled", "accuracy": "pulled", "engine": "pulled"},
@@ -158,7 +162,11 @@ def test_push_publishes_what_was_built_and_remote_cache_in_the_manifest_is_the_d
     assert first.trtbuild("build", "custom", env=nano).code == 0  # built with no cache at all
     pushed = first.trtbuild("push", "custom", "--json", "--remote-cache", store, env=nano)
     assert pushed.code == 0, pushed.stdout + pushed.stderr
-    assert pushed.json() == {"pushed": ["export:exports/custom.onnx", "engine:engines/custom.engine"], "present": [], "stale": []}
+    assert pushed.json() == {
+        "pushed": ["export:exports/custom.onnx", "engine:engines/custom.engine"],
+        "present": [],
+        "stale": [],
+    }
     again = first.trtbuild("push", "--json", "--remote-cache", store, env=nano)  # every model: net-int8 never built
     assert again.json()["present"] == ["export:exports/custom.onnx", "engine:engines/custom.engine"]
     assert "engine:engines/net-int8.engine" in again.json()["stale"]
@@ -167,7 +175,89 @@ def test_push_publishes_what_was_built_and_remote_cache_in_the_manifest_is_the_d
     manifest = second.root / "builds.yaml"
     manifest.write_text(f"remote_cache: {store}\n" + manifest.read_text())
     run = second.trtbuild("build", "custom", "--json", env=sysroot(tmp_path / "rb", JETPACK_6_2, NANO))
-    assert run.code == 0 and steps_run(run) == {"custom": {"export": "pulled", "engine": "pulled"}}, run.stdout + run.stderr
+    assert run.code == 0 and steps_run(run) == {"custom": {"export": "pulled", "engine": "pulled"}}, (
+        run.stdout + run.stderr
+    )
     manifest.write_text(manifest.read_text().replace(f"remote_cache: {store}", "remote_cache: ftp://nowhere/x"))
     bad = second.trtbuild("plan")
     assert bad.code == 2 and "builds.yaml:1: remote_cache" in bad.stderr, bad.stderr
+
+
+def test_tensorrt_rtx_engines_built_ahead_of_time_for_explicit_targets_do_not_depend_on_the_host(
+    tmp_path: Path,
+) -> None:
+    """A CPU-only CI machine builds for a fleet of RTX machines and they pull: the engine is keyed on its
+    targets and the TensorRT-RTX version, not on the host. Without explicit targets it stays per host."""
+    store = f"oci-layout:{tmp_path / 'store'}"
+
+    def rtx_project(root: Path) -> ProjectDir:
+        root.mkdir()
+        project = ProjectDir(root)
+        conv_net(root / "net.onnx", batch=1, seed=5)
+        project.write_manifest("""
+            models:
+              targeted: {source: net.onnx, precision: fp32, workspace: 256MiB, compute_capabilities: ['8.6', '8.9']}
+              host: {source: net.onnx, precision: fp32, workspace: 256MiB}
+        """)
+        return project
+
+    ci = rtx_project(tmp_path / "ci")
+    assert ci.trtbuild("all", "--remote-cache", store).code == 0
+    other = tmp_path / "other-host"  # another machine: other memory, other device model
+    sysroot(other, "", "ASUS RTX workstation")
+    (other / "proc/meminfo").write_text("MemTotal:       131072000 kB\n")
+    workstation = rtx_project(tmp_path / "ws")
+    run = workstation.trtbuild("all", "--json", "--remote-cache", store, env={"TRTBUILD_SYSROOT": str(other)})
+    assert run.code == 0, run.stdout + run.stderr
+    assert steps_run(run) == {"targeted": {"engine": "pulled"}, "host": {"engine": "built"}}
+    recorded = entries(workstation.lock())["targeted"]["components"]["env"]
+    assert recorded["memory_gib"] == 125.0  # the lock holds this host's fingerprint: fresh here from now on
+    assert workstation.trtbuild("all", "--json", env={"TRTBUILD_SYSROOT": str(other)}).statuses() == {
+        "targeted": "fresh",
+        "host": "fresh",
+    }
+
+
+def test_with_trusted_keys_only_entries_signed_by_them_are_used(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    def keypair(name: str) -> tuple[Path, bytes]:
+        private = Ed25519PrivateKey.generate()
+        path = tmp_path / f"{name}.pem"  # outside every project: a builder's secret
+        path.write_bytes(
+            private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        public = private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return path, public
+
+    builder_key, builder_public = keypair("builder")
+    _, stranger_public = keypair("stranger")
+    store = f"oci-layout:{tmp_path / 'store'}"
+    signed = fleet_project(tmp_path / "ci")
+    pushed = signed.trtbuild("build", "custom", "--remote-cache", store, env={"TRTBUILD_SIGNING_KEY": str(builder_key)})
+    assert pushed.code == 0, pushed.stderr
+
+    def device(name: str, public: bytes) -> ProjectDir:
+        project = fleet_project(tmp_path / name)
+        (project.root / "keys").mkdir()
+        (project.root / "keys/fleet.pub").write_bytes(public)
+        manifest = project.root / "builds.yaml"
+        manifest.write_text(
+            f"remote_cache: {store}\nremote_cache_trusted_keys: [keys/fleet.pub]\n" + manifest.read_text()
+        )
+        return project
+
+    trusting = device("trusting", builder_public).trtbuild("build", "custom", "--json", "--no-push")
+    assert trusting.code == 0 and steps_run(trusting) == {"custom": {"export": "pulled", "engine": "pulled"}}, (
+        trusting.stderr
+    )
+    wary = device("wary", stranger_public).trtbuild("build", "custom", "--json", "--no-push")
+    assert wary.code == 0 and steps_run(wary) == {"custom": {"export": "built", "engine": "built"}}, wary.stderr
+    assert "signed with an untrusted key" in wary.stderr and "building locally" in wary.stderr, wary.stderr
+    assert wary.stderr.count(f"remote cache {store}") == 1
+    assert str(builder_key) not in wary.stderr + trusting.stderr

@@ -95,10 +95,13 @@ class RemoteOptions:
 
 def open_remote(project: Project, options: RemoteOptions | None, warn: Callable[[str], None]) -> Remote | None:
     """The run's remote cache: ``options.url``, else the manifest's (or device overlay's) ``remote_cache``;
-    ``None`` when neither names one.
+    ``None`` when neither names one. Entries are signed when ``TRTBUILD_SIGNING_KEY`` names an Ed25519
+    private key file, and only entries signed by a ``remote_cache_trusted_keys`` key are used when the
+    manifest lists some (``remote.signing``).
 
     Raises:
-        CacheError: the URL is not one trtbuild knows (exit code 2).
+        CacheError: the URL is not one trtbuild knows, or a key is not Ed25519 (exit code 2).
+        ManifestError: a key file cannot be read.
     """
     options = options or RemoteOptions()
     url = options.url or project.remote_cache
@@ -106,7 +109,29 @@ def open_remote(project: Project, options: RemoteOptions | None, warn: Callable[
         return None
     from trtbuild.remote.store import open_store
 
-    return Remote(open_store(url), push=options.push, required=options.required, warn=warn)
+    trusted = None
+    if project.remote_cache_trusted_keys is not None:
+        trusted = [_key_file(project, path, "remote_cache_trusted_keys") for path in project.remote_cache_trusted_keys]
+    signing = os.environ.get(SIGNING_KEY_VARIABLE)
+    private = _key_file(project, Path(signing), SIGNING_KEY_VARIABLE) if signing else None
+    store = open_store(url, trusted_keys=trusted, signing_key=private)
+    return Remote(store, push=options.push, required=options.required, warn=warn)
+
+
+#: The Ed25519 private key (PEM file) a builder signs the entries it pushes with; never in the project.
+SIGNING_KEY_VARIABLE = "TRTBUILD_SIGNING_KEY"
+
+
+def _key_file(project: Project, path: Path, field: str) -> bytes:
+    """The bytes of a key file named by ``field``.
+
+    Raises:
+        ManifestError: it cannot be read (names the manifest, the field and the file).
+    """
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{project.manifest.name}: {field}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager

@@ -114,6 +114,12 @@ class Project:
         return url if isinstance(url, str) else None
 
     @property
+    def remote_cache_trusted_keys(self) -> list[Path] | None:
+        """The manifest's ``remote_cache_trusted_keys``, as absolute paths, or ``None``."""
+        keys = self.document.get("remote_cache_trusted_keys")
+        return [self.root / key for key in keys] if isinstance(keys, list) else None
+
+    @property
     def state_dir(self) -> Path:
         """``.trtbuild/`` beside the manifest: stat cache, environment probe, logs."""
         return self.root / ".trtbuild"

@@ -433,20 +433,22 @@ SCHEMA_MODELS = (
 )
 
 
+#: ``oci://HOST[:PORT]/REPO``, ``oci+http://HOST[:PORT]/REPO`` or ``oci-layout:PATH`` (``remote.store``).
+RemoteCacheURL = Annotated[str, Field(pattern=r"^(oci://|oci\+http://|oci-layout:)\S+$", max_length=2048)]
+
+
 class Manifest(_Strict):
     """The whole of builds.yaml: ``defaults`` and ``models`` (name -> model), and the fleet's
     ``remote_cache`` (``oci://HOST[:PORT]/REPO``, ``oci+http://HOST[:PORT]/REPO`` or ``oci-layout:PATH``;
-    a device overlay may set its own).
+    a device overlay may set its own) with ``remote_cache_trusted_keys``: Ed25519 public key files (PEM or
+    base64), relative to the manifest; when given, only entries signed by one of them are used.
 
     Model names are used in file names: letters, digits, ``_``, ``.``, ``-``, at most ``MAX_NAME_LENGTH``.
     """
 
     version: Literal[1] = 1
-    remote_cache: Annotated[str, Field(pattern=r"^(oci://|oci\+http://|oci-layout:)\S+$", max_length=2048)] | None = (
-        None
-    )
-    defaults: BuildSettings = BuildSettings()
-    models: dict[Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)], ModelSpec] = {}
+    remote_cache: RemoteCacheURL | None = None
+    remote_cache_trusted_keys: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = None
 
 
 def is_valid_name(name: str) -> bool:

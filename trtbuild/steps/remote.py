@@ -36,9 +36,29 @@ if TYPE_CHECKING:
     from trtbuild.state.statcache import StatCache
 
 
+#: The environment fields a TensorRT-RTX ahead-of-time engine depends on when its targets are explicit.
+AOT_ENV = ("builder", "builder_version", "cuda")
+
+
 def remote_key(components: dict[str, Any]) -> str:
-    """The key a step is stored under: its components' key without ``discovered`` (see the module docstring)."""
-    return key_of({name: value for name, value in components.items() if name != "discovered"})
+    """The key a step is stored under: its components' key without ``discovered`` (see the module docstring).
+
+    A TensorRT-RTX engine built ahead of time for explicit ``compute_capabilities`` does not depend on the
+    machine that built it (TensorRT-RTX "CPU-only AOT" builds: the plan is made for the targets, not the
+    host): its environment counts only as the builder, its version and its CUDA major (``AOT_ENV``), so a
+    CPU-only CI machine builds for a fleet of RTX machines and they pull. Every other engine keeps the
+    whole environment fingerprint: it belongs to the exact device model and software stack.
+    """
+    declared = {name: value for name, value in components.items() if name != "discovered"}
+    env, settings = declared.get("env"), declared.get("settings")
+    if (
+        isinstance(env, dict)
+        and env.get("builder") == "tensorrt-rtx"
+        and isinstance(settings, dict)
+        and settings.get("compute_capabilities")
+    ):
+        declared["env"] = {name: env.get(name) for name in AOT_ENV}
+    return key_of(declared)
 
 
 @dataclass
@@ -67,8 +87,15 @@ class Remote:
         with self._mutex:
             if not self.broken:
                 self.broken = message
-                self.warn(f"remote cache {self.store.display}: {message}; building locally")
+                self.warn(f"{self.named(message)}; building locally")
         return message
+
+    def named(self, message: str, step_id: str = "") -> str:
+        """``remote cache STORE: [STEP: not used, ]MESSAGE``, the store named once (a ``CacheError`` already
+        names it)."""
+        prefix = f"remote cache {self.store.display}: "
+        what = f"{step_id}: not used, " if step_id else ""
+        return prefix + what + message.removeprefix(prefix)
 
     def lookup(self, key: str) -> RemoteEntry | None:
         """The store's entry for ``key``, ``None`` when absent or the store is unusable.
@@ -80,7 +107,7 @@ class Remote:
 
         if self.broken:
             if self.required:
-                raise CacheError(f"remote cache {self.store.display}: {self.broken}")
+                raise CacheError(self.named(self.broken))
             return None
         try:
             return self.store.lookup(key)

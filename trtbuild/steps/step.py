@@ -230,7 +230,7 @@ def _pull(step: Step, ctx: Context, assessment: Assessment) -> Outcome | None:
     if problem is None:
         problem = remote.discovered_problem(ctx.cache, ctx.project.root, entry.record["components"])
     if problem is not None:
-        cache.warn(f"remote cache {cache.store.display}: {step.id}: not used, {problem}; building locally")
+        cache.warn(f"{cache.named(problem, step.id)}; building locally")
         return None
     try:
         cache.store.pull(entry, [step.output])
@@ -239,11 +239,11 @@ def _pull(step: Step, ctx: Context, assessment: Assessment) -> Outcome | None:
     except CacheError as exc:  # this entry (a blob that does not match, or missing): this step builds here
         if cache.required:
             raise
-        cache.warn(f"remote cache {cache.store.display}: {step.id}: not used, {exc}; building locally")
+        cache.warn(f"{cache.named(str(exc), step.id)}; building locally")
         return None
     except BuildError as exc:  # the step's own check refused the pulled file
         step.output.unlink(missing_ok=True)
-        cache.warn(f"remote cache {cache.store.display}: {step.id}: not used, {exc}; building locally")
+        cache.warn(f"{cache.named(str(exc), step.id)}; building locally")
         return None
     ctx.assessments.clear()  # a new file: any verdict downstream may change
     recorded = entry.record["outputs"][0]
@@ -253,9 +253,13 @@ def _pull(step: Step, ctx: Context, assessment: Assessment) -> Outcome | None:
         "size": step.output.stat().st_size,
     }
     origin = {"store": cache.store.display, "manifest": entry.manifest_digest}
-    ctx.save_entry(
-        step.id, {**entry.record, "model": step.model, "outputs": [output], "when": utc_now(), "origin": origin}
-    )
+    # the lock holds this machine's inputs (equal to the record's but for a host-independent engine's
+    # environment) and the files the export discovered, as the record lists them and as checked above
+    components = dict(assessment.components)
+    if "discovered" in entry.record["components"]:
+        components["discovered"] = entry.record["components"]["discovered"]
+    pulled = {**entry.record, "model": step.model, "key": key_of(components), "components": components}
+    ctx.save_entry(step.id, {**pulled, "outputs": [output], "when": utc_now(), "origin": origin})
     with cache._mutex:
         cache.pulled += 1
     return Outcome(PULLED, assessment.reasons, time.monotonic() - started)
