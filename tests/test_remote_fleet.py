@@ -261,3 +261,56 @@ def test_with_trusted_keys_only_entries_signed_by_them_are_used(tmp_path: Path) 
     assert "signed with an untrusted key" in wary.stderr and "building locally" in wary.stderr, wary.stderr
     assert wary.stderr.count(f"remote cache {store}") == 1
     assert str(builder_key) not in wary.stderr + trusting.stderr
+
+
+def test_a_device_without_the_exporter_builds_engines_from_pulled_onnx(tmp_path: Path) -> None:
+    """The builder has the recipe's exporter (a real installed distribution: ``fakeexporter`` 1.0 with its
+    dist-info, on its PYTHONPATH); the device has none, so it could never export. It pulls the ONNX, builds
+    the engine, and stays fresh afterwards: the exporter's version it cannot see is the builder's record."""
+    tools = tmp_path / "tools"
+    (tools / "fakeexporter").mkdir(parents=True)
+    (tools / "fakeexporter/__init__.py").write_text("")
+    (tools / "fakeexporter-1.0.dist-info").mkdir()
+    (tools / "fakeexporter-1.0.dist-info/METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fakeexporter\nVersion: 1.0\n"
+    )
+    store = f"oci-layout:{tmp_path / 'store'}"
+
+    def project(name: str) -> ProjectDir:
+        checkout = fleet_project(tmp_path / name)
+        recipe = checkout.root / "recipes/widthfile.py"
+        recipe.write_text(
+            recipe.read_text()
+            .replace('EXPORTERS = ("onnx",)', 'EXPORTERS = ("onnx", "fakeexporter")')
+            .replace('REQUIRES = ("onnx",)', 'REQUIRES = ("onnx", "fakeexporter")')
+        )
+        return checkout
+
+    builder = project("builder").trtbuild(
+        "build", "custom", "--json", "--remote-cache", store, env={"PYTHONPATH": str(tools)}
+    )
+    assert builder.code == 0 and steps_run(builder) == {"custom": {"export": "built", "engine": "built"}}, (
+        builder.stderr
+    )
+
+    alone = project("alone").trtbuild("build", "custom", "--json")  # no cache: this device cannot export
+    assert alone.code == 1 and "recipe widthfile needs fakeexporter" in alone.json()["models"]["custom"]["reasons"][0]
+
+    device = project("jetson")
+    nano = sysroot(tmp_path / "root", JETPACK_6_2, NANO)  # another class: the engine is built here
+    run = device.trtbuild("build", "custom", "--json", "--remote-cache", store, env=nano)
+    assert run.code == 0 and steps_run(run) == {"custom": {"export": "pulled", "engine": "built"}}, (
+        run.stdout + run.stderr
+    )
+    assert entries(device.lock(), "export")["custom"]["components"]["exporters"] == {
+        "onnx": onnx_version(),
+        "fakeexporter": "1.0",
+    }
+    again = device.trtbuild("build", "custom", "--json", env=nano)
+    assert again.code == 0 and again.statuses() == {"custom": "fresh"}, again.stdout + again.stderr
+
+
+def onnx_version() -> str:
+    from importlib.metadata import version
+
+    return version("onnx")

@@ -34,7 +34,7 @@ from trtbuild.state.freshstamp import remove_stamps, write_stamp
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
 from trtbuild.steps.context import BUILT, FAILED, INTERRUPTED, PULLED, Context, Outcome
-from trtbuild.steps.remote import Remote, remote_key
+from trtbuild.steps.remote import Remote, lookup_key, remote_key
 from trtbuild.steps.step import Step, assess, never
 from trtbuild.steps.step import push as push_step
 
@@ -245,14 +245,14 @@ def plan(
             if own:
                 stale.add(node_id)
                 if cache is not None:
-                    own = own + _would_pull(cache, assess(step, ctx).components, step.kind)
+                    own = own + _would_pull(cache, assess(step, ctx).components, step)
             reasons += own
         results[name] = ModelResult(STALE if reasons else FRESH, reasons, project.relative(project.models[name].engine))
     ctx.cache.save()
     return results
 
 
-def _would_pull(cache: Remote, components: dict[str, Any] | None, kind: str) -> list[Reason]:
+def _would_pull(cache: Remote, components: dict[str, Any] | None, step: Step) -> list[Reason]:
     """``pull from STORE`` or ``build: not in STORE`` for a stale step with ``components``; nothing when its
     key cannot be computed yet, or the store does not answer (``plan`` then says so once per step)."""
     if components is None:
@@ -260,12 +260,12 @@ def _would_pull(cache: Remote, components: dict[str, Any] | None, kind: str) -> 
     from trtbuild import reasons as why
 
     if cache.broken:
-        return [Reason(why.REMOTE, kind, cache.store.display, new=f"build: {cache.broken}")]
-    found = cache.lookup(remote_key(components))
+        return [Reason(why.REMOTE, step.kind, cache.store.display, new=f"build: {cache.broken}")]
+    found = cache.lookup(lookup_key(components, step.tool)[0])
     if cache.broken:
-        return [Reason(why.REMOTE, kind, cache.store.display, new=f"build: {cache.broken}")]
+        return [Reason(why.REMOTE, step.kind, cache.store.display, new=f"build: {cache.broken}")]
     words = f"pull from {cache.store.display}" if found is not None else f"build: not in {cache.store.display}"
-    return [Reason(why.REMOTE, kind, cache.store.display, new=words)]
+    return [Reason(why.REMOTE, step.kind, cache.store.display, new=words)]
 
 
 def _preflight(graph: nx.DiGraph, ctx: Context) -> None:

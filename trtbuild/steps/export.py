@@ -91,4 +91,5 @@ def export_step(target: ModelTarget, project: Project) -> Step:
         precheck=precheck,
         verify=verify,
         complete=complete,
+        tool="exporters",
     )

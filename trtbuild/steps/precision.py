@@ -87,6 +87,7 @@ def _step(
         inputs=consumes,
         child="trtbuild.precision.child",
         log=f".{kind}",
+        tool="versions",
         **hooks,
     )
 

@@ -61,6 +61,8 @@ class Step:
         complete: after the child: the components to record (an export adds the files it discovered).
         facts: after the child: what to keep in the lock besides the outputs (the engine's builder and
             network summary).
+        tool: the component holding the versions of the libraries that do the work (``exporters``,
+            ``versions``): a machine without them can still pull the step (``steps.remote.toolless``).
         check: for source steps, the reasons it is not there (instead of a key).
         act: for source steps, the work (instead of a child).
     """
@@ -82,6 +84,7 @@ class Step:
     accept: Callable[[Context, Produced], Outcome | None] | None = None
     complete: Callable[[Context, dict[str, Any], Produced], dict[str, Any]] | None = None
     facts: Callable[[Produced], dict[str, Any]] | None = None
+    tool: str = ""
     check: Callable[[Context], list[Reason]] | None = None
     act: Callable[[Context], Outcome] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -127,6 +130,10 @@ def _assess(step: Step, ctx: Context) -> Assessment:
         found.append(Reason(why.OUTPUT_MISSING, step.kind, label))
     elif ctx.cache.sha256(step.output) != recorded.get("sha256"):
         found.append(Reason(why.OUTPUT_MODIFIED, step.kind, label, recorded.get("sha256")))
+    if entry["key"] != key and entry.get("origin") and step.tool:
+        seen = remote.observed(components, entry["components"], step.tool)
+        if seen is not None and key_of(seen) == entry["key"]:
+            components, key = seen, entry["key"]
     if entry["key"] != key:
         found += why.diff(entry["components"], components, step.kind)
     return Assessment(components, key, found)
@@ -220,13 +227,13 @@ def _pull(step: Step, ctx: Context, assessment: Assessment) -> Outcome | None:
 
     cache = ctx.remote
     assert cache is not None and assessment.components is not None
-    declared = remote.remote_key(assessment.components)
+    declared, without = remote.lookup_key(assessment.components, step.tool)
     started = time.monotonic()
     entry = cache.lookup(declared)
     if entry is None:
         return None
     digest = entry.layers[0].digest.removeprefix("sha256:") if len(entry.layers) == 1 else ""
-    problem = remote.intact(entry.record, declared, step.kind, digest)
+    problem = remote.intact(entry.record, declared, step.kind, digest, without)
     if problem is None:
         problem = remote.discovered_problem(ctx.cache, ctx.project.root, entry.record["components"])
     if problem is not None:
@@ -256,8 +263,9 @@ def _pull(step: Step, ctx: Context, assessment: Assessment) -> Outcome | None:
     # the lock holds this machine's inputs (equal to the record's but for a host-independent engine's
     # environment) and the files the export discovered, as the record lists them and as checked above
     components = dict(assessment.components)
-    if "discovered" in entry.record["components"]:
-        components["discovered"] = entry.record["components"]["discovered"]
+    for taken in ("discovered", without):  # what only the builder could know: the files it read, its tools
+        if taken and taken in entry.record["components"]:
+            components[taken] = entry.record["components"][taken]
     pulled = {**entry.record, "model": step.model, "key": key_of(components), "components": components}
     ctx.save_entry(step.id, {**pulled, "outputs": [output], "when": utc_now(), "origin": origin})
     with cache._mutex:
@@ -278,8 +286,12 @@ def push(step: Step, ctx: Context, entry: dict[str, Any]) -> None:
     if cache.broken:
         return
     record = {name: value for name, value in entry.items() if name not in ("origin",)}
+    keys = [remote.remote_key(entry["components"])]
+    if step.tool and isinstance(entry["components"].get(step.tool), dict):  # for devices without the tool
+        keys.append(remote.remote_key(entry["components"], without=step.tool))
     try:
-        cache.store.push(remote.remote_key(entry["components"]), record, [step.output])
+        for key in keys:
+            cache.store.push(key, record, [step.output])
     except CacheError as exc:
         cache.failed(str(exc))
         if cache.required:
