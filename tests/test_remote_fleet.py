@@ -314,3 +314,17 @@ def onnx_version() -> str:
     from importlib.metadata import version
 
     return version("onnx")
+
+
+def test_a_device_overlay_names_its_own_remote_cache(tmp_path: Path) -> None:
+    store = f"oci-layout:{tmp_path / 'lab-store'}"
+    project = fleet_project(tmp_path / "p")
+    (project.root / "devices").mkdir()
+    (project.root / "devices/orin-nano-8gb.yaml").write_text(f"remote_cache: {store}\n")
+    plan = project.trtbuild("plan", "custom", "--json", "--device", "orin-nano-8gb")
+    assert plan.code == 0, plan.stderr
+    assert plan.json()["models"]["custom"]["reasons"] == [
+        "export: never exported",
+        f"export: build: not in {store}",
+        "never built",
+    ]
