@@ -1,14 +1,15 @@
 """trtbuild's benchmarks: measured figures and ratios, whole processes, medians of several runs.
 
-    .venv/bin/python benchmarks/run.py [--repeats N] [--only noop,imports,scaling,hashing,cold,incremental]
+    .venv/bin/python benchmarks/run.py [--repeats N] [--only noop,imports,scaling,hashing,cold,fleet]
     .venv/bin/python benchmarks/run.py --quick      # CI: no-op and plan scaling on tiny models, ~1 minute
 
 ``--quick`` exits 1 when warm ``plan`` grows more than 20x for 10x the models: a quadratic path cannot
 land again. That ratio is the only verdict; every time is printed, none is asserted.
 
 Prints every figure and writes them to benchmarks/results/<date>.json and benchmarks/results/latest.md.
-DVC (the no-op comparison) is installed into benchmarks/.venv-dvc on first use. Nothing here asserts a
-time: the targets are reported next to the figures.
+DVC (the no-op comparison) is installed into benchmarks/.venv-dvc on first use; the fleet section's device
+without exporters runs from benchmarks/.venv-noexport (``trtbuild[rtx]`` only), also made on first use.
+Nothing here asserts a time: the targets are reported next to the figures.
 """
 
 from __future__ import annotations
@@ -43,13 +44,19 @@ def say(line: str) -> None:
 
 
 def run_measured(
-    command: list[str], cwd: Path, env: dict[str, str] | None = None, sample_rss: bool = False
+    command: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    sample_rss: bool = False,
+    stdout: Path | None = None,
 ) -> dict[str, float]:
     """Run ``command``; wall seconds, peak RSS of the process tree's largest member (wait4), and with
-    ``sample_rss`` the top process's own peak (VmHWM sampled every 20 ms)."""
+    ``sample_rss`` the top process's own peak (VmHWM sampled every 20 ms). ``stdout``: a file that gets the
+    command's standard output (discarded otherwise)."""
+    sink = open(stdout, "wb") if stdout else None
     started = time.perf_counter()
     process = subprocess.Popen(
-        command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=sink or subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     own_peak = [0]
 
@@ -68,6 +75,8 @@ def run_measured(
         sampler.start()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
+    if sink:
+        sink.close()
     stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
@@ -479,6 +488,211 @@ def bench_builds(work: Path, repeats: int) -> None:
     )
 
 
+# --- 7. fleet: one registry, 8 simulated Jetsons of 2 classes, then a third class without exporters -----
+
+JETPACK_6_2 = (  # a real /etc/nv_tegra_release of JetPack 6.2 (L4T 36.4.3), as in tests/test_build.py
+    "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
+    "DATE: Wed Jan  8 01:49:37 UTC 2025\n"
+)
+#: class -> (what it is, its device-tree model, MemTotal in kB)
+JETSON_CLASSES = {
+    "nano": ("Jetson Orin Nano, JetPack 6.2", "NVIDIA Jetson Orin Nano Developer Kit", 7620440),
+    "nx": ("Jetson Orin NX, JetPack 6.2", "NVIDIA Jetson Orin NX Engineering Reference Developer Kit", 15655188),
+    "agx": ("Jetson AGX Orin, JetPack 6.2", "NVIDIA Jetson AGX Orin Developer Kit", 64335836),
+}
+EXPORTER_MODULES = ("torch", "ultralytics", "keras", "tflite2onnx", "ai_edge_litert", "onnxruntime", "modelopt")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_registry(folder: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """CNCF distribution (Debian's ``docker-registry``) with its own config, as in tests/registry.py: storage
+    under ``folder``, listening on a free 127.0.0.1 port. Returns (process, host:port, storage)."""
+    import urllib.error
+    import urllib.request
+
+    if shutil.which("docker-registry") is None:
+        raise RuntimeError("docker-registry is not installed (apt-get install docker-registry)")
+    storage = folder / "storage"
+    storage.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = folder / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = folder / "registry.log"
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
+                return process, f"127.0.0.1:{port}", storage
+        except (urllib.error.URLError, OSError):
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.terminate()
+            raise RuntimeError(f"docker-registry did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+def jetson_sysroot(base: Path, jetson_class: str) -> dict[str, str]:
+    """A device's file-system root: /etc/nv_tegra_release, the device-tree model and /proc/meminfo."""
+    _, model, mem_kb = JETSON_CLASSES[jetson_class]
+    (base / "etc").mkdir(parents=True, exist_ok=True)
+    (base / "etc/nv_tegra_release").write_text(JETPACK_6_2)
+    (base / "proc/device-tree").mkdir(parents=True, exist_ok=True)
+    (base / "proc/device-tree/model").write_bytes(model.encode() + b"\x00")
+    (base / "proc/meminfo").write_text(f"MemTotal:       {mem_kb} kB\nMemFree:        {mem_kb // 2} kB\n")
+    return {"TRTBUILD_SYSROOT": str(base)}
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def run_device(name: str, jetson_class: str, python: str, work: Path, checkout: Path, url: str) -> dict[str, Any]:
+    """One device: its own copy of the checkout and sysroot, ``trtbuild all -j 1 --json --remote-cache URL``.
+    Returns its wall time, per step kind the count of each status, and what its lock says it pulled."""
+    project = work / "devices" / name
+    shutil.copytree(checkout, project)
+    env = jetson_sysroot(work / "sysroots" / name, jetson_class)
+    output = work / "devices" / f"{name}.json"
+    command = [python, "-m", "trtbuild", "all", "-j", "1", "--json", "--remote-cache", url]
+    figures: dict[str, Any] = {"class": JETSON_CLASSES[jetson_class][0], "python": python}
+    try:
+        figures["seconds"] = run_measured(command, project, env=env, stdout=output)["seconds"]
+    except RuntimeError as error:  # reported, not raised: the no-export device's failure is a finding
+        figures["error"] = str(error)[-2000:]
+        return figures
+    statuses: dict[str, dict[str, int]] = {}
+    for model in json.loads(output.read_text())["models"].values():
+        for step in model["steps"]:
+            kind = statuses.setdefault(step["step"], {})
+            kind[step["status"]] = kind.get(step["status"], 0) + 1
+    lock = json.loads((project / "builds.lock").read_text())
+    pulled = [entry for entry in lock["steps"].values() if entry.get("origin")]
+    figures.update(
+        statuses=statuses,
+        origins=len(pulled),
+        pulled_bytes=sum(output["size"] for entry in pulled for output in entry["outputs"]),
+    )
+    return figures
+
+
+def noexport_python() -> tuple[Path, dict[str, bool]]:
+    """benchmarks/.venv-noexport: trtbuild with ``[rtx]`` only (no torch, ultralytics, keras, tflite), made once.
+    Returns its python and which exporter (and INT8/gate) modules it can import (none expected)."""
+    venv = REPO / "benchmarks" / ".venv-noexport"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        say("installing trtbuild[rtx] (no exporters) into benchmarks/.venv-noexport (once) ...")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", f"{REPO}[rtx]"], check=True)
+    probe = (
+        "import importlib.util, json, sys; "
+        "print(json.dumps({m: importlib.util.find_spec(m) is not None for m in sys.argv[1:]}))"
+    )
+    found = subprocess.run([str(python), "-c", probe, *EXPORTER_MODULES], capture_output=True, text=True, check=True)
+    return python, json.loads(found.stdout)
+
+
+def count(figures: dict[str, Any], kind: str, status: str) -> int:
+    return int(figures.get("statuses", {}).get(kind, {}).get(status, 0))
+
+
+def bench_fleet(work: Path) -> None:
+    folder = work / "fleet-sim"
+    checkout = folder / "checkout"
+    five_model_manifest(checkout, precision="fp32", gates=False)
+    run_measured(TRTBUILD + ["plan"], checkout)  # fetches the five sources into the source cache; not timed
+    clean_build_state(checkout)  # every device starts from the bare checkout
+    process, host, storage = start_registry(folder / "registry")
+    url = f"oci+http://{host}/fleet"
+    devices: dict[str, dict[str, Any]] = {}
+    try:
+        for jetson_class in ("nano", "nx"):
+            for index in range(1, 5):
+                name = f"{jetson_class}-{index}"
+                devices[name] = figures = run_device(name, jetson_class, PYTHON, folder, checkout, url)
+                if "error" in figures:
+                    raise RuntimeError(f"device {name} failed: {figures['error']}")
+                say(
+                    f"fleet  {name:<6} {figures['class']:<30} {figures['seconds']:6.1f} s | engine built "
+                    f"{count(figures, 'engine', 'built')} pulled {count(figures, 'engine', 'pulled')} | export built "
+                    f"{count(figures, 'export', 'built')} pulled {count(figures, 'export', 'pulled')} | "
+                    f"{figures['origins']} origins, {figures['pulled_bytes'] / (1 << 20):.1f} MiB pulled"
+                )
+        storage_after_8 = folder_bytes(storage)
+        python, present = noexport_python()
+        installed = sorted(module for module, there in present.items() if there)
+        say(f"fleet  no-export venv: {', '.join(installed) or 'none'} of {', '.join(EXPORTER_MODULES)} importable")
+        devices["agx-1"] = agx = run_device("agx-1", "agx", str(python), folder, checkout, url)
+        storage_after_9 = folder_bytes(storage)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    fleet = [devices[f"{c}-{i}"] for c in ("nano", "nx") for i in range(1, 5)]
+    pulling = [devices[f"{c}-{i}"] for c in ("nano", "nx") for i in range(2, 5)]
+    pull_seconds = statistics.mean(d["seconds"] for d in pulling)
+    first_nano, first_nx = devices["nano-1"]["seconds"], devices["nx-1"]["seconds"]
+    RESULTS["fleet"] = {
+        "devices": devices,
+        "registry": url,
+        "engine_builds_total": sum(count(d, "engine", "built") for d in fleet),
+        "export_builds_total": sum(count(d, "export", "built") for d in fleet),
+        "first_nano_seconds": first_nano,
+        "first_nx_seconds": first_nx,
+        "pulling_mean_seconds": pull_seconds,
+        "pulling_nano_mean_seconds": statistics.mean(devices[f"nano-{i}"]["seconds"] for i in range(2, 5)),
+        "pulling_nx_mean_seconds": statistics.mean(devices[f"nx-{i}"]["seconds"] for i in range(2, 5)),
+        "ratio_pulling_vs_first_nano": pull_seconds / first_nano,
+        "ratio_pulling_vs_first_nx": pull_seconds / first_nx,
+        "ratio_first_nx_vs_first_nano": first_nx / first_nano,
+        "registry_bytes_after_8": storage_after_8,
+        "registry_bytes_after_9": storage_after_9,
+        "pulled_bytes_mean": statistics.mean(d["pulled_bytes"] for d in pulling),
+        "noexport_modules_present": installed,
+    }
+    f = RESULTS["fleet"]
+    say(
+        f"fleet  engine builds over 8 devices: {f['engine_builds_total']} (target 10: one per model per class, "
+        f"not 40); export builds {f['export_builds_total']} (target 5)"
+    )
+    say(
+        f"fleet  first Nano (builds everything) {first_nano:.1f} s | first NX (pulls exports, builds engines) "
+        f"{first_nx:.1f} s ({f['ratio_first_nx_vs_first_nano']:.2f} x) | pulling devices mean {pull_seconds:.2f} s "
+        f"(Nano {f['pulling_nano_mean_seconds']:.2f} s, NX {f['pulling_nx_mean_seconds']:.2f} s)"
+    )
+    say(
+        f"fleet  pulling / first Nano {f['ratio_pulling_vs_first_nano']:.3f} (target <= 0.05) | pulling / first NX "
+        f"{f['ratio_pulling_vs_first_nx']:.3f} (target <= 0.05)"
+    )
+    say(
+        f"fleet  registry storage {storage_after_8 / (1 << 20):.1f} MiB after 8 devices, "
+        f"{storage_after_9 / (1 << 20):.1f} MiB after the 9th | downloaded per pulling device "
+        f"{f['pulled_bytes_mean'] / (1 << 20):.1f} MiB (outputs of the lock's pulled steps)"
+    )
+    if "error" in agx:
+        say(f"fleet  agx-1 (no exporters installed) FAILED: {agx['error']}")
+        return
+    say(
+        f"fleet  agx-1 {agx['class']} with no exporters installed: {agx['seconds']:.1f} s | engine built "
+        f"{count(agx, 'engine', 'built')} pulled {count(agx, 'engine', 'pulled')} | export pulled "
+        f"{count(agx, 'export', 'pulled')} built {count(agx, 'export', 'built')} (target: all 5 exports pulled, "
+        f"5 engines built) | {agx['origins']} origins, {agx['pulled_bytes'] / (1 << 20):.1f} MiB pulled"
+    )
+
+
 def machine() -> dict[str, Any]:
     import importlib.metadata as metadata
 
@@ -511,7 +725,7 @@ def write_results(started: str, quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--only", default="noop,imports,scaling,hashing,cold")
+    parser.add_argument("--only", default="noop,imports,scaling,hashing,cold,fleet")
     parser.add_argument("--scaling", default="10,100,1000,10000")
     parser.add_argument("--hash-gib", type=float, default=1.0)
     parser.add_argument("--quick", action="store_true", help="CI: no-op and plan scaling (100, 1,000 models) only")
@@ -537,6 +751,8 @@ def main() -> None:
             bench_hashing(work, max(1, min(args.repeats, 3)), args.hash_gib)
         if "cold" in only:
             bench_builds(work, max(1, min(args.repeats, 3)))
+        if "fleet" in only:
+            bench_fleet(work)
     failed = growth_verdict()
     write_results(started, args.quick)
     sys.exit(failed)

@@ -449,6 +449,8 @@ class Manifest(_Strict):
     version: Literal[1] = 1
     remote_cache: RemoteCacheURL | None = None
     remote_cache_trusted_keys: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = None
+    defaults: BuildSettings = BuildSettings()
+    models: dict[Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)], ModelSpec] = {}
 
 
 def is_valid_name(name: str) -> bool:
