@@ -328,3 +328,83 @@ def test_a_device_overlay_names_its_own_remote_cache(tmp_path: Path) -> None:
         f"export: build: not in {store}",
         "never built",
     ]
+
+
+class CuttingProxy:
+    """A loopback HTTP proxy in front of a real registry that goes away — its port refusing connections,
+    as a registry that stopped — right after it has served one given path: a registry stopped mid-run,
+    at a known point. Every response closes its connection, so nothing outlives the cut."""
+
+    def __init__(self, upstream: str, cut_after: str) -> None:
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.request
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self.forward()
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self.forward()
+
+            def forward(self) -> None:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                request = urllib.request.Request(f"http://{upstream}{self.path}", headers=headers, method=self.command)
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        status, reply, body = answer.status, answer.headers, answer.read()
+                except urllib.error.HTTPError as refused:
+                    status, reply, body = refused.code, refused.headers, refused.read()
+                self.send_response(status)
+                for key, value in reply.items():
+                    if key.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+                self.wfile.flush()
+                if self.path.endswith(cut_after):
+                    proxy.server.socket.close()  # new connections are refused from now on
+                    threading.Thread(target=proxy.server.shutdown, daemon=True).start()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_registry_that_stops_mid_run_leaves_the_rest_to_local_builds(registry: LocalRegistry, tmp_path: Path) -> None:
+    first = fleet_project(tmp_path / "a")
+    nano = sysroot(tmp_path / "ra", JETPACK_6_2, NANO)
+    assert first.trtbuild("all", "--remote-cache", registry.url(), env=nano).code == 0
+    export = entries(first.lock(), "export")["custom"]["outputs"][0]["sha256"]
+    proxy = CuttingProxy(registry.host, cut_after=f"/blobs/sha256:{export}")  # gone once the export is served
+
+    second = fleet_project(tmp_path / "b")
+    run = second.trtbuild(
+        "all",
+        "--json",
+        "-j",
+        "1",
+        "--remote-cache",
+        f"oci+http://{proxy.host}/fleet",
+        env=sysroot(tmp_path / "rb", JETPACK_6_2, NANO),
+    )
+    assert run.code == 0, run.stdout + run.stderr
+    assert steps_run(run) == {  # the export came before the cut (steps run in id order); the rest is built here
+        "net-int8": {"int8": "built", "accuracy": "built", "engine": "built"},
+        "custom": {"export": "pulled", "engine": "built"},
+    }
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning: remote cache")]
+    assert len(warnings) == 1 and "building locally" in warnings[0], run.stderr
+    assert second.trtbuild("all", "--json", env=sysroot(tmp_path / "rb", JETPACK_6_2, NANO)).statuses() == {
+        "net-int8": "fresh",
+        "custom": "fresh",
+    }
