@@ -408,3 +408,18 @@ def test_a_registry_that_stops_mid_run_leaves_the_rest_to_local_builds(registry:
         "net-int8": "fresh",
         "custom": "fresh",
     }
+
+
+def test_every_command_of_the_readme_is_a_command() -> None:
+    """The README's command table and the CLI agree (a command whose decorator went missing is caught)."""
+    import re
+
+    from click.testing import CliRunner
+
+    from trtbuild.cli.main import cli
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    documented = set(re.findall(r"^\| `trtbuild (\w+)", readme, flags=re.MULTILINE))
+    assert {"all", "build", "plan", "clean", "push", "audit", "inspect", "init"} <= documented
+    assert documented <= set(cli.commands), documented - set(cli.commands)
+    assert CliRunner().invoke(cli, ["clean", "--help"]).exit_code == 0

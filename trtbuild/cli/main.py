@@ -322,6 +322,7 @@ def push_command(
     return 0
 
 
+@cli.command("clean")
 @click.argument("names", nargs=-1)
 @_common
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another run.")
