@@ -259,9 +259,7 @@ def _would_pull(cache: Remote, components: dict[str, Any] | None, step: Step) ->
         return []
     from trtbuild import reasons as why
 
-    if cache.broken:
-        return [Reason(why.REMOTE, step.kind, cache.store.display, new=f"build: {cache.broken}")]
-    found = cache.lookup(lookup_key(components, step.tool)[0])
+    found = None if cache.broken else cache.lookup(lookup_key(components, step.tool)[0])
     if cache.broken:
         return [Reason(why.REMOTE, step.kind, cache.store.display, new=f"build: {cache.broken}")]
     words = f"pull from {cache.store.display}" if found is not None else f"build: not in {cache.store.display}"

@@ -78,7 +78,16 @@ def _building(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _remote(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Options of the commands that use the remote cache (docs/remote-cache.md)."""
+    """Options of the commands that use the remote cache (docs/remote-cache.md), handed to the command as
+    one ``remote`` argument (``session.RemoteOptions``)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, remote_cache: str | None, no_push: bool, remote_cache_required: bool, **kwargs: Any) -> Any:
+        from trtbuild.session import RemoteOptions
+
+        remote = RemoteOptions(remote_cache, push=not no_push, required=remote_cache_required)
+        return function(*args, remote=remote, **kwargs)
+
     options = [
         click.option(
             "--remote-cache",
@@ -94,14 +103,8 @@ def _remote(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
     ]
     for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def _remote_options(remote_cache: str | None, no_push: bool, remote_cache_required: bool) -> Any:
-    from trtbuild.session import RemoteOptions
-
-    return RemoteOptions(remote_cache, push=not no_push, required=remote_cache_required)
+        wrapper = option(wrapper)
+    return wrapper
 
 
 def _stop_children_and_interrupt(signum: int, frame: Any) -> None:
@@ -233,12 +236,9 @@ def all_command(
     device: str | None,
     jobs: int,
     wait: float,
-    remote_cache: str | None,
-    no_push: bool,
-    remote_cache_required: bool,
+    remote: Any,
 ) -> int:
     """Build every stale engine of the manifest."""
-    remote = _remote_options(remote_cache, no_push, remote_cache_required)
     return _run_build(manifest, device, None, jobs, json_mode, wait, remote)
 
 
@@ -255,12 +255,9 @@ def build_command(
     device: str | None,
     jobs: int,
     wait: float,
-    remote_cache: str | None,
-    no_push: bool,
-    remote_cache_required: bool,
+    remote: Any,
 ) -> int:
     """Build the named models' engines (and what they depend on) if stale."""
-    remote = _remote_options(remote_cache, no_push, remote_cache_required)
     return _run_build(manifest, device, list(names), jobs, json_mode, wait, remote)
 
 
@@ -270,15 +267,13 @@ def _plan(
     json_mode: bool,
     device: str | None,
     check: bool,
-    remote_cache: str | None,
-    no_push: bool,
-    remote_cache_required: bool,
+    remote: Any,
 ) -> int:
     from trtbuild.results import FRESH
     from trtbuild.session import plan
 
     project = _load(manifest, device)
-    results = plan(project, list(names) or None, _remote_options(remote_cache, no_push, remote_cache_required))
+    results = plan(project, list(names) or None, remote)
     _report(_summary(project, results, None), json_mode)
     return EXIT_FAILED if check and any(r.status != FRESH for r in results.values()) else 0
 
@@ -303,15 +298,13 @@ def push_command(
     manifest: Path,
     json_mode: bool,
     device: str | None,
-    remote_cache: str | None,
-    no_push: bool,
-    remote_cache_required: bool,
+    remote: Any,
 ) -> int:
     """Publish the steps already built (fresh here) to the remote cache (all models, or the named ones)."""
     from trtbuild.session import push
 
     project = _load(manifest, device)
-    done = push(project, list(names) or None, _remote_options(remote_cache, True, True))
+    done = push(project, list(names) or None, remote)
     if json_mode:
         click.echo(json.dumps(done, indent=2))
     else:

@@ -81,8 +81,6 @@ class Remote:
     required: bool = False
     warn: Callable[[str], None] = print
     broken: str = ""
-    pulled: int = 0
-    pushed: int = 0
     _mutex: threading.Lock = field(default_factory=threading.Lock)
 
     def failed(self, message: str) -> str:

@@ -268,8 +268,6 @@ def _pull(step: Step, ctx: Context, assessment: Assessment) -> Outcome | None:
             components[taken] = entry.record["components"][taken]
     pulled = {**entry.record, "model": step.model, "key": key_of(components), "components": components}
     ctx.save_entry(step.id, {**pulled, "outputs": [output], "when": utc_now(), "origin": origin})
-    with cache._mutex:
-        cache.pulled += 1
     return Outcome(PULLED, assessment.reasons, time.monotonic() - started)
 
 
@@ -296,6 +294,3 @@ def push(step: Step, ctx: Context, entry: dict[str, Any]) -> None:
         cache.failed(str(exc))
         if cache.required:
             raise
-        return
-    with cache._mutex:
-        cache.pushed += 1
