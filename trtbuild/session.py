@@ -280,7 +280,7 @@ def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
         step = step_of(graph, node_id)
         target = ctx.project.models[step.model]
         if step.kind == "source":
-            where, pin = ctx.project.relative(step.output), step.extra["pin"]
+            where, pin = ctx.project.relative(step.output), target.spec.pinned_sha256()
             if not step.output.is_file():
                 problems.append(f"{target.where('source')}: {where} does not exist")
             elif pin is not None and (actual := sha256_file(step.output)) != pin:

@@ -46,7 +46,6 @@ def source_step(target: ModelTarget, project: Project) -> Step:
         output=path,
         check=check,
         act=act,
-        extra={"pin": pin},
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,6 @@ class Step:
     tool: str = ""
     check: Callable[[Context], list[Reason]] | None = None
     act: Callable[[Context], Outcome] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def log_path(self, ctx: Context) -> Path:
         """``.trtbuild/logs/<model><log>.log``."""
