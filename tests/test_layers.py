@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "trtbuild.export.*",
             "trtbuild.precision.*",
             "trtbuild.recipes.*",
+            "trtbuild.ssh.*",
             "trtbuild.manifest.schema",
         ],
     ),  # pure pydantic data, imports nothing of trtbuild: children parse requests with it
@@ -71,6 +72,7 @@ CHILD_ENTRIES = [
     "trtbuild.builder.inspect_child",
     "trtbuild.export.child",
     "trtbuild.precision.child",
+    "trtbuild.ssh.child",
 ]
 #: What a child may import, directly or not: its own layer and the base (not ``isolation``, the parent's side).
 CHILD_LAYERS = {"children", "base"}

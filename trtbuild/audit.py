@@ -110,7 +110,7 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
                 "trtbuild.builder.child",
                 engine_request(target, ctx.env, recorded["settings"], ctx.project.timing_cache),
                 Path(folder) / f"{target.name}.engine",
-                ctx.project.state_dir / "logs" / f"{target.name}.audit.log",
+                ctx.project.log_dir / f"{target.name}.audit.log",
                 Path(folder),
             )
         except BuildError as exc:

@@ -23,7 +23,7 @@ def _from_inspector(project: Project, name: str, engine: Path, flavour: str) -> 
         "trtbuild.builder.inspect_child",
         {"engine": str(engine), "flavour": flavour},
         report,
-        project.state_dir / "logs" / f"{name}.inspect.log",
+        project.log_dir / f"{name}.inspect.log",
         project.state_dir / "tmp",
     )
     try:

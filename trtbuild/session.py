@@ -12,13 +12,15 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import filelock
 import networkx as nx
 
+from trtbuild import reasons as why
 from trtbuild.env.fingerprint import fingerprint
 from trtbuild.env.jetson import device_of
 from trtbuild.errors import BusyError, ManifestError, TrtbuildError, WriteError, did_you_mean, os_error_line
@@ -30,6 +32,7 @@ from trtbuild.manifest.loader import Project, load_project
 from trtbuild.manifest.onnx_inputs import verify_inputs
 from trtbuild.reasons import INPUT_MISSING, Reason
 from trtbuild.results import FRESH, STALE, ModelResult, StepRun, accuracy_figures
+from trtbuild.ssh.transport import DeviceError
 from trtbuild.state.freshstamp import remove_stamps, write_stamp
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
@@ -37,6 +40,9 @@ from trtbuild.steps.context import BUILT, FAILED, INTERRUPTED, PULLED, Context, 
 from trtbuild.steps.remote import Remote, lookup_key, remote_key
 from trtbuild.steps.step import Step, assess, never
 from trtbuild.steps.step import push as push_step
+
+if TYPE_CHECKING:
+    from trtbuild.env.device import BuilderDevice
 
 
 def load(manifest: Path, device: str | None) -> Project:
@@ -59,22 +65,66 @@ def load(manifest: Path, device: str | None) -> Project:
     return load_project(manifest, device)
 
 
-def open_context(project: Project, trust_stat_cache: bool = True) -> Context:
+def open_context(
+    project: Project, trust_stat_cache: bool = True, device: BuilderDevice | None = None, cache: StatCache | None = None
+) -> Context:
     """Load the state a run needs: environment fingerprint, stat cache, lock.
 
     ``trust_stat_cache=False`` (audits) hashes every file again instead of trusting unchanged stats.
+    ``device``: the builder device the engines are built on (``builder_device``); the fingerprint is then
+    the device's, probed over SSH. ``cache``: a stat cache shared with the other devices of the run.
 
     Raises:
         StateError: the lock file is corrupt.
         TrtbuildError: no TensorRT builder is installed.
+        DeviceError: the builder device did not answer its probe.
     """
-    state = project.state_dir
+    env = device.probe() if device is not None else fingerprint()
+    if device is not None:
+        _DEVICE_ENVIRONMENTS[project.device] = env
     return Context(
         project=project,
-        env=fingerprint(),
-        cache=StatCache(state / "statcache.json", trust=trust_stat_cache),
+        env=env,
+        cache=cache or StatCache(project.state_dir / "statcache.json", trust=trust_stat_cache),
         lock=LockFile(project.lock_path),
+        device=device,
     )
+
+
+#: device overlay -> the fingerprint its builder device answered in this process (``environment``).
+_DEVICE_ENVIRONMENTS: dict[str | None, dict[str, Any]] = {}
+
+
+def environment(project: Project) -> dict[str, Any]:
+    """The fingerprint ``project``'s engines were keyed with in this process: its builder device's, as
+    probed, else this machine's (``env.fingerprint``)."""
+    found = _DEVICE_ENVIRONMENTS.get(project.device) if project.remote_builder is not None else None
+    return dict(found) if found is not None else fingerprint()
+
+
+@contextlib.contextmanager
+def builder_device(project: Project) -> Iterator[BuilderDevice | None]:
+    """The device overlay's builder device (``remote:``), connected for the run (``env.device``), or ``None``
+    when the engines are built on this machine.
+
+    Raises:
+        DeviceError: the device did not answer, or refused the connection or authentication.
+    """
+    spec = project.remote_builder
+    if spec is None:
+        yield None
+        return
+    from trtbuild.env.device import open_device
+
+    with open_device(project.device or spec["host"], spec) as device:
+        yield device
+
+
+def _unreachable(project: Project, names: list[str], problem: str) -> dict[str, ModelResult]:
+    """Every model of ``names`` failed with the one line saying why its builder device cannot build."""
+    return {
+        name: ModelResult(FAILED, [why.error(problem)], project.relative(project.models[name].engine)) for name in names
+    }
 
 
 @dataclass(frozen=True)
@@ -229,7 +279,16 @@ def plan(
     """
     names = names or list(project.models)
     _check_names(project, names)
-    ctx = open_context(project)
+    with contextlib.ExitStack() as stack:
+        try:
+            device = stack.enter_context(builder_device(project))
+            ctx = open_context(project, device=device)
+        except DeviceError as exc:
+            return _unreachable(project, names, str(exc))
+        return _plan(project, names, ctx, remote)
+
+
+def _plan(project: Project, names: list[str], ctx: Context, remote: RemoteOptions | None) -> dict[str, ModelResult]:
     graph = select(build_graph(project, ctx.env), names)
     _preflight(graph, ctx)
     cache = open_remote(project, remote, lambda message: None)
@@ -246,6 +305,8 @@ def plan(
                 stale.add(node_id)
                 if cache is not None:
                     own = own + _would_pull(cache, assess(step, ctx).components, step)
+                if step.on_device and ctx.device is not None:
+                    own = own + [Reason(why.DEVICE, step.kind, ctx.device.host, new=f"on {ctx.device.describe()}")]
             reasons += own
         results[name] = ModelResult(STALE if reasons else FRESH, reasons, project.relative(project.models[name].engine))
     ctx.cache.save()
@@ -257,8 +318,6 @@ def _would_pull(cache: Remote, components: dict[str, Any] | None, step: Step) ->
     key cannot be computed yet, or the store does not answer (``plan`` then says so once per step)."""
     if components is None:
         return []
-    from trtbuild import reasons as why
-
     found = None if cache.broken else cache.lookup(lookup_key(components, step.tool)[0])
     if cache.broken:
         return [Reason(why.REMOTE, step.kind, cache.store.display, new=f"build: {cache.broken}")]
@@ -343,40 +402,96 @@ def build(
 
     ``stamp_device``: for ``trtbuild all``, the device as requested (``None``: detected); when every
     model ends fresh or built, a fresh stamp is written for the no-op fast path (``trtbuild.fastpath``).
-    ``False`` (the default; a build of named models): no stamp.
+    ``False`` (the default; a build of named models): no stamp. A project built on a builder device gets
+    no stamp: only the device can say whether it changed.
+
+    A builder device (``remote:``) that does not answer fails every model of ``names`` with one line
+    naming it.
 
     Raises:
         ManifestError: unknown names, a cycle, or inputs that do not match an ONNX (nothing built).
         BusyError: another run holds the project.
         StateError: the lock file is corrupt.
     """
+    return build_devices([(project, reporter)], names, jobs, wait_seconds, stamp_device, remote)[0]
+
+
+def build_devices(
+    runs: list[tuple[Project, Reporter]],
+    names: list[str] | None,
+    jobs: int,
+    wait_seconds: float = 0,
+    stamp_device: str | None | Literal[False] = False,
+    remote: RemoteOptions | None = None,
+) -> list[dict[str, ModelResult]]:
+    """``build`` for several devices of one project (``trtbuild all --device a --device b``), each with its
+    own reporter; returns their results in the same order.
+
+    The project's run lock is taken once; up to ``jobs`` devices build at once, each running up to ``jobs``
+    steps of its own at once, and a builder device one engine build at a time (``Step.on_device``). A
+    device that fails (does not answer) fails its own models only.
+
+    Raises:
+        ManifestError, BusyError, StateError: as ``build``.
+    """
+    first = runs[0][0]
+    for project, _ in runs:
+        _check_names(project, names or list(project.models))
+    with run_lock(first, wait_seconds):
+        remove_stamps(first)
+        _remove_leftovers(first)
+        cache = StatCache(first.state_dir / "statcache.json")
+        for warning in cache.warnings:
+            runs[0][1].warn(warning)
+        try:
+            if len(runs) == 1:
+                project, reporter = runs[0]
+                return [_build_device(project, names, jobs, reporter, stamp_device, remote, cache)]
+            with ThreadPoolExecutor(max_workers=min(jobs, len(runs))) as pool:
+                futures = [
+                    pool.submit(_build_device, project, names, jobs, reporter, project.device, remote, cache)
+                    for project, reporter in runs
+                ]
+                return [future.result() for future in futures]
+        finally:
+            cache.save()
+
+
+def _build_device(
+    project: Project,
+    names: list[str] | None,
+    jobs: int,
+    reporter: Reporter,
+    stamp_device: str | None | Literal[False],
+    remote: RemoteOptions | None,
+    cache: StatCache,
+) -> dict[str, ModelResult]:
+    """One device's part of ``build_devices``, with the run lock held."""
     names = names or list(project.models)
-    _check_names(project, names)
-    with run_lock(project, wait_seconds):
-        remove_stamps(project)
-        _remove_leftovers(project)
-        ctx = open_context(project)
+    remove_partials(project.lock_path.parent, project.lock_path.name)
+    with contextlib.ExitStack() as stack:
+        try:
+            device = stack.enter_context(builder_device(project))
+            ctx = open_context(project, device=device, cache=cache)
+        except DeviceError as exc:
+            reporter.warn(str(exc))
+            return _unreachable(project, names, str(exc))
         if ctx.lock.migrated:  # a schema-1 lock: written as schema 2 now, its keys unchanged
             ctx.lock.save()
-        for warning in ctx.cache.warnings:
-            reporter.warn(warning)
-        if project.device and project.device != device_of(ctx.env):
+        if device is None and project.device and project.device != device_of(ctx.env):
             reporter.warn(
                 f"building devices/{project.device}.yaml on this machine, detected as {device_of(ctx.env)} "
                 f"({ctx.env['builder']} {ctx.env['builder_version']}); its engines are for this builder"
             )
         graph = select(build_graph(project, ctx.env), names)
         ctx.remote = open_remote(project, remote, reporter.warn)
-        try:
-            _preflight(graph, ctx)
-            outcomes = run_graph(graph, ctx, jobs, reporter)
-            results = {name: _model_result(graph, outcomes, project, name) for name in names}
-            done = (BUILT, FRESH, PULLED)
-            if stamp_device is not False and all(result.status in done for result in results.values()):
-                _stamp_if_fresh(graph, ctx, stamp_device or None)
-        finally:
-            ctx.cache.save()
-    return results
+        _preflight(graph, ctx)
+        outcomes = run_graph(graph, ctx, jobs, reporter)
+        results = {name: _model_result(graph, outcomes, project, name) for name in names}
+        done = (BUILT, FRESH, PULLED)
+        if stamp_device is not False and device is None and all(r.status in done for r in results.values()):
+            _stamp_if_fresh(graph, ctx, stamp_device or None)
+        return results
 
 
 def _stamp_if_fresh(graph: nx.DiGraph, ctx: Context, device: str | None) -> None:
@@ -388,13 +503,13 @@ def _stamp_if_fresh(graph: nx.DiGraph, ctx: Context, device: str | None) -> None
 
 
 def _remove_leftovers(project: Project) -> None:
-    """Delete what a killed run may have left: request/result files and partial state files.
+    """Delete what a killed run may have left: request/result files and partial state files (each device's
+    partial lock: ``_build_device``).
 
     Partial engines and exports are removed when their target is next built. Nothing here was ever
     trusted: partial files never carry a target's name.
     """
     shutil.rmtree(project.state_dir / "tmp", ignore_errors=True)
-    remove_partials(project.lock_path.parent, project.lock_path.name)
     for state_file in ("statcache.json",):
         remove_partials(project.state_dir, state_file)
 
@@ -458,7 +573,7 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
 
 def _log_of(project: Project, step: Step) -> str:
     """The log file a step writes (``.trtbuild/logs/<model>[.<step>].log``), relative to the project."""
-    return project.relative(project.state_dir / "logs" / f"{step.model}{step.log}.log")
+    return project.relative(project.log_dir / f"{step.model}{step.log}.log")
 
 
 def push(project: Project, names: list[str] | None, remote: RemoteOptions) -> dict[str, list[str]]:

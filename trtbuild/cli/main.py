@@ -36,6 +36,12 @@ def _manifest(_: Any, __: Any, value: Path | None) -> Path:
     return Path(os.path.relpath(found))  # messages name it as the user would: builds.yaml, ../builds.yaml
 
 
+def _devices(_: Any, __: Any, value: tuple[str, ...]) -> str | tuple[str, ...] | None:
+    """``--device``: ``None`` when not given, the name when given once, the names when given several times."""
+    names = tuple(dict.fromkeys(value))
+    return None if not names else names[0] if len(names) == 1 else names
+
+
 def _common(function: Callable[..., Any]) -> Callable[..., Any]:
     """Options every command takes."""
     options = [
@@ -50,7 +56,12 @@ def _common(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--json", "json_mode", is_flag=True, help="Print a machine-readable summary on stdout."),
         click.option(
-            "-d", "--device", default=None, help="Apply devices/DEVICE.yaml (default: detected when devices/ exists)."
+            "-d",
+            "--device",
+            multiple=True,
+            callback=_devices,
+            help="Apply devices/DEVICE.yaml (default: detected when devices/ exists); all, build and plan take "
+            "several (-d a -d b).",
         ),
     ]
     for option in reversed(options):
@@ -156,38 +167,55 @@ def _guarded(function: Callable[..., int]) -> Callable[..., None]:
     return wrapper
 
 
-def _load(manifest: Path, device: str | None) -> Any:
+def _load(manifest: Path, device: str | tuple[str, ...] | None) -> Any:
     from trtbuild.session import load
 
+    if isinstance(device, tuple):
+        raise click.UsageError("this command takes one --device; all, build and plan take several")
     return load(manifest, device)
 
 
+def _load_all(manifest: Path, device: str | tuple[str, ...] | None) -> list[Any]:
+    """The project once per ``--device`` given (once when none or one is given)."""
+    from trtbuild.session import load
+
+    return [load(manifest, name) for name in device] if isinstance(device, tuple) else [load(manifest, device)]
+
+
 def _summary(project: Any, results: dict[str, Any], seconds: float | None) -> Any:
-    """The ``RunSummary`` of ``results``: with the device, the environment fingerprint and the wall time."""
-    from trtbuild.env.fingerprint import fingerprint
+    """The ``RunSummary`` of ``results``: with the device, the environment fingerprint its keys hold (a
+    builder device's, as probed) and the wall time."""
     from trtbuild.env.jetson import device_of
     from trtbuild.results import RunSummary
+    from trtbuild.session import environment
 
-    env = fingerprint()
+    env = environment(project)
     return RunSummary(results, project.device or device_of(env), env, seconds)
 
 
-def _report(summary: Any, json_mode: bool) -> None:
+def _report(summaries: list[Any], json_mode: bool) -> None:
     """``--json`` on stdout (and of the human summary only the failures' log tails, on stderr), else the
-    human summary on stdout."""
+    human summary on stdout; several devices: one summary each (``--json``: ``{"devices": [...]}``)."""
     from trtbuild.results import failure_logs, print_summary, summary_json
 
     if json_mode:
-        for lines in failure_logs(summary):
-            click.echo(lines, err=True)
-        click.echo(summary_json(summary))
+        for summary in summaries:
+            for lines in failure_logs(summary):
+                click.echo(lines, err=True)
+        if len(summaries) == 1:
+            click.echo(summary_json(summaries[0]))
+        else:
+            click.echo(json.dumps({"devices": [json.loads(summary_json(s)) for s in summaries]}, indent=2))
     else:
-        print_summary(summary, sys.stdout)
+        for index, summary in enumerate(summaries):
+            if len(summaries) > 1:
+                click.echo(f"{'' if index == 0 else chr(10)}== device {summary.device} ==")
+            print_summary(summary, sys.stdout)
 
 
 def _run_build(
     manifest: Path,
-    device: str | None,
+    device: str | tuple[str, ...] | None,
     names: list[str] | None,
     jobs: int,
     json_mode: bool,
@@ -199,24 +227,30 @@ def _run_build(
     from trtbuild.cli import report
     from trtbuild.clock import STARTED
     from trtbuild.results import FAILED, INTERRUPTED, SKIPPED, default_stream
-    from trtbuild.session import build
+    from trtbuild.session import build_devices
 
-    project = _load(manifest, device)
-    reporter = report.make_reporter(default_stream(json_mode), total=len(names or project.models))
+    projects = _load_all(manifest, device)
+    stream = default_stream(json_mode)
+    reporter = report.make_reporter(stream, total=sum(len(names or project.models) for project in projects))
+    runs: list[tuple[Any, Any]] = [
+        (project, reporter if len(projects) == 1 else report.for_device(reporter, project.device))
+        for project in projects
+    ]
     try:
-        results = build(
-            project,
+        outcomes = build_devices(
+            runs,
             names,
             jobs,
-            reporter,
             wait_seconds=wait,
-            stamp_device=device if names is None else False,
+            stamp_device=device if names is None and not isinstance(device, tuple) else False,
             remote=remote,
         )
     finally:
         reporter.close()
-    _report(_summary(project, results, time.monotonic() - STARTED), json_mode)
-    return EXIT_FAILED if any(r.status in (FAILED, SKIPPED, INTERRUPTED) for r in results.values()) else 0
+    seconds = time.monotonic() - STARTED
+    _report([_summary(project, results, seconds) for project, results in zip(projects, outcomes)], json_mode)
+    failed = (FAILED, SKIPPED, INTERRUPTED)
+    return EXIT_FAILED if any(r.status in failed for results in outcomes for r in results.values()) else 0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -269,13 +303,17 @@ def _plan(
     check: bool,
     remote: Any,
 ) -> int:
-    from trtbuild.results import FRESH
+    from trtbuild.results import FAILED, FRESH
     from trtbuild.session import plan
 
-    project = _load(manifest, device)
-    results = plan(project, list(names) or None, remote)
-    _report(_summary(project, results, None), json_mode)
-    return EXIT_FAILED if check and any(r.status != FRESH for r in results.values()) else 0
+    summaries = []
+    for project in _load_all(manifest, device):
+        summaries.append(_summary(project, plan(project, list(names) or None, remote), None))
+    _report(summaries, json_mode)
+    results = [result for summary in summaries for result in summary.models.values()]
+    if any(result.status == FAILED for result in results):  # a builder device that did not answer
+        return EXIT_FAILED
+    return EXIT_FAILED if check and any(result.status != FRESH for result in results) else 0
 
 
 for _name, _help in (("plan", "Show which engines are stale and why; build nothing."), ("status", "Alias of plan.")):

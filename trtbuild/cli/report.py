@@ -7,6 +7,7 @@ not announced again (the failure is the news; the summary says what it cost).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any, TextIO
 
@@ -119,6 +120,32 @@ class RichReporter:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+class DeviceReporter:
+    """One device's part of a run over several devices (``-d a -d b``): its steps and warnings go to the
+    shared reporter named ``device/model`` and ``device: ...``."""
+
+    def __init__(self, shared: PlainReporter | RichReporter, device: str) -> None:
+        self.shared = shared
+        self.device = device
+
+    def _named(self, step: Step) -> Step:
+        return dataclasses.replace(step, id=f"{self.device}/{step.id}", model=f"{self.device}/{step.model}")
+
+    def started(self, step: Step, reasons: list[Reason]) -> None:
+        self.shared.started(self._named(step), reasons)
+
+    def finished(self, step: Step, outcome: Outcome) -> None:
+        self.shared.finished(self._named(step), outcome)
+
+    def warn(self, message: str) -> None:
+        self.shared.warn(f"{self.device}: {message}")
+
+
+def for_device(shared: PlainReporter | RichReporter, device: str | None) -> DeviceReporter:
+    """``shared`` as seen by one device of a run over several."""
+    return DeviceReporter(shared, device or "default")
 
 
 def make_reporter(stream: TextIO, total: int) -> PlainReporter | RichReporter:

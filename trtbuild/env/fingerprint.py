@@ -32,6 +32,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +69,37 @@ def _read(root: Path, relative: str) -> str | None:
         return None
 
 
-def _system_cuda(root: Path) -> str | None:
-    text = _read(root, CUDA_VERSION_JSON)
+#: Every file the probe reads, relative to the root (a device's probe over SSH reads the same list).
+PROBED_FILES = (
+    L4T_RELEASE,
+    DEVICE_MODEL,
+    MEMINFO,
+    CUDA_VERSION_JSON,
+    CUDA_VERSION_TXT,
+    *CUDNN_HEADERS,
+    DRIVER_VERSION,
+)
+
+#: ``relative path -> text or None``: how the fingerprint reads the probed files (``PROBED_FILES``).
+Reader = Callable[[str], "str | None"]
+
+
+def _system_cuda(read: Reader) -> str | None:
+    text = read(CUDA_VERSION_JSON)
     if text:
         try:
             return str(json.loads(text)["cuda"]["version"])
         except (ValueError, KeyError, TypeError):
             pass
-    text = _read(root, CUDA_VERSION_TXT)
+    text = read(CUDA_VERSION_TXT)
     if text and "Version" in text:
         return text.split("Version", 1)[1].strip()
     return None
 
 
-def _cudnn(root: Path) -> str | None:
+def _cudnn(read: Reader) -> str | None:
     for header in CUDNN_HEADERS:
-        text = _read(root, header)
+        text = read(header)
         if text:
             parts = [re.search(rf"#define CUDNN_{field}\s+(\d+)", text) for field in ("MAJOR", "MINOR", "PATCHLEVEL")]
             if all(parts):
@@ -91,11 +107,18 @@ def _cudnn(root: Path) -> str | None:
     return None
 
 
-def _driver(root: Path, smi: dict[str, Any]) -> str | None:
+def _driver(read: Reader, smi: dict[str, Any]) -> str | None:
     if smi.get("driver"):
         return str(smi["driver"])
-    match = re.search(r"Kernel Module\s+(?:for \w+\s+)?([0-9.]+)", _read(root, DRIVER_VERSION) or "")
+    match = re.search(r"Kernel Module\s+(?:for \w+\s+)?([0-9.]+)", read(DRIVER_VERSION) or "")
     return match.group(1) if match else None
+
+
+def nvinfer_version(libraries: list[str]) -> str | None:
+    """TensorRT's version from its library file names (``libnvinfer.so.8.6.2`` -> ``8.6.2``): the longest
+    name, i.e. the fullest version; ``None`` when there is none."""
+    named = sorted((Path(name).name for name in libraries if ".so." in name), key=len)
+    return named[-1].split(".so.", 1)[1] if named else None
 
 
 def _builder_version(flavour: str, root: Path) -> tuple[str | None, str | None]:
@@ -104,9 +127,9 @@ def _builder_version(flavour: str, root: Path) -> tuple[str | None, str | None]:
     if found:
         return found[1], compat.cuda_of_distribution(found[0])
     for pattern in NVINFER_GLOBS:  # JetPack without pip metadata: libnvinfer.so.8.6.2
-        libraries = sorted(root.glob(pattern), key=lambda path: len(path.name))
-        if libraries:
-            return libraries[-1].name.split(".so.", 1)[1], None
+        version = nvinfer_version([str(path) for path in root.glob(pattern)])
+        if version:
+            return version, None
     return None, None
 
 
@@ -115,17 +138,10 @@ def _nvidia_smi() -> dict[str, Any]:
     if not binary:
         return {}
     try:
-        line = subprocess.run(
-            [binary, "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout.splitlines()[0]
-        name, capability, driver = (part.strip() for part in line.split(","))
-        return {"gpu": name, "compute_capability": capability, "driver": driver}
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        done = subprocess.run([binary, *SMI_QUERY], capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
         return {}
+    return parse_smi(done.stdout)
 
 
 def probe() -> dict[str, Any]:
@@ -137,14 +153,28 @@ def probe() -> dict[str, Any]:
     root = sysroot()
     flavour = compat.select_flavour()
     version, wheel_cuda = _builder_version(flavour, root)
-    model = _read(root, DEVICE_MODEL)
-    l4t = parse_l4t_release(_read(root, L4T_RELEASE) or "")
-    memory = parse_mem_total_gib(_read(root, MEMINFO) or "")
+    smi = _nvidia_smi() if root == Path("/") else {}
+    return assemble(flavour, version, wheel_cuda, lambda relative: _read(root, relative), smi)
+
+
+def assemble(
+    flavour: str, version: str | None, wheel_cuda: str | None, read: Reader, smi: dict[str, Any]
+) -> dict[str, Any]:
+    """The fingerprint from what a probe found: the builder's flavour and version, the CUDA major of its
+    wheel (or ``None``), the probed files (``read``: relative path in ``PROBED_FILES`` -> text, ``None``
+    when absent) and ``nvidia-smi``'s answer (``{"gpu", "compute_capability", "driver"}`` or ``{}``).
+
+    One function for this machine's probe and a builder device's (``env.device``), so the same device gives
+    the same fingerprint, and the same keys, whichever machine drives its builds.
+    """
+    model = read(DEVICE_MODEL)
+    l4t = parse_l4t_release(read(L4T_RELEASE) or "")
+    memory = parse_mem_total_gib(read(MEMINFO) or "")
     fingerprint: dict[str, Any] = {
         "builder": flavour,
         "builder_version": version,
-        "cuda": _system_cuda(root) or wheel_cuda,
-        "cudnn": _cudnn(root),
+        "cuda": _system_cuda(read) or wheel_cuda,
+        "cudnn": _cudnn(read),
         "l4t": l4t,
         "jetpack": jetpack_of(l4t),
         "device_model": model,
@@ -155,7 +185,6 @@ def probe() -> dict[str, Any]:
         "dla_cores": dla_cores(model or ""),
         "driver": None,
     }
-    smi = _nvidia_smi() if root == Path("/") else {}
     jetson = jetson_gpu(model or "", memory)
     if jetson:
         fingerprint.update(gpu=jetson.gpu, compute_capability=jetson.compute_capability, sm_count=jetson.sm_count)
@@ -163,8 +192,22 @@ def probe() -> dict[str, Any]:
         fingerprint.update(gpu=smi["gpu"], compute_capability=smi["compute_capability"])
     elif flavour == "tensorrt-rtx":
         fingerprint["gpu"] = NO_GPU
-    fingerprint["driver"] = _driver(root, smi)
+    fingerprint["driver"] = _driver(read, smi)
     return fingerprint
+
+
+def parse_smi(text: str) -> dict[str, Any]:
+    """``nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader`` output -> ``{"gpu",
+    "compute_capability", "driver"}`` of its first GPU; ``{}`` when it is not in that format."""
+    try:
+        name, capability, driver = (part.strip() for part in text.splitlines()[0].split(","))
+    except (ValueError, IndexError):
+        return {}
+    return {"gpu": name, "compute_capability": capability, "driver": driver}
+
+
+#: ``nvidia-smi``'s arguments for ``parse_smi``.
+SMI_QUERY = ("--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader")
 
 
 def probe_inputs() -> dict[str, Any]:

@@ -30,6 +30,7 @@ from trtbuild.manifest.schema import (
     Manifest,
     ModelSpec,
     PypiSource,
+    RemoteBuilder,
     is_valid_name,
 )
 from trtbuild.manifest.yamlsource import LocatedData, load_located, overlay
@@ -37,7 +38,11 @@ from trtbuild.manifest.yamlsource import LocatedData, load_located, overlay
 TOP_LEVEL_KEYS = set(Manifest.model_fields)
 #: Every field name the manifest's models know, for "did you mean" on unknown fields.
 FIELD_NAMES = sorted(
-    {name for model in (Manifest, ModelSpec, BuildSettings, *SCHEMA_MODELS) for name in model.model_fields}
+    {
+        name
+        for model in (Manifest, ModelSpec, BuildSettings, RemoteBuilder, *SCHEMA_MODELS)
+        for name in model.model_fields
+    }
 )
 DEFAULT_ENGINE_DIR = "engines"
 EXPORT_DIR = "exports"
@@ -120,9 +125,23 @@ class Project:
         return [self.root / key for key in keys] if isinstance(keys, list) else None
 
     @property
+    def remote_builder(self) -> dict[str, Any] | None:
+        """The overlay's ``remote:`` builder device with every default filled in (``schema.RemoteBuilder``),
+        or ``None``: the engines are built on this machine."""
+        spec = self.document.get("remote")
+        return RemoteBuilder.model_validate(spec).model_dump() if isinstance(spec, dict) else None
+
+    @property
     def state_dir(self) -> Path:
         """``.trtbuild/`` beside the manifest: stat cache, environment probe, logs."""
         return self.root / ".trtbuild"
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the steps' logs go: ``.trtbuild/logs/``, ``.trtbuild/logs/<device>/`` for a device (the
+        devices of one run build side by side)."""
+        logs = self.state_dir / "logs"
+        return logs / self.device if self.device else logs
 
     @property
     def lock_path(self) -> Path:

@@ -437,11 +437,50 @@ SCHEMA_MODELS = (
 RemoteCacheURL = Annotated[str, Field(pattern=r"^(oci://|oci\+http://|oci-layout:)\S+$", max_length=2048)]
 
 
+class RemoteBuilder(_Strict):
+    """A device overlay's ``remote:``: the engines are built on this device over SSH (docs/devices.md).
+
+    Attributes:
+        host: the ssh destination (``jetson@nano-lab-01`` or a ``~/.ssh/config`` alias; never starting
+            with ``-``).
+        port: its SSH port (default: ssh's, 22 or the config's ``Port``).
+        builder: ``trtexec`` (JetPack's ``/usr/src/tensorrt/bin/trtexec``; any JetPack from 4.6) or
+            ``polygraphy`` (a Python >= 3.10 on the device with ``tensorrt`` or ``tensorrt_rtx`` and
+            ``polygraphy``: trtbuild's own builder runs there).
+        trtexec: trtexec's path on the device.
+        python: the device's Python for ``builder: polygraphy``.
+        env: environment variables for every command on the device (``TRTBUILD_SYSROOT``, ``PATH``, ...).
+        workdir: the device's work folder, relative to its home: ONNX and plugins by digest, the timing
+            cache, scratch folders.
+        ssh_options: OpenSSH client options, ``{IdentityFile: ~/.ssh/lab}`` -> ``-o IdentityFile=...``.
+        connect_timeout: seconds before a device that does not answer fails (``ConnectTimeout``).
+    """
+
+    host: Annotated[str, Field(pattern=r"^[^\s-]\S*$", max_length=255)]
+    port: Annotated[int, Field(ge=1, le=65535, strict=True)] | None = None
+    builder: Literal["trtexec", "polygraphy"] = "trtexec"
+    trtexec: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\n\x00]+$")] = (
+        "/usr/src/tensorrt/bin/trtexec"
+    )
+    python: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\n\x00]+$")] = "python3"
+    env: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)],
+        Annotated[str, Field(max_length=65536, pattern=r"^[^\n\x00]*$")],
+    ] = {}
+    workdir: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\s\x00]+$")] = ".cache/trtbuild"
+    ssh_options: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]*$", max_length=64)],
+        Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\n\x00]+$")],
+    ] = {}
+    connect_timeout: Annotated[int, Field(ge=1, le=600, strict=True)] = 10
+
+
 class Manifest(_Strict):
     """The whole of builds.yaml: ``defaults`` and ``models`` (name -> model), and the fleet's
     ``remote_cache`` (``oci://HOST[:PORT]/REPO``, ``oci+http://HOST[:PORT]/REPO`` or ``oci-layout:PATH``;
     a device overlay may set its own) with ``remote_cache_trusted_keys``: Ed25519 public key files (PEM or
-    base64), relative to the manifest; when given, only entries signed by one of them are used.
+    base64), relative to the manifest; when given, only entries signed by one of them are used. ``remote``
+    (in a device overlay): the builder device its engines are built on over SSH (``RemoteBuilder``).
 
     Model names are used in file names: letters, digits, ``_``, ``.``, ``-``, at most ``MAX_NAME_LENGTH``.
     """
@@ -449,6 +488,7 @@ class Manifest(_Strict):
     version: Literal[1] = 1
     remote_cache: RemoteCacheURL | None = None
     remote_cache_trusted_keys: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = None
+    remote: RemoteBuilder | None = None
     defaults: BuildSettings = BuildSettings()
     models: dict[Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)], ModelSpec] = {}
 

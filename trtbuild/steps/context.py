@@ -13,6 +13,7 @@ from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
 
 if TYPE_CHECKING:
+    from trtbuild.env.device import BuilderDevice
     from trtbuild.steps.remote import Remote
 
 
@@ -63,6 +64,7 @@ class Context:
             once however often ``plan``, the pre-flight checks, the runner and the stamp ask; the memo is
             emptied whenever a step produces a file, since that can change any later verdict.
         remote: the remote cache stale steps are pulled from and built steps pushed to (``steps.remote``).
+        device: the builder device the engines are built on over SSH (``env.device``), or ``None``: here.
     """
 
     project: Project
@@ -72,6 +74,7 @@ class Context:
     lock_mutex: threading.Lock = field(default_factory=threading.Lock)
     assessments: dict[str, Assessment] = field(default_factory=dict)
     remote: Remote | None = None
+    device: BuilderDevice | None = None
 
     def save_entry(self, step_id: str, entry: dict[str, Any]) -> None:
         """Put ``entry`` under ``step_id`` in the lock and write the lock, one thread at a time.

@@ -14,9 +14,9 @@ from typing import Any
 from trtbuild.isolation import Produced
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.state.keys import KEY_SCHEMA, build_settings
-from trtbuild.state.onnx_digest import onnx_digest
+from trtbuild.state.onnx_digest import external_data_files, onnx_digest
 from trtbuild.state.statcache import StatCache
-from trtbuild.steps.choices import engine_onnx
+from trtbuild.steps.choices import engine_onnx, uses_fp16_onnx
 from trtbuild.steps.context import Context
 from trtbuild.steps.step import Step
 
@@ -51,10 +51,33 @@ def engine_request(
     }
 
 
+def device_request(target: ModelTarget, ctx: Context, settings: dict[str, Any], onnx_digest: str) -> dict[str, Any]:
+    """The device build child's request (``ssh.child``) for ``target`` on ``ctx.device``: how to reach the
+    device, the engine ONNX's files (the model, then its external data) and what the device's builder needs
+    to know of them (FP16 tensors, Q/DQ layers), the plugins and their pins, the settings."""
+    assert ctx.device is not None
+    onnx = engine_onnx(target, ctx.env)
+    files = [[str(onnx), onnx.name]] + [[str(onnx.parent / name), name] for name in external_data_files(onnx)]
+    return {
+        **ctx.device.request(),
+        "flavour": ctx.env["builder"],
+        "version": ctx.env["builder_version"],
+        "onnx_digest": onnx_digest,
+        "onnx_files": files,
+        "plugins": [str(path) for path in target.plugins],
+        "plugin_sha256": list(target.plugin_sha256),
+        "fp16_tensors": uses_fp16_onnx(target, ctx.env),
+        "qdq_layers": target.spec.precision == "int8",
+        **settings,
+    }
+
+
 def engine_step(target: ModelTarget, project: Project, env: dict[str, Any], gate: tuple[Path, ...] = ()) -> Step:
     """``engine:<engine path>``, built from ``steps.choices.engine_onnx``; ``gate``: the accuracy report
-    that must pass first (a graph edge only: the engine's key is its ONNX, not the report)."""
+    that must pass first (a graph edge only: the engine's key is its ONNX, not the report). With a builder
+    device (``remote:`` in the overlay) the step builds there (``ssh.child``), one at a time per device."""
     onnx = engine_onnx(target, env)
+    on_device = project.remote_builder is not None
 
     def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
         return {
@@ -66,10 +89,13 @@ def engine_step(target: ModelTarget, project: Project, env: dict[str, Any], gate
         }
 
     def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
+        if on_device:
+            return device_request(target, ctx, found["settings"], found["onnx"])
         return engine_request(target, ctx.env, found["settings"], ctx.project.timing_cache)
 
     def facts(produced: Produced) -> dict[str, Any]:
-        return {"builder": produced.result["builder"], "network": produced.result.get("network")}
+        found = {"builder": produced.result["builder"], "network": produced.result.get("network")}
+        return found | ({"host": produced.result["host"]} if "host" in produced.result else {})
 
     return Step(
         id=f"engine:{project.relative(target.engine)}",
@@ -79,8 +105,9 @@ def engine_step(target: ModelTarget, project: Project, env: dict[str, Any], gate
         consumes=(onnx, *gate),
         inputs=(onnx,),
         components=components,
-        child="trtbuild.builder.child",
+        child="trtbuild.ssh.child" if on_device else "trtbuild.builder.child",
         request=request,
         output_label="engine",
         facts=facts,
+        on_device=on_device,
     )

@@ -16,6 +16,7 @@ the fields; nothing else about a step is written twice.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,8 @@ class Step:
             ``versions``): a machine without them can still pull the step (``steps.remote.toolless``).
         check: for source steps, the reasons it is not there (instead of a key).
         act: for source steps, the work (instead of a child).
+        on_device: its child works on the run's builder device (``Context.device``), one such step at a
+            time per device.
     """
 
     id: str
@@ -87,10 +90,11 @@ class Step:
     tool: str = ""
     check: Callable[[Context], list[Reason]] | None = None
     act: Callable[[Context], Outcome] | None = None
+    on_device: bool = False
 
     def log_path(self, ctx: Context) -> Path:
-        """``.trtbuild/logs/<model><log>.log``."""
-        return ctx.project.state_dir / "logs" / f"{self.model}{self.log}.log"
+        """``<log_dir>/<model><log>.log`` (``Project.log_dir``)."""
+        return ctx.project.log_dir / f"{self.model}{self.log}.log"
 
 
 def assess(step: Step, ctx: Context) -> Assessment:
@@ -177,14 +181,15 @@ def run(step: Step, ctx: Context) -> Outcome:
         return Outcome(FAILED, [refusal])
     assert step.request is not None
     started = time.monotonic()
-    produced = run_isolated(
-        step.child,
-        step.request(ctx, assessment.components),
-        step.output,
-        step.log_path(ctx),
-        ctx.project.state_dir / "tmp",
-        verify=step.verify,
-    )
+    with ctx.device.slot if step.on_device and ctx.device is not None else contextlib.nullcontext():
+        produced = run_isolated(
+            step.child,
+            step.request(ctx, assessment.components),
+            step.output,
+            step.log_path(ctx),
+            ctx.project.state_dir / "tmp",
+            verify=step.verify,
+        )
     ctx.assessments.clear()  # a new file: any verdict downstream may change
     seconds = time.monotonic() - started
     outcome = step.accept(ctx, produced) if step.accept is not None else None

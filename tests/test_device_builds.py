@@ -1,0 +1,291 @@
+"""Engines built on a builder device over SSH (a device overlay's ``remote:``), against a real sshd.
+
+The "device" is Debian's openssh-server on 127.0.0.1 (``tests/sshd.py``: its own config, host key and an
+authorized key made here) in front of this machine: ``builder: polygraphy`` runs trtbuild's builder child
+from the zip it sends, with TensorRT-RTX, and ``remote.env`` gives it a sysroot (``TRTBUILD_SYSROOT``)
+that says Jetson Orin Nano, JetPack 6.2. Nothing here is faked but that sysroot: the probe, the uploads,
+the builds and the plans coming back all go through ``ssh``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ProjectDir, write_widthfile_recipe
+from tests.onnx_models import conv_net
+from tests.registry import free_port
+from tests.sshd import LoopbackSshd, start_sshd
+from tests.test_build import JETPACK_6_2, sysroot
+
+NANO = "NVIDIA Jetson Orin Nano Developer Kit"
+JETPACK_6_2_1 = (
+    "# R36 (release), REVISION: 4.4, GCID: 41062509, BOARD: generic, EABI: aarch64, DATE: Mon Jun 16 16:07:13 UTC 2025"
+)
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[LoopbackSshd]:
+    server = start_sshd(tmp_path / "sshd")
+    yield server
+    server.stop()
+
+
+def device_project(root: Path, devices: dict[str, dict[str, Any]]) -> ProjectDir:
+    """Two models, one exported by a project recipe (export here, engine on the device) and one ONNX
+    source; ``devices``: overlay name -> its ``remote:`` mapping."""
+    root.mkdir(parents=True, exist_ok=True)
+    project = ProjectDir(root)
+    conv_net(root / "net.onnx", batch="N", seed=5, channels=8, size=32)
+    write_widthfile_recipe(root)
+    (root / "width.txt").write_text("8\n")
+    project.write_manifest("""
+        defaults:
+          workspace: 256MiB
+        models:
+          net:
+            source: net.onnx
+            inputs: {input: {min: [1, 3, 32, 32], opt: [2, 3, 32, 32], max: [4, 3, 32, 32]}}
+          custom:
+            source: width.txt
+            recipe: {name: widthfile, size: 32}
+    """)
+    (root / "devices").mkdir()
+    for name, remote in devices.items():
+        (root / "devices" / f"{name}.yaml").write_text(yaml.safe_dump({"remote": remote}))
+    return project
+
+
+def polygraphy_device(sshd: LoopbackSshd, base: Path, **fields: Any) -> dict[str, Any]:
+    """A ``remote:`` for the loopback device: trtbuild's builder on this Python, an Orin Nano JetPack 6.2
+    sysroot, a work folder of its own (``fields`` added or replacing)."""
+    env = sysroot(base / "root", JETPACK_6_2, NANO)
+    return sshd.remote(
+        **{"builder": "polygraphy", "python": sys.executable, "workdir": str(base / "work"), "env": env, **fields}
+    )
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` -> (inode, mtime_ns): what a transfer or a build would change."""
+    return {
+        str(path.relative_to(folder)): (path.stat().st_ino, path.stat().st_mtime_ns)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def lock_steps(project: ProjectDir, device: str) -> dict[str, dict[str, Any]]:
+    return json.loads((project.root / "locks" / f"{device}.lock").read_text())["steps"]
+
+
+def steps_run(models: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {name: {s["step"]: s["status"] for s in model["steps"]} for name, model in models.items()}
+
+
+def test_engines_build_on_the_device_with_its_facts_one_at_a_time_and_a_second_run_does_nothing(
+    sshd: LoopbackSshd, tmp_path: Path
+) -> None:
+    device = tmp_path / "device"
+    trace = tmp_path / "builds.trace"
+    shim = tmp_path / "python-traced"  # the device's Python, noting when each builder child starts and ends
+    shim.write_text(
+        f'#!/bin/sh\ncase "$2" in trtbuild.builder.child) echo "start $(date +%s.%N)" >> {trace};; esac\n'
+        f'{sys.executable} "$@"; code=$?\n'
+        f'case "$2" in trtbuild.builder.child) echo "end $(date +%s.%N)" >> {trace};; esac\nexit $code\n'
+    )
+    shim.chmod(0o755)
+    project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, device, python=str(shim))})
+
+    plan = project.trtbuild("plan", "--device", "lab", "--json")
+    assert plan.code == 0, plan.stderr
+    planned = plan.json()["models"]
+    on_device = f"on polygraphy on {sshd.host}"
+    assert planned["net"]["reasons"] == ["never built", on_device]
+    assert planned["custom"]["reasons"] == ["export: never exported", "never built", on_device]
+    assert plan.json()["environment"]["device_model"] == NANO  # the device's facts, not this machine's
+    assert "on polygraphy on" in project.trtbuild("plan", "--device", "lab").stdout
+
+    built = project.trtbuild("all", "--device", "lab", "-j", "2", "--json")
+    assert built.code == 0, built.stdout + built.stderr
+    assert steps_run(built.json()["models"]) == {
+        "net": {"engine": "built"},
+        "custom": {"export": "built", "engine": "built"},
+    }
+    steps = lock_steps(project, "lab")
+    engines = {entry["model"]: entry for entry in steps.values() if entry["kind"] == "engine"}
+    assert set(engines) == {"net", "custom"}
+    for entry in engines.values():
+        env = entry["components"]["env"]
+        assert (env["device_model"], env["l4t"], env["jetpack"]) == (NANO, "36.4.3", "6.2")
+        assert (env["gpu"], env["compute_capability"]) == ("Orin (Ampere)", "8.7")
+        assert entry["facts"]["host"] == sshd.host
+        assert entry["facts"]["builder"].startswith("tensorrt-rtx ") and "(polygraphy on" in entry["facts"]["builder"]
+        assert entry["facts"]["network"]["layers"] > 0  # the summary the device's builder child made
+        engine = project.root / entry["outputs"][0]["path"]
+        assert engine.parent == project.root / "engines" / "lab"
+        assert digest(engine) == entry["outputs"][0]["sha256"] and engine.stat().st_size > 10_000
+    # one build at a time on the device, though -j 2 let both engines go: the device's builder runs alternate
+    events = [line.split()[0] for line in trace.read_text().splitlines()]
+    assert events == ["start", "end", "start", "end"], trace.read_text()
+    # the export ran here; the device holds the engines' ONNX by digest, and no scratch folder is left
+    assert (project.root / "exports/lab/custom.onnx").is_file()
+    uploaded = {path.parent.name for path in (device / "work" / "onnx").rglob("*.onnx")}
+    assert uploaded == {entry["components"]["onnx"] for entry in engines.values()}
+    assert list((device / "work" / "tmp").iterdir()) == []
+    log = (project.root / ".trtbuild/logs/lab/net.log").read_text()
+    assert "1 of 1 input files sent" in log and "trtbuild.builder.child" in log
+
+    device_files, lock_before = tree(device), (project.root / "locks/lab.lock").read_bytes()
+    again = project.trtbuild("all", "--device", "lab", "--json")
+    assert again.code == 0, again.stderr
+    assert {name: model["status"] for name, model in again.json()["models"].items()} == {
+        "net": "fresh",
+        "custom": "fresh",
+    }
+    assert tree(device) == device_files  # nothing sent, nothing built on the device
+    assert (project.root / "locks/lab.lock").read_bytes() == lock_before
+
+
+def test_a_reflash_of_the_device_rebuilds_exactly_its_engines_without_sending_the_onnx_again(
+    sshd: LoopbackSshd, tmp_path: Path
+) -> None:
+    device = tmp_path / "device"
+    project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, device)})
+    assert project.trtbuild("all", "--device", "lab").code == 0
+    (device / "root/etc/nv_tegra_release").write_text(JETPACK_6_2_1)  # the device is flashed with 6.2.1
+
+    plan = project.trtbuild("plan", "--device", "lab", "--json")
+    assert plan.code == 0, plan.stderr
+    for name in ("net", "custom"):
+        assert plan.json()["models"][name]["reasons"] == [
+            "jetpack 6.2 -> 6.2.1",
+            "l4t 36.4.3 -> 36.4.4",
+            f"on polygraphy on {sshd.host}",
+        ]
+    rebuilt = project.trtbuild("all", "--device", "lab", "--json")
+    assert rebuilt.code == 0, rebuilt.stdout + rebuilt.stderr
+    assert steps_run(rebuilt.json()["models"]) == {"net": {"engine": "built"}, "custom": {"engine": "built"}}
+    for entry in lock_steps(project, "lab").values():
+        if entry["kind"] == "engine":
+            assert entry["components"]["env"]["jetpack"] == "6.2.1"
+    assert "0 of 1 input files sent" in (project.root / ".trtbuild/logs/lab/net.log").read_text()
+
+
+def test_a_device_that_does_not_answer_fails_only_its_models_with_one_line(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    closed = free_port()  # nothing listens there
+    gone = sshd.remote(port=closed, builder="polygraphy", python=sys.executable, workdir=str(tmp_path / "gone"))
+    project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, tmp_path / "device"), "gone": gone})
+    run = project.trtbuild("all", "--device", "gone", "--device", "lab", "-j", "2", "--json")
+    assert run.code == 1, run.stdout + run.stderr
+    by_device = {summary["device"]: summary["models"] for summary in run.json()["devices"]}
+    assert {name: model["status"] for name, model in by_device["lab"].items()} == {"net": "built", "custom": "built"}
+    for model in by_device["gone"].values():
+        assert model["status"] == "failed"
+        (line,) = model["reasons"]
+        assert line == f"{sshd.host}: ssh: connect to host 127.0.0.1 port {closed}: Connection refused"
+    assert not (project.root / "engines/gone").exists()
+    assert not (project.root / "locks/gone.lock").exists()
+
+    plan = project.trtbuild("plan", "--device", "gone")
+    assert plan.code == 1
+    assert f"port {closed}: Connection refused" in plan.stdout
+
+
+def test_a_plan_changed_on_the_way_back_is_refused_and_nothing_is_kept(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    """The device's ``cat`` adds a byte to any plan it sends (a transfer that corrupts): the device's
+    sha256sum says one thing, the bytes that arrive another."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "cat").write_text(
+        '#!/bin/sh\ncase "$1" in *.plan) /bin/cat "$1"; printf x;; *) exec /bin/cat "$@";; esac\n'
+    )
+    (shims / "cat").chmod(0o755)
+    remote = polygraphy_device(sshd, tmp_path / "device")
+    remote["env"]["PATH"] = f"{shims}:{os.environ['PATH']}"
+    project = device_project(tmp_path / "proj", {"lab": remote})
+    run = project.trtbuild("build", "net", "--device", "lab", "--json")
+    assert run.code == 1, run.stdout + run.stderr
+    net = run.json()["models"]["net"]
+    assert net["status"] == "failed"
+    assert "the plan that arrived from" in net["reasons"][0] and net["reasons"][0].endswith("; refused")
+    assert list((project.root / "engines/lab").glob("*")) == []  # no engine, no partial file
+    assert not (project.root / "locks/lab.lock").exists()  # nothing was recorded
+
+
+TENSORRT_8_2_STATUS = """\
+Package: libnvinfer8
+Status: install ok installed
+Architecture: arm64
+Source: tensorrt
+Version: 8.2.1-1+cuda10.2
+Description: TensorRT runtime libraries
+
+Package: libnvinfer-bin
+Status: install ok installed
+Architecture: arm64
+Source: tensorrt
+Version: 8.2.1-1+cuda10.2
+Description: TensorRT binaries
+
+Package: cuda-cudart-10-2
+Status: install ok installed
+Architecture: arm64
+Version: 10.2.300-1
+Description: CUDA Runtime native Libraries
+
+Package: libcudnn8
+Status: install ok installed
+Architecture: arm64
+Version: 8.2.1.32-1+cuda10.2
+Description: cuDNN runtime libraries
+"""
+
+
+def test_a_jetpack_4_6_nano_is_probed_from_its_files_and_packages_for_trtexec(
+    sshd: LoopbackSshd, tmp_path: Path
+) -> None:
+    """A Jetson Nano with JetPack 4.6 (no Python needed): L4T and the module from its files, TensorRT,
+    CUDA and cuDNN from ``dpkg-query`` (real dpkg status format). trtexec itself is not here, so this
+    stops at the plan."""
+    root = tmp_path / "nano-root"
+    env = sysroot(
+        root,
+        "# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref, EABI: aarch64",
+        "NVIDIA Jetson Nano Developer Kit",
+    )
+    (root / "proc/meminfo").write_text("MemTotal:        4059356 kB\nMemFree:          200000 kB\n")
+    (root / "var/lib/dpkg").mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text(TENSORRT_8_2_STATUS)
+    project = device_project(tmp_path / "proj", {"nano": sshd.remote(env=env, workdir=str(tmp_path / "work"))})
+    plan = project.trtbuild("plan", "--device", "nano", "--json")
+    assert plan.code == 0, plan.stderr
+    facts = plan.json()["environment"]
+    assert {key: facts[key] for key in ("builder", "builder_version", "cuda", "cudnn", "l4t", "jetpack")} == {
+        "builder": "tensorrt",
+        "builder_version": "8.2.1",
+        "cuda": "10.2.300",
+        "cudnn": "8.2.1.32",
+        "l4t": "32.7.1",
+        "jetpack": "4.6.x",
+    }
+    assert (facts["gpu"], facts["compute_capability"], facts["memory_gib"]) == ("Tegra X1 (Maxwell)", "5.3", 3.9)
+    assert plan.json()["models"]["net"]["reasons"] == ["never built", f"on trtexec on {sshd.host}"]
+
+
+def test_a_remote_field_with_a_bad_value_is_refused_with_its_file_and_field(tmp_path: Path) -> None:
+    project = device_project(tmp_path / "proj", {"lab": {"host": "-oProxyCommand=sh", "builder": "trtexec"}})
+    run = project.trtbuild("plan", "--device", "lab")
+    assert run.code == 2
+    assert "devices/lab.yaml" in run.stderr and "remote.host" in run.stderr

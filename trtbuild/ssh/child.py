@@ -1,0 +1,164 @@
+"""The engine step on a builder device: run by ``isolation.run_isolated`` like the local builder child, it
+builds the plan on the device over SSH and writes it to the step's partial file here.
+
+Run as ``python -m trtbuild.ssh.child REQUEST.json TARGET``. In order:
+
+1. the engine ONNX (and its external data) and the plugin libraries are sent to the device's work folder,
+   content-addressed (``<workdir>/onnx/<onnx digest>/``, ``<workdir>/plugins/<sha256>/``): a file the device
+   already holds with the same sha256 is not sent again;
+2. a scratch folder ``<workdir>/tmp/build.XXXXXX`` is made on the device;
+3. the builder runs there: ``trtexec`` with the flags of ``builder.trtexec.trtexec_flags`` for the device's
+   TensorRT version, or (``builder: polygraphy``) trtbuild's own builder child from the zip of
+   ``ssh.bundle``; its output streams into this step's log; the timing cache is the device's
+   (``<workdir>/timing/<device>.cache``);
+4. the device reports the plan's sha256 and size (``sha256sum``); the plan is streamed back into the
+   partial file and refused unless the bytes that arrived have that sha256;
+5. the scratch folder is removed, whatever happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trtbuild.builder.trtexec import trtexec_flags
+from trtbuild.childside import child_main
+from trtbuild.errors import BuildError
+from trtbuild.ssh.bundle import builder_bundle
+from trtbuild.ssh.transport import Connection, DeviceError, ensure_files
+
+#: The settings a builder takes (``state.keys.build_settings``), copied from the request.
+SETTINGS = ("precision", "workspace", "builder_optimization_level", "dla_core", "compute_capabilities", "fp16_via")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as reader:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _send_inputs(connection: Connection, request: dict[str, Any]) -> tuple[str, list[str]]:
+    """Send the ONNX files and plugins the device lacks; returns (remote ONNX path, remote plugin paths)."""
+    work = request["workdir"]
+    folder = f"{work}/onnx/{request['onnx_digest']}"
+    files: list[tuple[Path | bytes, str, str]] = []
+    for local, name in request["onnx_files"]:
+        files.append((Path(local), f"{folder}/{name}", _sha256(Path(local))))
+    plugins = []
+    for local in request["plugins"]:
+        digest = _sha256(Path(local))
+        plugins.append(f"{work}/plugins/{digest}/{Path(local).name}")
+        files.append((Path(local), plugins[-1], digest))
+    sent = ensure_files(connection, files)
+    print(f"trtbuild: {len(sent)} of {len(files)} input files sent to {connection.host}", flush=True)
+    return f"{folder}/{request['onnx_files'][0][1]}", plugins
+
+
+def _builder_command(request: dict[str, Any], onnx: str, plugins: list[str], scratch: str) -> list[str]:
+    """The command that builds ``<scratch>/engine.plan`` on the device."""
+    work = request["workdir"]
+    timing = f"{work}/timing/{request['device']}.cache"
+    if request["builder"] == "trtexec":
+        settings = {name: request[name] for name in SETTINGS} | {"profiles": request["profiles"]}
+        flags = trtexec_flags(
+            request["version"],
+            settings,
+            onnx=onnx,
+            engine=f"{scratch}/engine.plan",
+            timing_cache=timing,
+            plugins=plugins,
+            fp16_tensors=request["fp16_tensors"],
+            qdq_layers=request["qdq_layers"],
+        )
+        return [request["trtexec"], *flags]
+    _, digest = builder_bundle()
+    return [
+        "env",
+        f"PYTHONPATH={work}/code/{digest}.zip",
+        request["python"],
+        "-m",
+        "trtbuild.builder.child",
+        f"{scratch}/request.json",
+        request["target"],
+    ]
+
+
+def _child_request(request: dict[str, Any], onnx: str, plugins: list[str], scratch: str) -> bytes:
+    """``builder: polygraphy``: the request of trtbuild's builder child on the device."""
+    work = request["workdir"]
+    return json.dumps(
+        {
+            "flavour": request["flavour"],
+            "timing_cache": f"{work}/timing/{request['device']}.cache",
+            "onnx": onnx,
+            "plugins": plugins,
+            "plugin_sha256": [None] * len(plugins),  # the device's copies were checked on arrival
+            **{name: request[name] for name in SETTINGS},
+            "profiles": request["profiles"],
+            "partial": f"{scratch}/engine.plan",
+            "result": f"{scratch}/result.json",
+            "target": request["target"],
+        }
+    ).encode()
+
+
+def build(request: dict[str, Any]) -> dict[str, Any]:
+    """Build the request's engine on its device and write the plan to ``request["partial"]``.
+
+    Returns:
+        ``{"builder": "tensorrt 10.3.0.30 (trtexec on jetson@orin-01)", "seconds": ..., "network": summary
+        or None, "host": ...}``.
+
+    Raises:
+        DeviceError: the device did not answer or a transfer failed.
+        BuildError: the builder failed on the device (its output is in this step's log), or the plan that
+            arrived is not the one the device reported (refused: nothing is kept).
+    """
+    connection = Connection(**request["connection"])
+    work = request["workdir"]
+    started = time.monotonic()
+    onnx, plugins = _send_inputs(connection, request)
+    if request["builder"] == "polygraphy":
+        data, digest = builder_bundle()
+        ensure_files(connection, [(data, f"{work}/code/{digest}.zip", digest)])
+    scratch = connection.run_script('mkdir -p "$1/tmp" "$1/timing" && mktemp -d "$1/tmp/build.XXXXXX"', args=[work])
+    scratch_dir = scratch.decode().strip()
+    try:
+        if request["builder"] == "polygraphy":
+            body = _child_request(request, onnx, plugins, scratch_dir)
+            connection.upload(body, f"{scratch_dir}/request.json", sha256=hashlib.sha256(body).hexdigest())
+        command = _builder_command(request, onnx, plugins, scratch_dir)
+        print(f"trtbuild: on {connection.host}: {connection.command_line(command)}", flush=True)
+        code = connection.stream(command, sys.stdout)
+        if code != 0:
+            raise BuildError(f"{request['builder']} failed on {connection.host} (exit code {code}); see the log")
+        reported = (
+            connection.run_script('sha256sum "$1" | cut -c1-64', args=[f"{scratch_dir}/engine.plan"]).decode().strip()
+        )
+        with open(request["partial"], "wb") as writer:
+            arrived, size = connection.download(f"{scratch_dir}/engine.plan", writer)
+        if arrived != reported:
+            raise BuildError(
+                f"the plan that arrived from {connection.host} has sha256 {arrived} ({size} bytes), not the "
+                f"{reported} the device reported; refused"
+            )
+        network = None
+        if request["builder"] == "polygraphy":
+            network = json.loads(connection.run(["cat", f"{scratch_dir}/result.json"])).get("network")
+    finally:
+        try:
+            connection.run(["rm", "-rf", scratch_dir])
+        except DeviceError:
+            pass  # the device went away: its scratch folder stays in <workdir>/tmp, never reused
+    builder = f"{request['flavour']} {request['version']} ({request['builder']} on {connection.host})"
+    return {"builder": builder, "seconds": time.monotonic() - started, "network": network, "host": connection.host}
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(build, sys.argv[1:]))
