@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.conftest import ProjectDir, write_widthfile_recipe
-from tests.onnx_models import conv_net
+from tests.onnx_models import conv_net, unsupported_op_net
 from tests.registry import free_port
 from tests.sshd import LoopbackSshd, start_sshd
 from tests.test_build import JETPACK_6_2, sysroot
@@ -145,7 +145,7 @@ def test_engines_build_on_the_device_with_its_facts_one_at_a_time_and_a_second_r
     assert uploaded == {entry["components"]["onnx"] for entry in engines.values()}
     assert list((device / "work" / "tmp").iterdir()) == []
     log = (project.root / ".trtbuild/logs/lab/net.log").read_text()
-    assert "1 of 1 input files sent" in log and "trtbuild.builder.child" in log
+    assert "1 of 2 input files sent" in log and "trtbuild.builder.child" in log
 
     device_files, lock_before = tree(device), (project.root / "locks/lab.lock").read_bytes()
     again = project.trtbuild("all", "--device", "lab", "--json")
@@ -156,6 +156,12 @@ def test_engines_build_on_the_device_with_its_facts_one_at_a_time_and_a_second_r
     }
     assert tree(device) == device_files  # nothing sent, nothing built on the device
     assert (project.root / "locks/lab.lock").read_bytes() == lock_before
+
+    audit = project.trtbuild("audit", "--device", "lab", "--rebuild", "--json")  # keys judged by the device's facts
+    assert audit.code == 0, audit.stdout + audit.stderr
+    for result in audit.json().values():
+        assert result["ok"] and result["rebuild"] in ("byte-identical", "structurally identical"), result
+    assert trace.read_text().count("start") == 4  # rebuilt on the device, as built
 
 
 def test_a_reflash_of_the_device_rebuilds_exactly_its_engines_without_sending_the_onnx_again(
@@ -180,7 +186,7 @@ def test_a_reflash_of_the_device_rebuilds_exactly_its_engines_without_sending_th
     for entry in lock_steps(project, "lab").values():
         if entry["kind"] == "engine":
             assert entry["components"]["env"]["jetpack"] == "6.2.1"
-    assert "0 of 1 input files sent" in (project.root / ".trtbuild/logs/lab/net.log").read_text()
+    assert "0 of 2 input files sent" in (project.root / ".trtbuild/logs/lab/net.log").read_text()
 
 
 def test_a_device_that_does_not_answer_fails_only_its_models_with_one_line(sshd: LoopbackSshd, tmp_path: Path) -> None:
@@ -289,3 +295,21 @@ def test_a_remote_field_with_a_bad_value_is_refused_with_its_file_and_field(tmp_
     run = project.trtbuild("plan", "--device", "lab")
     assert run.code == 2
     assert "devices/lab.yaml" in run.stderr and "remote.host" in run.stderr
+
+
+def test_a_build_that_fails_on_the_device_shows_its_builders_last_lines(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, tmp_path / "device")})
+    unsupported_op_net(project.root / "net.onnx")  # the device's parser rejects it
+    (project.root / "builds.yaml").write_text("models:\n  net: {source: net.onnx}\n")
+    run = project.trtbuild("build", "net", "--device", "lab", "--json")
+    assert run.code == 1
+    net = run.json()["models"]["net"]
+    assert net["status"] == "failed"
+    (reason,) = net["reasons"]  # whose build failed where, with the parser's node error
+    assert (
+        reason.startswith(f"polygraphy failed on {sshd.host} (exit code 1): In node 1") and "TotallyUnknownOp" in reason
+    )
+    assert "TotallyUnknownOp" in run.stderr  # the device builder's own words, in the log tail
+    assert "TotallyUnknownOp" in (project.root / ".trtbuild/logs/lab/net.log").read_text()
+    assert list((project.root / "engines/lab").glob("*")) == []
+    assert list((tmp_path / "device/work/tmp").iterdir()) == []  # the scratch folder is removed

@@ -30,7 +30,7 @@ from trtbuild.state import keys
 from trtbuild.state.onnx_digest import onnx_digest
 from trtbuild.steps.choices import engine_onnx
 from trtbuild.steps.context import Context
-from trtbuild.steps.engine import engine_request, engine_step
+from trtbuild.steps.engine import device_request, engine_request, engine_step
 
 
 @dataclass
@@ -104,11 +104,16 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
         result.fail(f"cannot rebuild: {ctx.project.relative(onnx)} is not the ONNX the engine was built from")
         result.rebuild = "not attempted: ONNX differs"
         return
+    if ctx.device is not None:  # rebuilt on the builder device, as it was built
+        child, request = "trtbuild.ssh.child", device_request(target, ctx, recorded["settings"], recorded["onnx"])
+    else:
+        child = "trtbuild.builder.child"
+        request = engine_request(target, ctx.env, recorded["settings"], ctx.project.timing_cache)
     with tempfile.TemporaryDirectory(prefix="trtbuild-audit-", dir=ctx.project.state_dir) as folder:
         try:
             produced = run_isolated(
-                "trtbuild.builder.child",
-                engine_request(target, ctx.env, recorded["settings"], ctx.project.timing_cache),
+                child,
+                request,
                 Path(folder) / f"{target.name}.engine",
                 ctx.project.log_dir / f"{target.name}.audit.log",
                 Path(folder),

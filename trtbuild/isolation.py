@@ -80,12 +80,15 @@ CHILDREN = ChildProcesses()
 
 
 def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The error lines of a build log (Polygraphy marks them ``[E]``), else its last ``lines`` lines."""
+    """The error lines of a build log (Polygraphy marks them ``[E]``, trtexec ``[date-time] [E]``), else its
+    last ``lines`` lines."""
     try:
         text = log.read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    errors = [line for line in text if line.startswith(("[E]", "[!]", "trtbuild:")) or "ERROR" in line]
+    errors = [
+        line for line in text if line.startswith(("[E]", "[!]", "trtbuild:")) or " [E] " in line or "ERROR" in line
+    ]
     return "\n".join((errors or text)[-lines:])
 
 

@@ -120,6 +120,19 @@ def builder_device(project: Project) -> Iterator[BuilderDevice | None]:
         yield device
 
 
+@contextlib.contextmanager
+def device_context(project: Project, trust_stat_cache: bool = True) -> Iterator[Context]:
+    """``open_context`` with the project's builder device connected (``builder_device``), for commands that
+    judge a device's engines without building them (``push``, ``audit``).
+
+    Raises:
+        DeviceError: the builder device did not answer.
+        StateError, TrtbuildError: as ``open_context``.
+    """
+    with builder_device(project) as device:
+        yield open_context(project, trust_stat_cache, device=device)
+
+
 def _unreachable(project: Project, names: list[str], problem: str) -> dict[str, ModelResult]:
     """Every model of ``names`` failed with the one line saying why its builder device cannot build."""
     return {
@@ -589,7 +602,11 @@ def push(project: Project, names: list[str] | None, remote: RemoteOptions) -> di
     """
     names = names or list(project.models)
     _check_names(project, names)
-    ctx = open_context(project)
+    with device_context(project) as ctx:
+        return _push(project, names, remote, ctx)
+
+
+def _push(project: Project, names: list[str], remote: RemoteOptions, ctx: Context) -> dict[str, list[str]]:
     cache = open_remote(project, remote, lambda message: None)
     if cache is None:
         raise ManifestError(

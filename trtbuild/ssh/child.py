@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,21 +44,28 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _send_inputs(connection: Connection, request: dict[str, Any]) -> tuple[str, list[str]]:
-    """Send the ONNX files and plugins the device lacks; returns (remote ONNX path, remote plugin paths)."""
+def _inputs(request: dict[str, Any]) -> tuple[list[tuple[Path | bytes, str, str]], str, list[str]]:
+    """The files the build needs on the device, as ``(local, remote path, sha256)``: the ONNX files under
+    ``<workdir>/onnx/<onnx digest>/``, the plugins under ``<workdir>/plugins/<sha256>/``; with the remote
+    ONNX path and the remote plugin paths.
+
+    Raises:
+        BuildError: a pinned plugin's bytes are not its pin.
+    """
     work = request["workdir"]
     folder = f"{work}/onnx/{request['onnx_digest']}"
-    files: list[tuple[Path | bytes, str, str]] = []
-    for local, name in request["onnx_files"]:
-        files.append((Path(local), f"{folder}/{name}", _sha256(Path(local))))
+    files: list[tuple[Path | bytes, str, str]] = [
+        (Path(local), f"{folder}/{name}", _sha256(Path(local))) for local, name in request["onnx_files"]
+    ]
     plugins = []
-    for local in request["plugins"]:
+    pins = request.get("plugin_sha256") or [None] * len(request["plugins"])
+    for local, pin in zip(request["plugins"], pins):
         digest = _sha256(Path(local))
+        if pin is not None and digest != pin:
+            raise BuildError(f"plugin {local}: sha256 {digest} is not the pinned {pin}; not sent")
         plugins.append(f"{work}/plugins/{digest}/{Path(local).name}")
         files.append((Path(local), plugins[-1], digest))
-    sent = ensure_files(connection, files)
-    print(f"trtbuild: {len(sent)} of {len(files)} input files sent to {connection.host}", flush=True)
-    return f"{folder}/{request['onnx_files'][0][1]}", plugins
+    return files, f"{folder}/{request['onnx_files'][0][1]}", plugins
 
 
 def _builder_command(request: dict[str, Any], onnx: str, plugins: list[str], scratch: str) -> list[str]:
@@ -123,21 +131,23 @@ def build(request: dict[str, Any]) -> dict[str, Any]:
     connection = Connection(**request["connection"])
     work = request["workdir"]
     started = time.monotonic()
-    onnx, plugins = _send_inputs(connection, request)
+    files, onnx, plugins = _inputs(request)
+    scratch_dir = f"{work}/tmp/build.{os.urandom(8).hex()}"
+    command = _builder_command(request, onnx, plugins, scratch_dir)  # a setting the version refuses: nothing sent
     if request["builder"] == "polygraphy":
         data, digest = builder_bundle()
-        ensure_files(connection, [(data, f"{work}/code/{digest}.zip", digest)])
-    scratch = connection.run_script('mkdir -p "$1/tmp" "$1/timing" && mktemp -d "$1/tmp/build.XXXXXX"', args=[work])
-    scratch_dir = scratch.decode().strip()
+        files.append((data, f"{work}/code/{digest}.zip", digest))
+    sent = ensure_files(connection, files)
+    print(f"[device] {len(sent)} of {len(files)} input files sent to {connection.host}", flush=True)
+    connection.run_script('mkdir -p "$1/tmp" "$1/timing" && mkdir "$2"', args=[work, scratch_dir])
     try:
         if request["builder"] == "polygraphy":
             body = _child_request(request, onnx, plugins, scratch_dir)
             connection.upload(body, f"{scratch_dir}/request.json", sha256=hashlib.sha256(body).hexdigest())
-        command = _builder_command(request, onnx, plugins, scratch_dir)
-        print(f"trtbuild: on {connection.host}: {connection.command_line(command)}", flush=True)
+        print(f"[device] on {connection.host}: {connection.command_line(command)}", flush=True)
         code = connection.stream(command, sys.stdout)
         if code != 0:
-            raise BuildError(f"{request['builder']} failed on {connection.host} (exit code {code}); see the log")
+            raise BuildError(f"{request['builder']} failed on {connection.host} (exit code {code})")
         reported = (
             connection.run_script('sha256sum "$1" | cut -c1-64', args=[f"{scratch_dir}/engine.plan"]).decode().strip()
         )
