@@ -313,3 +313,29 @@ def test_a_build_that_fails_on_the_device_shows_its_builders_last_lines(sshd: Lo
     assert "TotallyUnknownOp" in (project.root / ".trtbuild/logs/lab/net.log").read_text()
     assert list((project.root / "engines/lab").glob("*")) == []
     assert list((tmp_path / "device/work/tmp").iterdir()) == []  # the scratch folder is removed
+
+
+def test_two_devices_build_at_once_under_j2(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    """Each device's Python waits, at the start of its first build, until the other device has started one
+    too (at most 60 s): both meet only if the two devices build at the same time."""
+    devices = {}
+    for name, other in (("lab-a", "lab-b"), ("lab-b", "lab-a")):
+        shim = tmp_path / f"python-{name}"
+        shim.write_text(
+            "#!/bin/sh\n"
+            'if [ "$2" = trtbuild.builder.child ]; then\n'
+            f"  touch {tmp_path}/started-{name}; waited=0\n"
+            f'  while [ ! -e {tmp_path}/started-{other} ] && [ "$waited" -lt 600 ]; do\n'
+            "    sleep 0.1; waited=$((waited+1))\n"
+            "  done\n"
+            f"  [ -e {tmp_path}/started-{other} ] && echo {name} >> {tmp_path}/met\n"
+            "fi\n"
+            f'exec {sys.executable} "$@"\n'
+        )
+        shim.chmod(0o755)
+        devices[name] = polygraphy_device(sshd, tmp_path / name, python=str(shim))
+    project = device_project(tmp_path / "proj", devices)
+    run = project.trtbuild("build", "net", "-d", "lab-a", "-d", "lab-b", "-j", "2", "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert [summary["models"]["net"]["status"] for summary in run.json()["devices"]] == ["built", "built"]
+    assert sorted((tmp_path / "met").read_text().split()) == ["lab-a", "lab-b"]
