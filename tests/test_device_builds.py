@@ -339,3 +339,15 @@ def test_two_devices_build_at_once_under_j2(sshd: LoopbackSshd, tmp_path: Path) 
     assert run.code == 0, run.stdout + run.stderr
     assert [summary["models"]["net"]["status"] for summary in run.json()["devices"]] == ["built", "built"]
     assert sorted((tmp_path / "met").read_text().split()) == ["lab-a", "lab-b"]
+
+
+def test_a_device_python_without_tensorrt_fails_its_models_with_one_line(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    system_python = "/usr/bin/python3"  # Debian's, beside the virtualenv: no tensorrt, no tensorrt_rtx
+    remote = polygraphy_device(sshd, tmp_path / "device", python=system_python)
+    project = device_project(tmp_path / "proj", {"lab": remote})
+    run = project.trtbuild("all", "--device", "lab", "--json")
+    assert run.code == 1
+    for model in run.json()["models"].values():
+        (line,) = model["reasons"]
+        assert line.startswith(f"{sshd.host}: {system_python} cannot tell its TensorRT: ")
+        assert "no TensorRT builder found" in line

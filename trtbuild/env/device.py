@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 import shutil
 import tempfile
 import threading
@@ -25,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.env.fingerprint import NVINFER_GLOBS, PROBED_FILES, SMI_QUERY, assemble, nvinfer_version, parse_smi
-from trtbuild.errors import TrtbuildError
 from trtbuild.ssh.bundle import builder_bundle
-from trtbuild.ssh.transport import Connection, ensure_files, shared_connection
+from trtbuild.ssh.transport import Connection, DeviceError, ensure_files, shared_connection
 
 _MARK = "@@trtbuild"
 #: Debian packages that name TensorRT, CUDA and cuDNN versions on JetPack (``dpkg-query -W``).
@@ -36,13 +36,26 @@ PACKAGES = re.compile(
 )
 
 
-def probe_script() -> str:
+_PYTHON_PROBE = (
+    "import json\n"
+    "from trtbuild.builder import compat\n"
+    "flavour = compat.select_flavour()\n"
+    "found = compat.distribution_of(flavour)\n"
+    "cuda = compat.cuda_of_distribution(found[0]) if found else None\n"
+    "print(json.dumps([flavour, found[1] if found else None, cuda]))\n"
+)
+
+
+def probe_script(python: tuple[str, str, str] | None = None) -> str:
     """The device's probe: sections ``@@trtbuild file PATH``, ``@@trtbuild glob``, ``@@trtbuild smi``,
-    ``@@trtbuild dpkg``, each followed by what it found (absent files print nothing)."""
+    ``@@trtbuild dpkg``, each followed by what it found (absent files print nothing); with ``python``
+    (``(python, bundle path, bundle sha256)``, ``builder: polygraphy``) a last section ``@@trtbuild python``:
+    the device Python's answer to ``_PYTHON_PROBE`` when the bundle is there with that sha256, else
+    ``nobundle``."""
     files = " ".join(PROBED_FILES)
     globs = " ".join(f'"$R"/{pattern}' for pattern in NVINFER_GLOBS)
     smi = " ".join(SMI_QUERY)
-    return (
+    script = (
         'R="${TRTBUILD_SYSROOT:-/}"; '
         f"for f in {files}; do "
         f'if [ -r "$R/$f" ]; then printf "\\n{_MARK} file %s\\n" "$f"; tr -d "\\000" < "$R/$f"; fi; done; '
@@ -51,8 +64,15 @@ def probe_script() -> str:
         f'printf "\\n{_MARK} smi\\n"; nvidia-smi {smi} 2>/dev/null; fi; '
         f'printf "\\n{_MARK} dpkg\\n"; '
         'dpkg-query --admindir="$R/var/lib/dpkg" -W -f "\\${Package}\\t\\${Version}\\n" 2>/dev/null; '
-        "true"
     )
+    if python is not None:
+        binary, bundle, digest = (shlex.quote(part) for part in python)
+        script += (
+            f'printf "\\n{_MARK} python\\n"; '
+            f'if [ "$(sha256sum < {bundle} 2>/dev/null | cut -c1-64)" = {digest} ]; then '
+            f"PYTHONPATH={bundle} {binary} -c {shlex.quote(_PYTHON_PROBE)} 2>&1; else echo nobundle; fi; "
+        )
+    return script + "true"
 
 
 def parse_probe(text: str) -> dict[str, Any]:
@@ -67,6 +87,8 @@ def parse_probe(text: str) -> dict[str, Any]:
             found["libraries"] = body.split()
         elif head == "smi":
             found["smi"] = parse_smi(body)
+        elif head == "python":
+            found["python"] = body.strip()
         elif head == "dpkg":
             for line in body.splitlines():
                 name, _, version = line.partition("\t")
@@ -84,16 +106,6 @@ def upstream_version(debian: str) -> str:
 def _package(packages: dict[str, str], pattern: str) -> str | None:
     names = sorted(name for name in packages if re.fullmatch(pattern, name))
     return upstream_version(packages[names[-1]]) if names else None
-
-
-_PYTHON_PROBE = (
-    "import json\n"
-    "from trtbuild.builder import compat\n"
-    "flavour = compat.select_flavour()\n"
-    "found = compat.distribution_of(flavour)\n"
-    "cuda = compat.cuda_of_distribution(found[0]) if found else None\n"
-    "print(json.dumps([flavour, found[1] if found else None, cuda]))\n"
-)
 
 
 def device_fingerprint(
@@ -147,22 +159,30 @@ class BuilderDevice:
 
         Raises:
             DeviceError: the device did not answer or a command failed on it.
-            TrtbuildError: ``builder: trtexec`` on a device whose TensorRT version cannot be read.
+            DeviceError: also ``builder: trtexec`` on a device whose TensorRT version cannot be read, and
+                ``builder: polygraphy`` on one whose Python cannot say which TensorRT it has.
         """
-        probed = parse_probe(self.connection.run_script(probe_script()).decode(errors="replace"))
         if self.builder == "trtexec":
+            probed = parse_probe(self.connection.run_script(probe_script()).decode(errors="replace"))
             fingerprint = device_fingerprint(probed, "tensorrt", None, None)
             if fingerprint["builder_version"] is None:
-                raise TrtbuildError(
+                raise DeviceError(
                     f"{self.host}: no TensorRT found (no libnvinfer.so.X.Y.Z, no libnvinfer package): "
                     "trtexec needs JetPack's TensorRT"
                 )
             return fingerprint
         data, digest = builder_bundle()
         code = f"{self.spec['workdir']}/code/{digest}.zip"
-        ensure_files(self.connection, [(data, code, digest)])
-        answer = self.connection.run(["env", f"PYTHONPATH={code}", self.spec["python"], "-c", _PYTHON_PROBE])
-        flavour, version, wheel_cuda = json.loads(answer.decode().strip().splitlines()[-1])
+        script = probe_script((self.spec["python"], code, digest))
+        probed = parse_probe(self.connection.run_script(script).decode(errors="replace"))
+        if probed.get("python") == "nobundle":  # the first probe of this trtbuild version: send the zip once
+            ensure_files(self.connection, [(data, code, digest)])
+            probed = parse_probe(self.connection.run_script(script).decode(errors="replace"))
+        answer = probed.get("python", "").splitlines() or ["no answer"]
+        try:
+            flavour, version, wheel_cuda = json.loads(answer[-1])
+        except ValueError:
+            raise DeviceError(f"{self.host}: {self.spec['python']} cannot tell its TensorRT: {answer[-1]}") from None
         return device_fingerprint(probed, flavour, version, wheel_cuda)
 
     def request(self) -> dict[str, Any]:
