@@ -201,6 +201,8 @@ def test_a_device_that_does_not_answer_fails_only_its_models_with_one_line(sshd:
         assert model["status"] == "failed"
         (line,) = model["reasons"]
         assert line == f"{sshd.host}: ssh: connect to host 127.0.0.1 port {closed}: Connection refused"
+    gone_summary = next(summary for summary in run.json()["devices"] if summary["device"] == "gone")
+    assert gone_summary["environment"] == {}  # nothing is known of it: not this machine's facts either
     assert not (project.root / "engines/gone").exists()
     assert not (project.root / "locks/gone.lock").exists()
 

@@ -97,9 +97,10 @@ _DEVICE_ENVIRONMENTS: dict[str | None, dict[str, Any]] = {}
 
 def environment(project: Project) -> dict[str, Any]:
     """The fingerprint ``project``'s engines were keyed with in this process: its builder device's, as
-    probed, else this machine's (``env.fingerprint``)."""
-    found = _DEVICE_ENVIRONMENTS.get(project.device) if project.remote_builder is not None else None
-    return dict(found) if found is not None else fingerprint()
+    probed (``{}`` when the device did not answer), else this machine's (``env.fingerprint``)."""
+    if project.remote_builder is not None:
+        return dict(_DEVICE_ENVIRONMENTS.get(project.device, {}))
+    return fingerprint()
 
 
 @contextlib.contextmanager
