@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.registry import free_port
+from tests.registry import free_port, stop_process
 
 SSHD = "/usr/sbin/sshd"
 
@@ -55,13 +55,7 @@ class LoopbackSshd:
         return {"host": self.host, "port": self.port, "ssh_options": self.ssh_options, **fields}
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def log(self) -> str:
         return (self.folder / "sshd.log").read_text(errors="replace")
