@@ -289,3 +289,28 @@ def test_a_remote_field_with_a_bad_value_is_refused_with_its_file_and_field(tmp_
     run = project.trtbuild("plan", "--device", "lab")
     assert run.code == 2
     assert "devices/lab.yaml" in run.stderr and "remote.host" in run.stderr
+
+
+def test_a_device_that_cannot_build_fails_only_its_models_with_one_line(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    """A device that answers but cannot build (trtexec with no TensorRT in its root; a ``python`` that does
+    not answer the probe) fails its own models with one line; the run goes on for the other device and
+    reports it."""
+    empty = tmp_path / "empty-root"
+    empty.mkdir()
+    no_tensorrt = sshd.remote(env={"TRTBUILD_SYSROOT": str(empty)}, workdir=str(tmp_path / "w1"))
+    not_python = polygraphy_device(sshd, tmp_path / "echo", python="/bin/echo")
+    devices = {"lab": polygraphy_device(sshd, tmp_path / "device"), "bare": no_tensorrt, "echo": not_python}
+    project = device_project(tmp_path / "proj", devices)
+    run = project.trtbuild("all", "-d", "bare", "-d", "echo", "-d", "lab", "-j", "3", "--json")
+    assert run.code == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    by_device = {summary["device"]: summary["models"] for summary in run.json()["devices"]}
+    assert {name: model["status"] for name, model in by_device["lab"].items()} == {"net": "built", "custom": "built"}
+    for device, needle in (("bare", "no TensorRT found"), ("echo", "/bin/echo did not answer trtbuild's probe")):
+        for model in by_device[device].values():
+            assert model["status"] == "failed"
+            (line,) = model["reasons"]
+            assert line.startswith(f"{sshd.host}: ") and needle in line, line
+    plan = project.trtbuild("plan", "-d", "echo")
+    assert plan.code == 1 and "Traceback" not in plan.stderr, plan.stderr
+    assert "did not answer trtbuild's probe" in plan.stdout

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.env.fingerprint import NVINFER_GLOBS, PROBED_FILES, SMI_QUERY, assemble, nvinfer_version, parse_smi
-from trtbuild.errors import TrtbuildError
 from trtbuild.ssh.bundle import builder_bundle
-from trtbuild.ssh.transport import Connection, ensure_files, shared_connection
+from trtbuild.ssh.transport import Connection, DeviceError, ensure_files, shared_connection
 
 _MARK = "@@trtbuild"
 #: Debian packages that name TensorRT, CUDA and cuDNN versions on JetPack (``dpkg-query -W``).
@@ -146,14 +145,15 @@ class BuilderDevice:
         """The device's fingerprint now (see the module docstring).
 
         Raises:
-            DeviceError: the device did not answer or a command failed on it.
-            TrtbuildError: ``builder: trtexec`` on a device whose TensorRT version cannot be read.
+            DeviceError: the device did not answer or a command failed on it, ``builder: trtexec`` on a
+                device whose TensorRT version cannot be read, or a device Python whose answer is not the
+                probe's: a device that cannot build fails its own models only (``session.build_devices``).
         """
         probed = parse_probe(self.connection.run_script(probe_script()).decode(errors="replace"))
         if self.builder == "trtexec":
             fingerprint = device_fingerprint(probed, "tensorrt", None, None)
             if fingerprint["builder_version"] is None:
-                raise TrtbuildError(
+                raise DeviceError(
                     f"{self.host}: no TensorRT found (no libnvinfer.so.X.Y.Z, no libnvinfer package): "
                     "trtexec needs JetPack's TensorRT"
                 )
@@ -162,7 +162,16 @@ class BuilderDevice:
         code = f"{self.spec['workdir']}/code/{digest}.zip"
         ensure_files(self.connection, [(data, code, digest)])
         answer = self.connection.run(["env", f"PYTHONPATH={code}", self.spec["python"], "-c", _PYTHON_PROBE])
-        flavour, version, wheel_cuda = json.loads(answer.decode().strip().splitlines()[-1])
+        lines = answer.decode(errors="replace").strip().splitlines()
+        try:
+            flavour, version, wheel_cuda = json.loads(lines[-1])
+            if not isinstance(flavour, str):
+                raise ValueError(flavour)
+        except (IndexError, ValueError, TypeError):
+            last = lines[-1][:200] if lines else "nothing"
+            raise DeviceError(
+                f"{self.host}: {self.spec['python']} did not answer trtbuild's probe (it printed {last!r})"
+            ) from None
         return device_fingerprint(probed, flavour, version, wheel_cuda)
 
     def request(self) -> dict[str, Any]:
