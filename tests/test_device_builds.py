@@ -314,3 +314,23 @@ def test_a_device_that_cannot_build_fails_only_its_models_with_one_line(sshd: Lo
     plan = project.trtbuild("plan", "-d", "echo")
     assert plan.code == 1 and "Traceback" not in plan.stderr, plan.stderr
     assert "did not answer trtbuild's probe" in plan.stdout
+
+
+def test_a_workdir_under_tilde_is_the_home_and_one_starting_with_a_dash_is_refused(tmp_path: Path) -> None:
+    """``workdir: ~/trtbuild`` is quoted on the device, so its shell never expands ``~``: it must mean the
+    home's ``trtbuild``, not a folder named ``~``. A workdir starting with ``-`` would be read as an option
+    by mkdir, cat, rm on the device."""
+    from trtbuild.manifest.loader import load_project
+
+    devices = {"tilde": {"host": "lab", "workdir": "~/trtbuild"}, "home": {"host": "lab", "workdir": "~"}}
+    project = device_project(tmp_path / "proj", devices)
+    for device, expected in (("tilde", "trtbuild"), ("home", ".")):
+        remote = load_project(project.root / "builds.yaml", device).remote_builder
+        assert remote is not None and remote["workdir"] == expected
+    for name, workdir in (("dash", "-rf"), ("other", "~jetson/trtbuild")):
+        (project.root / "devices" / f"{name}.yaml").write_text(
+            yaml.safe_dump({"remote": {"host": "lab", "workdir": workdir}})
+        )
+        run = project.trtbuild("plan", "--device", name)
+        assert run.code == 2, run.stdout + run.stderr
+        assert f"devices/{name}.yaml" in run.stderr and "remote.workdir" in run.stderr
