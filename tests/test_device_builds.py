@@ -334,3 +334,16 @@ def test_a_workdir_under_tilde_is_the_home_and_one_starting_with_a_dash_is_refus
         run = project.trtbuild("plan", "--device", name)
         assert run.code == 2, run.stdout + run.stderr
         assert f"devices/{name}.yaml" in run.stderr and "remote.workdir" in run.stderr
+
+
+def test_a_long_temporary_folder_does_not_break_the_shared_connection(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    """The shared connection's socket lives in a temporary folder; under a long ``TMPDIR`` (macOS's
+    ``/var/folders/.../T/``, a CI job's) its path would pass the Unix socket limit and ssh would refuse
+    to listen: every device would fail."""
+    long_tmp = tmp_path / ("t" * 60)
+    long_tmp.mkdir()
+    project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, tmp_path / "device")})
+    plan = project.trtbuild("plan", "--device", "lab", env={"TMPDIR": str(long_tmp)})
+    assert plan.code == 0, plan.stdout + plan.stderr
+    assert "on polygraphy on" in plan.stdout
+    assert list(long_tmp.iterdir()) == []

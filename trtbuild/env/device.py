@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -194,6 +195,21 @@ class BuilderDevice:
         }
 
 
+#: The longest temporary folder the shared connection's socket goes under: ssh's socket path is that, then
+#: ``/trtbuild-ssh-XXXXXXXX/`` and ``%C`` (40) and, while the master starts, ``.`` and 16 more characters;
+#: a Unix socket path has at most 103 bytes on macOS, 107 on Linux.
+SOCKET_BASE_MAX = 20
+
+
+def _socket_base() -> str | None:
+    """The temporary folder (``TMPDIR``) for the socket folder, or ``/tmp`` where that is too long for a
+    socket path (macOS's ``/var/folders/.../T/``, a CI job's deep ``TMPDIR``)."""
+    base = tempfile.gettempdir()
+    if len(base) > SOCKET_BASE_MAX and os.access("/tmp", os.W_OK | os.X_OK):
+        return "/tmp"
+    return None
+
+
 @contextlib.contextmanager
 def open_device(name: str, spec: dict[str, Any]) -> Iterator[BuilderDevice]:
     """Connect to the device of ``spec`` (a validated ``remote:`` mapping) once for the run (``ssh -M``, the
@@ -205,7 +221,7 @@ def open_device(name: str, spec: dict[str, Any]) -> Iterator[BuilderDevice]:
     connection = Connection(
         spec["host"], spec.get("port"), dict(spec["ssh_options"]), spec["connect_timeout"], None, dict(spec["env"])
     )
-    sockets = Path(tempfile.mkdtemp(prefix="trtbuild-ssh-"))
+    sockets = Path(tempfile.mkdtemp(prefix="trtbuild-ssh-", dir=_socket_base()))
     try:
         with shared_connection(connection, sockets) as shared:
             yield BuilderDevice(name, spec["host"], spec["builder"], spec, shared)
