@@ -347,3 +347,69 @@ def test_a_long_temporary_folder_does_not_break_the_shared_connection(sshd: Loop
     assert plan.code == 0, plan.stdout + plan.stderr
     assert "on polygraphy on" in plan.stdout
     assert list(long_tmp.iterdir()) == []
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _masters(port: int) -> dict[int, str]:
+    """The ``ssh -M`` processes to 127.0.0.1:``port`` -> their ``ControlPath`` folder."""
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[0] == "ssh" and "-M" in argv and str(port) in argv:
+            path = next(arg for arg in argv if arg.startswith("ControlPath="))
+            found[int(cmdline.parent.name)] = str(Path(path.split("=", 1)[1]).parent)
+    return found
+
+
+def test_an_interrupted_device_build_stops_the_builder_on_the_device_and_leaves_no_connection(
+    sshd: LoopbackSshd, tmp_path: Path
+) -> None:
+    """Ctrl-C while the device builds (a builder that prints nothing, and that started a process of its
+    own): the builder and what it started stop on the device, the shared connection is closed and its
+    socket folder removed. Without a terminal nothing tells a remote command that ssh went away."""
+    import signal
+    import subprocess
+    import time
+
+    pids = tmp_path / "pids"
+    shim = tmp_path / "python-slow"
+    shim.write_text(
+        f'#!/bin/sh\ncase "$2" in trtbuild.builder.child) sleep 120 & echo "$$ $!" > {pids}; wait; exit 1;; esac\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    shim.chmod(0o755)
+    project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, tmp_path / "device", python=str(shim))})
+    env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "trtbuild", "build", "net", "--device", "lab"],
+        cwd=project.root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids.exists(), run.kill() or run.communicate()[0]
+    builder, started = (int(pid) for pid in pids.read_text().split())
+    (master, sockets), *others = _masters(sshd.port).items()
+    assert others == [] and _alive(builder) and _alive(started) and Path(sockets).is_dir()
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 130, output
+    deadline = time.monotonic() + 10
+    while (_alive(builder) or _alive(started)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(builder) and not _alive(started)  # before: both ran on for two minutes
+    assert not _alive(master) and not Path(sockets).exists()
