@@ -413,3 +413,24 @@ def test_an_interrupted_device_build_stops_the_builder_on_the_device_and_leaves_
         time.sleep(0.1)
     assert not _alive(builder) and not _alive(started)  # before: both ran on for two minutes
     assert not _alive(master) and not Path(sockets).exists()
+
+
+def test_audit_and_push_of_a_device_project_use_the_devices_facts(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    """The engines of a builder device are keyed with the device's fingerprint: ``audit`` must compare them
+    with the device (not report every engine drifted from this machine) and rebuild on it, and ``push``
+    must see them fresh (not "not fresh here")."""
+    project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, tmp_path / "device")})
+    assert project.trtbuild("all", "--device", "lab").code == 0
+    audit = project.trtbuild("audit", "--device", "lab", "--json")
+    assert audit.code == 0, audit.stdout + audit.stderr
+    assert {name: result["ok"] for name, result in audit.json().items()} == {"net": True, "custom": True}
+    rebuilt = project.trtbuild("audit", "--rebuild", "--device", "lab", "--json")
+    assert rebuilt.code == 0, rebuilt.stdout + rebuilt.stderr
+    assert rebuilt.json()["net"]["rebuild"] in ("byte-identical", "structurally identical")
+    assert "trtbuild.builder.child" in (project.root / ".trtbuild/logs/lab/net.audit.log").read_text()  # on it
+    pushed = project.trtbuild("push", "--device", "lab", "--remote-cache", f"oci-layout:{tmp_path / 'cache'}", "--json")
+    assert pushed.code == 0, pushed.stdout + pushed.stderr
+    assert json.loads(pushed.stdout)["stale"] == [], pushed.stdout
+    assert {"engine:engines/lab/net.engine", "engine:engines/lab/custom.engine"} <= set(
+        json.loads(pushed.stdout)["pushed"]
+    )

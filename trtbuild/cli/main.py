@@ -499,13 +499,14 @@ def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: str | 
     """Check every engine in the lock: file, hash, key, drift; with --rebuild, reproducibility."""
     from trtbuild.audit import audit
     from trtbuild.results import default_stream
-    from trtbuild.session import open_context
+    from trtbuild.session import builder_device, open_context
 
     project = _load(manifest, device)
-    ctx = open_context(project, trust_stat_cache=False)  # an audit hashes what it audits
-    stream = default_stream(json_mode)
-    results = audit(project, ctx, rebuild, progress=lambda line: print(line, file=stream, flush=True))
-    ctx.cache.save()
+    with builder_device(project) as builder:  # a device overlay's remote: its facts are the device's
+        ctx = open_context(project, trust_stat_cache=False, device=builder)  # an audit hashes what it audits
+        stream = default_stream(json_mode)
+        results = audit(project, ctx, rebuild, progress=lambda line: print(line, file=stream, flush=True))
+        ctx.cache.save()
     if json_mode:
         click.echo(json.dumps({name: vars(result) for name, result in results.items()}, indent=2))
     else:
