@@ -291,3 +291,22 @@ def test_a_no_op_run_takes_the_fast_path_and_any_change_leaves_it(two_models: Pr
     assert two_models.trtbuild("all").code == 0
     modules, _ = _imports_of_all(two_models, env=sysroot(tmp_path / "jp", JETPACK_6_2))
     assert "pydantic" in modules  # another environment never takes the fast path
+
+
+def test_several_devices_never_take_one_devices_fast_path(project: ProjectDir) -> None:
+    """``all -d a -d b`` when only ``b`` has a valid fresh stamp: the fast path must not answer with ``b``'s
+    summary alone (``a`` was never built); the full path builds ``a``."""
+    conv_net(project.root / "net.onnx", batch=1, seed=1)
+    project.write_manifest("models:\n  net:\n    source: net.onnx\n")
+    (project.root / "devices").mkdir()
+    for name in ("a", "b"):
+        (project.root / "devices" / f"{name}.yaml").write_text("defaults: {workspace: 256MiB}\n")
+    assert project.trtbuild("all", "-d", "b").code == 0
+    _age_project(project)
+    assert project.trtbuild("all", "-d", "b").code == 0  # full path: writes a trusted stamp for b
+    assert list((project.root / ".trtbuild").glob("fresh.builds.yaml.*.json"))  # b's stamp
+    both = project.trtbuild("all", "-d", "a", "-d", "b", "--json")
+    assert both.code == 0, both.stdout + both.stderr
+    devices = {summary["device"]: summary["models"]["net"]["status"] for summary in both.json()["devices"]}
+    assert devices == {"a": "built", "b": "fresh"}
+    assert (project.root / "engines/a/net.engine").is_file()

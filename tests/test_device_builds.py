@@ -351,5 +351,150 @@ def test_a_device_python_without_tensorrt_fails_its_models_with_one_line(sshd: L
     assert run.code == 1
     for model in run.json()["models"].values():
         (line,) = model["reasons"]
-        assert line.startswith(f"{sshd.host}: {system_python} cannot tell its TensorRT: ")
+        assert line.startswith(f"{sshd.host}: {system_python} did not answer trtbuild's probe (it printed ")
         assert "no TensorRT builder found" in line
+
+
+def test_a_device_that_cannot_build_fails_only_its_models_with_one_line(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    """A device that answers but cannot build (trtexec with no TensorRT in its root; a ``python`` that does
+    not answer the probe) fails its own models with one line; the run goes on for the other device and
+    reports it."""
+    empty = tmp_path / "empty-root"
+    empty.mkdir()
+    no_tensorrt = sshd.remote(env={"TRTBUILD_SYSROOT": str(empty)}, workdir=str(tmp_path / "w1"))
+    not_python = polygraphy_device(sshd, tmp_path / "echo", python="/bin/echo")
+    devices = {"lab": polygraphy_device(sshd, tmp_path / "device"), "bare": no_tensorrt, "echo": not_python}
+    project = device_project(tmp_path / "proj", devices)
+    run = project.trtbuild("all", "-d", "bare", "-d", "echo", "-d", "lab", "-j", "3", "--json")
+    assert run.code == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    by_device = {summary["device"]: summary["models"] for summary in run.json()["devices"]}
+    assert {name: model["status"] for name, model in by_device["lab"].items()} == {"net": "built", "custom": "built"}
+    for device, needle in (("bare", "no TensorRT found"), ("echo", "/bin/echo did not answer trtbuild's probe")):
+        for model in by_device[device].values():
+            assert model["status"] == "failed"
+            (line,) = model["reasons"]
+            assert line.startswith(f"{sshd.host}: ") and needle in line, line
+    plan = project.trtbuild("plan", "-d", "echo")
+    assert plan.code == 1 and "Traceback" not in plan.stderr, plan.stderr
+    assert "did not answer trtbuild's probe" in plan.stdout
+
+
+def test_a_workdir_under_tilde_is_the_home_and_one_starting_with_a_dash_is_refused(tmp_path: Path) -> None:
+    """``workdir: ~/trtbuild`` is quoted on the device, so its shell never expands ``~``: it must mean the
+    home's ``trtbuild``, not a folder named ``~``. A workdir starting with ``-`` would be read as an option
+    by mkdir, cat, rm on the device."""
+    from trtbuild.manifest.loader import load_project
+
+    devices = {"tilde": {"host": "lab", "workdir": "~/trtbuild"}, "home": {"host": "lab", "workdir": "~"}}
+    project = device_project(tmp_path / "proj", devices)
+    for device, expected in (("tilde", "trtbuild"), ("home", ".")):
+        remote = load_project(project.root / "builds.yaml", device).remote_builder
+        assert remote is not None and remote["workdir"] == expected
+    for name, workdir in (("dash", "-rf"), ("other", "~jetson/trtbuild"), ("colon", "a:b")):  # ':' splits PYTHONPATH
+        (project.root / "devices" / f"{name}.yaml").write_text(
+            yaml.safe_dump({"remote": {"host": "lab", "workdir": workdir}})
+        )
+        run = project.trtbuild("plan", "--device", name)
+        assert run.code == 2, run.stdout + run.stderr
+        assert f"devices/{name}.yaml" in run.stderr and "remote.workdir" in run.stderr
+
+
+def test_a_long_temporary_folder_does_not_break_the_shared_connection(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    """The shared connection's socket lives in a temporary folder; under a long ``TMPDIR`` (macOS's
+    ``/var/folders/.../T/``, a CI job's) its path would pass the Unix socket limit and ssh would refuse
+    to listen: every device would fail."""
+    long_tmp = tmp_path / ("t" * 60)
+    long_tmp.mkdir()
+    project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, tmp_path / "device")})
+    plan = project.trtbuild("plan", "--device", "lab", env={"TMPDIR": str(long_tmp)})
+    assert plan.code == 0, plan.stdout + plan.stderr
+    assert "on polygraphy on" in plan.stdout
+    assert list(long_tmp.iterdir()) == []
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _masters(port: int) -> dict[int, str]:
+    """The ``ssh -M`` processes to 127.0.0.1:``port`` -> their ``ControlPath`` folder."""
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if argv[0] == "ssh" and "-M" in argv and str(port) in argv:
+            path = next(arg for arg in argv if arg.startswith("ControlPath="))
+            found[int(cmdline.parent.name)] = str(Path(path.split("=", 1)[1]).parent)
+    return found
+
+
+def test_an_interrupted_device_build_stops_the_builder_on_the_device_and_leaves_no_connection(
+    sshd: LoopbackSshd, tmp_path: Path
+) -> None:
+    """Ctrl-C while the device builds (a builder that prints nothing, and that started a process of its
+    own): the builder and what it started stop on the device, the shared connection is closed and its
+    socket folder removed. Without a terminal nothing tells a remote command that ssh went away."""
+    import signal
+    import subprocess
+    import time
+
+    pids = tmp_path / "pids"
+    shim = tmp_path / "python-slow"
+    shim.write_text(
+        f'#!/bin/sh\ncase "$2" in trtbuild.builder.child) sleep 120 & echo "$$ $!" > {pids}; wait; exit 1;; esac\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    shim.chmod(0o755)
+    project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, tmp_path / "device", python=str(shim))})
+    env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "trtbuild", "build", "net", "--device", "lab"],
+        cwd=project.root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids.exists(), run.kill() or run.communicate()[0]
+    builder, started = (int(pid) for pid in pids.read_text().split())
+    (master, sockets), *others = _masters(sshd.port).items()
+    assert others == [] and _alive(builder) and _alive(started) and Path(sockets).is_dir()
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 130, output
+    deadline = time.monotonic() + 10
+    while (_alive(builder) or _alive(started)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(builder) and not _alive(started)  # before: both ran on for two minutes
+    assert not _alive(master) and not Path(sockets).exists()
+
+
+def test_audit_and_push_of_a_device_project_use_the_devices_facts(sshd: LoopbackSshd, tmp_path: Path) -> None:
+    """The engines of a builder device are keyed with the device's fingerprint: ``audit`` must compare them
+    with the device (not report every engine drifted from this machine) and rebuild on it, and ``push``
+    must see them fresh (not "not fresh here")."""
+    project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, tmp_path / "device")})
+    assert project.trtbuild("all", "--device", "lab").code == 0
+    audit = project.trtbuild("audit", "--device", "lab", "--json")
+    assert audit.code == 0, audit.stdout + audit.stderr
+    assert {name: result["ok"] for name, result in audit.json().items()} == {"net": True, "custom": True}
+    rebuilt = project.trtbuild("audit", "--rebuild", "--device", "lab", "--json")
+    assert rebuilt.code == 0, rebuilt.stdout + rebuilt.stderr
+    assert rebuilt.json()["net"]["rebuild"] in ("byte-identical", "structurally identical")
+    assert "trtbuild.builder.child" in (project.root / ".trtbuild/logs/lab/net.audit.log").read_text()  # on it
+    pushed = project.trtbuild("push", "--device", "lab", "--remote-cache", f"oci-layout:{tmp_path / 'cache'}", "--json")
+    assert pushed.code == 0, pushed.stdout + pushed.stderr
+    assert json.loads(pushed.stdout)["stale"] == [], pushed.stdout
+    assert {"engine:engines/lab/net.engine", "engine:engines/lab/custom.engine"} <= set(
+        json.loads(pushed.stdout)["pushed"]
+    )

@@ -13,6 +13,7 @@ Per engine in the lock:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -104,20 +105,23 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
         result.fail(f"cannot rebuild: {ctx.project.relative(onnx)} is not the ONNX the engine was built from")
         result.rebuild = "not attempted: ONNX differs"
         return
-    if ctx.device is not None:  # rebuilt on the builder device, as it was built
+    if ctx.device is not None:  # a builder device's engine is rebuilt on the device, as it was built
         child, request = "trtbuild.ssh.child", device_request(target, ctx, recorded["settings"], recorded["onnx"])
     else:
-        child = "trtbuild.builder.child"
-        request = engine_request(target, ctx.env, recorded["settings"], ctx.project.timing_cache)
+        child, request = (
+            "trtbuild.builder.child",
+            engine_request(target, ctx.env, recorded["settings"], ctx.project.timing_cache),
+        )
     with tempfile.TemporaryDirectory(prefix="trtbuild-audit-", dir=ctx.project.state_dir) as folder:
         try:
-            produced = run_isolated(
-                child,
-                request,
-                Path(folder) / f"{target.name}.engine",
-                ctx.project.log_dir / f"{target.name}.audit.log",
-                Path(folder),
-            )
+            with ctx.device.slot if ctx.device is not None else contextlib.nullcontext():
+                produced = run_isolated(
+                    child,
+                    request,
+                    Path(folder) / f"{target.name}.engine",
+                    ctx.project.log_dir / f"{target.name}.audit.log",
+                    Path(folder),
+                )
         except BuildError as exc:
             result.fail(f"rebuild failed: {exc}")
             result.rebuild = "failed"

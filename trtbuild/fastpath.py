@@ -29,7 +29,8 @@ from trtbuild.statsig import RACY_WINDOW_NS, signature
 
 
 def _parse(argv: list[str]) -> tuple[Path, str | None, bool] | None:
-    """(manifest, device, json) for ``all [-f F] [-d D] [--json] [-j N] [--wait S]``; ``None`` otherwise."""
+    """(manifest, device, json) for ``all [-f F] [-d D] [--json] [-j N] [--wait S]``; ``None`` otherwise,
+    also for several devices (``-d a -d b``): one device's stamp says nothing of the others."""
     if not argv or argv[0] != "all":
         return None
     manifest, device, json_mode = find_manifest(Path.cwd()), None, False
@@ -43,6 +44,8 @@ def _parse(argv: list[str]) -> tuple[Path, str | None, bool] | None:
             if option in ("-f", "--file"):
                 manifest = Path(value)
             elif option in ("-d", "--device"):
+                if device is not None and value != device:
+                    return None
                 device = value
         else:
             return None

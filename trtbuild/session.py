@@ -600,20 +600,22 @@ def push(project: Project, names: list[str] | None, remote: RemoteOptions) -> di
     Raises:
         ManifestError: unknown names; no remote cache given (``--remote-cache`` or ``remote_cache``).
         CacheError: the cache failed.
+        DeviceError: the project's builder device (``remote:``) did not answer: only it knows its facts.
     """
     names = names or list(project.models)
     _check_names(project, names)
-    with device_context(project) as ctx:
-        return _push(project, names, remote, ctx)
-
-
-def _push(project: Project, names: list[str], remote: RemoteOptions, ctx: Context) -> dict[str, list[str]]:
     cache = open_remote(project, remote, lambda message: None)
     if cache is None:
         raise ManifestError(
             f"{project.manifest.name}: no remote cache to push to: pass --remote-cache URL or set remote_cache"
         )
     cache.required = True
+    with device_context(project) as ctx:  # a builder device's engines are keyed with its facts
+        return _push(project, names, ctx, cache)
+
+
+def _push(project: Project, names: list[str], ctx: Context, cache: Remote) -> dict[str, list[str]]:
+    """``push`` with the context and the cache open."""
     graph = select(build_graph(project, ctx.env), names)
     done: dict[str, list[str]] = {"pushed": [], "present": [], "stale": []}
     for node_id in nx.lexicographical_topological_sort(graph):

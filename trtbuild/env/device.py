@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -158,9 +159,9 @@ class BuilderDevice:
         """The device's fingerprint now (see the module docstring).
 
         Raises:
-            DeviceError: the device did not answer or a command failed on it.
-            DeviceError: also ``builder: trtexec`` on a device whose TensorRT version cannot be read, and
-                ``builder: polygraphy`` on one whose Python cannot say which TensorRT it has.
+            DeviceError: the device did not answer or a command failed on it, ``builder: trtexec`` on a
+                device whose TensorRT version cannot be read, or a device Python whose answer is not the
+                probe's: a device that cannot build fails its own models only (``session.build_devices``).
         """
         if self.builder == "trtexec":
             probed = parse_probe(self.connection.run_script(probe_script()).decode(errors="replace"))
@@ -178,11 +179,16 @@ class BuilderDevice:
         if probed.get("python") == "nobundle":  # the first probe of this trtbuild version: send the zip once
             ensure_files(self.connection, [(data, code, digest)])
             probed = parse_probe(self.connection.run_script(script).decode(errors="replace"))
-        answer = probed.get("python", "").splitlines() or ["no answer"]
+        lines = probed.get("python", "").splitlines()
         try:
-            flavour, version, wheel_cuda = json.loads(answer[-1])
-        except ValueError:
-            raise DeviceError(f"{self.host}: {self.spec['python']} cannot tell its TensorRT: {answer[-1]}") from None
+            flavour, version, wheel_cuda = json.loads(lines[-1])
+            if not isinstance(flavour, str):
+                raise ValueError(flavour)
+        except (IndexError, ValueError, TypeError):
+            last = lines[-1][:200] if lines else "nothing"
+            raise DeviceError(
+                f"{self.host}: {self.spec['python']} did not answer trtbuild's probe (it printed {last!r})"
+            ) from None
         return device_fingerprint(probed, flavour, version, wheel_cuda)
 
     def request(self) -> dict[str, Any]:
@@ -205,6 +211,21 @@ class BuilderDevice:
         }
 
 
+#: The longest temporary folder the shared connection's socket goes under: ssh's socket path is that, then
+#: ``/trtbuild-ssh-XXXXXXXX/`` and ``%C`` (40) and, while the master starts, ``.`` and 16 more characters;
+#: a Unix socket path has at most 103 bytes on macOS, 107 on Linux.
+SOCKET_BASE_MAX = 20
+
+
+def _socket_base() -> str | None:
+    """The temporary folder (``TMPDIR``) for the socket folder, or ``/tmp`` where that is too long for a
+    socket path (macOS's ``/var/folders/.../T/``, a CI job's deep ``TMPDIR``)."""
+    base = tempfile.gettempdir()
+    if len(base) > SOCKET_BASE_MAX and os.access("/tmp", os.W_OK | os.X_OK):
+        return "/tmp"
+    return None
+
+
 @contextlib.contextmanager
 def open_device(name: str, spec: dict[str, Any]) -> Iterator[BuilderDevice]:
     """Connect to the device of ``spec`` (a validated ``remote:`` mapping) once for the run (``ssh -M``, the
@@ -216,7 +237,7 @@ def open_device(name: str, spec: dict[str, Any]) -> Iterator[BuilderDevice]:
     connection = Connection(
         spec["host"], spec.get("port"), dict(spec["ssh_options"]), spec["connect_timeout"], None, dict(spec["env"])
     )
-    sockets = Path(tempfile.mkdtemp(prefix="trtbuild-ssh-"))
+    sockets = Path(tempfile.mkdtemp(prefix="trtbuild-ssh-", dir=_socket_base()))
     try:
         with shared_connection(connection, sockets) as shared:
             yield BuilderDevice(name, spec["host"], spec["builder"], spec, shared)

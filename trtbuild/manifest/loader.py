@@ -240,7 +240,7 @@ def artefact_dirs(device: str | None) -> tuple[str, str, str]:
 def _resolve_model(
     name: str, spec: ModelSpec, doc: LocatedData, root: Path, device: str | None, errors: list[str]
 ) -> ModelTarget:
-    field_lines = {key: doc.where(("models", name, key)) for key in spec.model_fields}
+    field_lines = {key: doc.where(("models", name, key)) for key in type(spec).model_fields}
     for key in BuildSettings.model_fields:
         if key not in (doc.data["models"][name] or {}):
             field_lines[key] = (

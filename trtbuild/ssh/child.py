@@ -139,7 +139,12 @@ def build(request: dict[str, Any]) -> dict[str, Any]:
         files.append((data, f"{work}/code/{digest}.zip", digest))
     sent = ensure_files(connection, files)
     print(f"[device] {len(sent)} of {len(files)} input files sent to {connection.host}", flush=True)
-    connection.run_script('mkdir -p "$1/tmp" "$1/timing" && mkdir "$2"', args=[work, scratch_dir])
+    # scratch folders of builds that were killed with the connection are swept once a day old
+    connection.run_script(
+        'mkdir -p "$1/tmp" "$1/timing" && mkdir "$2" && '
+        'find "$1/tmp" -mindepth 1 -maxdepth 1 -name "build.*" -mtime +0 -exec rm -rf {} + 2>/dev/null; true',
+        args=[work, scratch_dir],
+    )
     try:
         if request["builder"] == "polygraphy":
             body = _child_request(request, onnx, plugins, scratch_dir)

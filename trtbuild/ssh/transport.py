@@ -33,6 +33,17 @@ from trtbuild.errors import BuildError
 #: Exit status of ``ssh`` itself failing (connection, authentication, host key), ssh(1).
 SSH_FAILED = 255
 CHUNK = 1 << 20
+#: ``sh -c`` script running ``"$@"`` (stdin /dev/null; in a process group of its own where ``setsid`` is
+#: there, so what it starts stops with it) and sending it SIGTERM as soon as the script's own stdin closes
+#: (``Connection.stream``); exits with the command's status. The watcher holds no stdout or stderr, so the
+#: session ends with the command.
+STOP_WITH_STDIN = (
+    "exec 3<&0; group=; "
+    'if command -v setsid >/dev/null 2>&1; then setsid "$@" 3<&- </dev/null & group=-$!; '
+    'else "$@" 3<&- </dev/null & fi; child=$!; '
+    '{ cat <&3; kill -TERM $group "$child"; } >/dev/null 2>&1 & watcher=$!; exec 3<&-; '
+    'wait "$child"; code=$?; kill "$watcher" 2>/dev/null; exit "$code"'
+)
 
 
 class DeviceError(BuildError):
@@ -174,9 +185,17 @@ class Connection:
 
     def stream(self, words: Sequence[str], log: IO[Any]) -> int:
         """Run ``words`` on the device with its stdout and stderr going to ``log``; returns its exit status
-        (255: ssh failed, see the log)."""
-        with subprocess.Popen(self.argv(words), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT) as p:
-            return p.wait()
+        (255: ssh failed, see the log).
+
+        Without a terminal, nothing tells a remote command that ssh went away (an interrupted or killed run):
+        a builder that prints nothing for minutes would go on building on the device, and the next run's
+        build would run beside it. So ``words`` run under ``STOP_WITH_STDIN``: the remote stdin is a pipe
+        this process holds open until the command ends; when ssh or this process dies it closes, and the
+        device's shell sends the builder SIGTERM.
+        """
+        argv = self.argv(["sh", "-c", STOP_WITH_STDIN, "trtbuild-build", *words])
+        with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT) as process:
+            return process.wait()
 
 
 @contextlib.contextmanager
