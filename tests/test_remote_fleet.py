@@ -423,3 +423,13 @@ def test_every_command_of_the_readme_is_a_command() -> None:
     assert {"all", "build", "plan", "clean", "push", "audit", "inspect", "init"} <= documented
     assert documented <= set(cli.commands), documented - set(cli.commands)
     assert CliRunner().invoke(cli, ["clean", "--help"]).exit_code == 0
+
+
+def test_push_takes_only_the_cache_url(tmp_path: Path) -> None:
+    """``push`` always pushes and fails on any cache error: ``--no-push`` and ``--remote-cache-required``
+    would be accepted and mean nothing, so they are not options of it."""
+    project = fleet_project(tmp_path / "p")
+    for flag in ("--no-push", "--remote-cache-required"):
+        run = project.trtbuild("push", flag, "--remote-cache", f"oci-layout:{tmp_path / 'store'}")
+        assert run.code == 2 and f"No such option '{flag}'" in run.stderr, run.stderr
+    assert not (tmp_path / "store").exists()

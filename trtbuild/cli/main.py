@@ -88,6 +88,29 @@ def _building(function: Callable[..., Any]) -> Callable[..., Any]:
     )(function)
 
 
+_REMOTE_CACHE_OPTION = click.option(
+    "--remote-cache",
+    "remote_cache",
+    metavar="URL",
+    default=None,
+    help="Pull stale steps from / push built ones to an OCI registry: oci://HOST[:PORT]/REPO, "
+    "oci+http://HOST[:PORT]/REPO (plain HTTP) or oci-layout:PATH [default: remote_cache in builds.yaml].",
+)
+
+
+def _remote_cache_only(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--remote-cache`` alone, as ``remote`` (``push`` always pushes and always fails on a cache error:
+    ``--no-push`` and ``--remote-cache-required`` mean nothing there)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, remote_cache: str | None, **kwargs: Any) -> Any:
+        from trtbuild.session import RemoteOptions
+
+        return function(*args, remote=RemoteOptions(remote_cache, push=True, required=True), **kwargs)
+
+    return _REMOTE_CACHE_OPTION(wrapper)
+
+
 def _remote(function: Callable[..., Any]) -> Callable[..., Any]:
     """Options of the commands that use the remote cache (docs/remote-cache.md), handed to the command as
     one ``remote`` argument (``session.RemoteOptions``)."""
@@ -100,14 +123,7 @@ def _remote(function: Callable[..., Any]) -> Callable[..., Any]:
         return function(*args, remote=remote, **kwargs)
 
     options = [
-        click.option(
-            "--remote-cache",
-            "remote_cache",
-            metavar="URL",
-            default=None,
-            help="Pull stale steps from / push built ones to an OCI registry: oci://HOST[:PORT]/REPO, "
-            "oci+http://HOST[:PORT]/REPO (plain HTTP) or oci-layout:PATH [default: remote_cache in builds.yaml].",
-        ),
+        _REMOTE_CACHE_OPTION,
         click.option("--no-push", is_flag=True, help="Only pull from the remote cache (devices in the field)."),
         click.option(
             "--remote-cache-required", is_flag=True, help="Fail a step when the remote cache fails (CI builders)."
@@ -329,7 +345,7 @@ for _name, _help in (("plan", "Show which engines are stale and why; build nothi
 @cli.command("push")
 @click.argument("names", nargs=-1)
 @_common
-@_remote
+@_remote_cache_only
 @_guarded
 def push_command(
     names: tuple[str, ...],
