@@ -71,7 +71,7 @@ def open_context(
     """Load the state a run needs: environment fingerprint, stat cache, lock.
 
     ``trust_stat_cache=False`` (audits) hashes every file again instead of trusting unchanged stats.
-    ``device``: the builder device the engines are built on (``builder_device``); the fingerprint is then
+    ``device``: the builder device the engines are built on (``device_context``); the fingerprint is then
     the device's, probed over SSH. ``cache``: a stat cache shared with the other devices of the run.
 
     Raises:
@@ -104,34 +104,25 @@ def environment(project: Project) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def builder_device(project: Project) -> Iterator[BuilderDevice | None]:
-    """The device overlay's builder device (``remote:``), connected for the run (``env.device``), or ``None``
-    when the engines are built on this machine.
+def device_context(
+    project: Project, trust_stat_cache: bool = True, cache: StatCache | None = None
+) -> Iterator[Context]:
+    """``open_context`` with the project's builder device (a device overlay's ``remote:``, ``env.device``)
+    connected for as long as the context is used: what every command that judges or builds a device's
+    engines opens. Without ``remote:``, ``open_context`` for this machine.
 
     Raises:
-        DeviceError: the device did not answer, or refused the connection or authentication.
+        DeviceError: the builder device did not answer (raised on entering, never from the body).
+        StateError, TrtbuildError: as ``open_context``.
     """
     spec = project.remote_builder
     if spec is None:
-        yield None
+        yield open_context(project, trust_stat_cache, cache=cache)
         return
     from trtbuild.env.device import open_device
 
     with open_device(project.device or spec["host"], spec) as device:
-        yield device
-
-
-@contextlib.contextmanager
-def device_context(project: Project, trust_stat_cache: bool = True) -> Iterator[Context]:
-    """``open_context`` with the project's builder device connected (``builder_device``), for commands that
-    judge a device's engines without building them (``push``, ``audit``).
-
-    Raises:
-        DeviceError: the builder device did not answer.
-        StateError, TrtbuildError: as ``open_context``.
-    """
-    with builder_device(project) as device:
-        yield open_context(project, trust_stat_cache, device=device)
+        yield open_context(project, trust_stat_cache, device=device, cache=cache)
 
 
 def _unreachable(project: Project, names: list[str], problem: str) -> dict[str, ModelResult]:
@@ -295,8 +286,7 @@ def plan(
     _check_names(project, names)
     with contextlib.ExitStack() as stack:
         try:
-            device = stack.enter_context(builder_device(project))
-            ctx = open_context(project, device=device)
+            ctx = stack.enter_context(device_context(project))
         except DeviceError as exc:
             return _unreachable(project, names, str(exc))
         return _plan(project, names, ctx, remote)
@@ -485,14 +475,13 @@ def _build_device(
     remove_partials(project.lock_path.parent, project.lock_path.name)
     with contextlib.ExitStack() as stack:
         try:
-            device = stack.enter_context(builder_device(project))
-            ctx = open_context(project, device=device, cache=cache)
+            ctx = stack.enter_context(device_context(project, cache=cache))
         except DeviceError as exc:
             reporter.warn(str(exc))
             return _unreachable(project, names, str(exc))
         if ctx.lock.migrated:  # a schema-1 lock: written as schema 2 now, its keys unchanged
             ctx.lock.save()
-        if device is None and project.device and project.device != device_of(ctx.env):
+        if ctx.device is None and project.device and project.device != device_of(ctx.env):
             reporter.warn(
                 f"building devices/{project.device}.yaml on this machine, detected as {device_of(ctx.env)} "
                 f"({ctx.env['builder']} {ctx.env['builder_version']}); its engines are for this builder"
@@ -503,7 +492,7 @@ def _build_device(
         outcomes = run_graph(graph, ctx, jobs, reporter)
         results = {name: _model_result(graph, outcomes, project, name) for name in names}
         done = (BUILT, FRESH, PULLED)
-        if stamp_device is not False and device is None and all(r.status in done for r in results.values()):
+        if stamp_device is not False and ctx.device is None and all(r.status in done for r in results.values()):
             _stamp_if_fresh(graph, ctx, stamp_device or None)
         return results
 

@@ -22,6 +22,8 @@ from trtbuild.errors import BuildError, TrtbuildError
 from trtbuild.locate import MANIFEST_NAME, find_manifest
 
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+#: ``--device`` as a command receives it (``_devices``): not given, given once, given several times.
+Devices = str | tuple[str, ...] | None
 
 
 def _manifest(_: Any, __: Any, value: Path | None) -> Path:
@@ -36,7 +38,7 @@ def _manifest(_: Any, __: Any, value: Path | None) -> Path:
     return Path(os.path.relpath(found))  # messages name it as the user would: builds.yaml, ../builds.yaml
 
 
-def _devices(_: Any, __: Any, value: tuple[str, ...]) -> str | tuple[str, ...] | None:
+def _devices(_: Any, __: Any, value: tuple[str, ...]) -> Devices:
     """``--device``: ``None`` when not given, the name when given once, the names when given several times."""
     names = tuple(dict.fromkeys(value))
     return None if not names else names[0] if len(names) == 1 else names
@@ -183,7 +185,7 @@ def _guarded(function: Callable[..., int]) -> Callable[..., None]:
     return wrapper
 
 
-def _load(manifest: Path, device: str | tuple[str, ...] | None) -> Any:
+def _load(manifest: Path, device: Devices) -> Any:
     from trtbuild.session import load
 
     if isinstance(device, tuple):
@@ -191,7 +193,7 @@ def _load(manifest: Path, device: str | tuple[str, ...] | None) -> Any:
     return load(manifest, device)
 
 
-def _load_all(manifest: Path, device: str | tuple[str, ...] | None) -> list[Any]:
+def _load_all(manifest: Path, device: Devices) -> list[Any]:
     """The project once per ``--device`` given (once when none or one is given)."""
     from trtbuild.session import load
 
@@ -231,7 +233,7 @@ def _report(summaries: list[Any], json_mode: bool) -> None:
 
 def _run_build(
     manifest: Path,
-    device: str | tuple[str, ...] | None,
+    device: Devices,
     names: list[str] | None,
     jobs: int,
     json_mode: bool,
@@ -283,7 +285,7 @@ def cli() -> None:
 def all_command(
     manifest: Path,
     json_mode: bool,
-    device: str | None,
+    device: Devices,
     jobs: int,
     wait: float,
     remote: Any,
@@ -302,7 +304,7 @@ def build_command(
     names: tuple[str, ...],
     manifest: Path,
     json_mode: bool,
-    device: str | None,
+    device: Devices,
     jobs: int,
     wait: float,
     remote: Any,
@@ -315,7 +317,7 @@ def _plan(
     names: tuple[str, ...],
     manifest: Path,
     json_mode: bool,
-    device: str | None,
+    device: Devices,
     check: bool,
     remote: Any,
 ) -> int:
@@ -351,7 +353,7 @@ def push_command(
     names: tuple[str, ...],
     manifest: Path,
     json_mode: bool,
-    device: str | None,
+    device: Devices,
     remote: Any,
 ) -> int:
     """Publish the steps already built (fresh here) to the remote cache (all models, or the named ones)."""
@@ -374,7 +376,7 @@ def push_command(
 @_common
 @click.option("--wait", type=click.FloatRange(min=0), default=0.0, help="Seconds to wait for another run.")
 @_guarded
-def clean_command(names: tuple[str, ...], manifest: Path, json_mode: bool, device: str | None, wait: float) -> int:
+def clean_command(names: tuple[str, ...], manifest: Path, json_mode: bool, device: Devices, wait: float) -> int:
     """Delete engines and forget them in the lock (all models, or the named ones)."""
     from trtbuild.session import clean
 
@@ -403,7 +405,7 @@ def init_command(folder: Path) -> int:
 @cli.command("devices")
 @_common
 @_guarded
-def devices_command(manifest: Path, json_mode: bool, device: str | None) -> int:
+def devices_command(manifest: Path, json_mode: bool, device: Devices) -> int:
     """List the device manifests (devices/*.yaml), the detected one and their locks."""
     from trtbuild.env.fingerprint import fingerprint
     from trtbuild.env.jetson import device_of
@@ -430,7 +432,7 @@ def devices_command(manifest: Path, json_mode: bool, device: str | None) -> int:
 @cli.command("config")
 @_common
 @_guarded
-def config_command(manifest: Path, json_mode: bool, device: str | None) -> int:
+def config_command(manifest: Path, json_mode: bool, device: Devices) -> int:
     """Print the manifest with the device overlay merged in."""
     import yaml
 
@@ -465,7 +467,7 @@ def env_command(json_mode: bool) -> int:
 @click.argument("name")
 @_common
 @_guarded
-def inspect_command(name: str, manifest: Path, json_mode: bool, device: str | None) -> int:
+def inspect_command(name: str, manifest: Path, json_mode: bool, device: Devices) -> int:
     """Show an engine's I/O tensors, profiles, size, layer count and precision mix."""
     from trtbuild.engine_info import describe
 
@@ -511,7 +513,7 @@ def _precision_mix(precisions: Any) -> str:
 @click.option("--rebuild", is_flag=True, help="Rebuild every engine from its recorded settings and compare.")
 @_common
 @_guarded
-def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: str | None) -> int:
+def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: Devices) -> int:
     """Check every engine in the lock: file, hash, key, drift; with --rebuild, reproducibility."""
     from trtbuild.audit import audit
     from trtbuild.results import default_stream
@@ -536,7 +538,7 @@ def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: str | 
 @cli.command("accuracy")
 @_common
 @_guarded
-def accuracy_command(manifest: Path, json_mode: bool, device: str | None) -> int:
+def accuracy_command(manifest: Path, json_mode: bool, device: Devices) -> int:
     """Show the accuracy-gate reports of the reduced-precision models (FP32 vs FP16 / INT8 on the CPU)."""
     from trtbuild.cli.report import accuracy_table
     from trtbuild.results import report_problem

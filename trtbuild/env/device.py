@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.env.fingerprint import NVINFER_GLOBS, PROBED_FILES, SMI_QUERY, assemble, nvinfer_version, parse_smi
-from trtbuild.ssh.bundle import builder_bundle
+from trtbuild.ssh.bundle import remote_bundle
 from trtbuild.ssh.transport import Connection, DeviceError, ensure_files, shared_connection
 
 _MARK = "@@trtbuild"
@@ -172,8 +172,7 @@ class BuilderDevice:
                     "trtexec needs JetPack's TensorRT"
                 )
             return fingerprint
-        data, digest = builder_bundle()
-        code = f"{self.spec['workdir']}/code/{digest}.zip"
+        data, code, digest = remote_bundle(self.spec["workdir"])
         script = probe_script((self.spec["python"], code, digest))
         probed = parse_probe(self.connection.run_script(script).decode(errors="replace"))
         if probed.get("python") == "nobundle":  # the first probe of this trtbuild version: send the zip once

@@ -44,3 +44,10 @@ def builder_bundle() -> tuple[bytes, str]:
             archive.writestr(info, (package / member).read_bytes())
     data = buffer.getvalue()
     return data, hashlib.sha256(data).hexdigest()
+
+
+def remote_bundle(workdir: str) -> tuple[bytes, str, str]:
+    """(the zip's bytes, where it goes in the device's work folder: ``<workdir>/code/<sha256>.zip``, its
+    sha256)."""
+    data, digest = builder_bundle()
+    return data, f"{workdir}/code/{digest}.zip", digest

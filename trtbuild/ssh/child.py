@@ -29,19 +29,14 @@ from typing import Any
 from trtbuild.builder.trtexec import trtexec_flags
 from trtbuild.childside import child_main
 from trtbuild.errors import BuildError
-from trtbuild.ssh.bundle import builder_bundle
+from trtbuild.files import sha256_file
+from trtbuild.ssh.bundle import remote_bundle
 from trtbuild.ssh.transport import Connection, DeviceError, ensure_files
 
-#: The settings a builder takes (``state.keys.build_settings``), copied from the request.
-SETTINGS = ("precision", "workspace", "builder_optimization_level", "dla_core", "compute_capabilities", "fp16_via")
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as reader:
-        while chunk := reader.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _timing_cache(request: dict[str, Any]) -> str:
+    """The device's timing cache: ``<workdir>/timing/<device>.cache``."""
+    return f"{request['workdir']}/timing/{request['device']}.cache"
 
 
 def _inputs(request: dict[str, Any]) -> tuple[list[tuple[Path | bytes, str, str]], str, list[str]]:
@@ -55,12 +50,12 @@ def _inputs(request: dict[str, Any]) -> tuple[list[tuple[Path | bytes, str, str]
     work = request["workdir"]
     folder = f"{work}/onnx/{request['onnx_digest']}"
     files: list[tuple[Path | bytes, str, str]] = [
-        (Path(local), f"{folder}/{name}", _sha256(Path(local))) for local, name in request["onnx_files"]
+        (Path(local), f"{folder}/{name}", sha256_file(Path(local))) for local, name in request["onnx_files"]
     ]
     plugins = []
     pins = request.get("plugin_sha256") or [None] * len(request["plugins"])
     for local, pin in zip(request["plugins"], pins):
-        digest = _sha256(Path(local))
+        digest = sha256_file(Path(local))
         if pin is not None and digest != pin:
             raise BuildError(f"plugin {local}: sha256 {digest} is not the pinned {pin}; not sent")
         plugins.append(f"{work}/plugins/{digest}/{Path(local).name}")
@@ -70,25 +65,22 @@ def _inputs(request: dict[str, Any]) -> tuple[list[tuple[Path | bytes, str, str]
 
 def _builder_command(request: dict[str, Any], onnx: str, plugins: list[str], scratch: str) -> list[str]:
     """The command that builds ``<scratch>/engine.plan`` on the device."""
-    work = request["workdir"]
-    timing = f"{work}/timing/{request['device']}.cache"
     if request["builder"] == "trtexec":
-        settings = {name: request[name] for name in SETTINGS} | {"profiles": request["profiles"]}
         flags = trtexec_flags(
             request["version"],
-            settings,
+            request["settings"],
             onnx=onnx,
             engine=f"{scratch}/engine.plan",
-            timing_cache=timing,
+            timing_cache=_timing_cache(request),
             plugins=plugins,
             fp16_tensors=request["fp16_tensors"],
             qdq_layers=request["qdq_layers"],
         )
         return [request["trtexec"], *flags]
-    _, digest = builder_bundle()
+    _, bundle, _ = remote_bundle(request["workdir"])
     return [
         "env",
-        f"PYTHONPATH={work}/code/{digest}.zip",
+        f"PYTHONPATH={bundle}",
         request["python"],
         "-m",
         "trtbuild.builder.child",
@@ -99,16 +91,14 @@ def _builder_command(request: dict[str, Any], onnx: str, plugins: list[str], scr
 
 def _child_request(request: dict[str, Any], onnx: str, plugins: list[str], scratch: str) -> bytes:
     """``builder: polygraphy``: the request of trtbuild's builder child on the device."""
-    work = request["workdir"]
     return json.dumps(
         {
             "flavour": request["flavour"],
-            "timing_cache": f"{work}/timing/{request['device']}.cache",
+            "timing_cache": _timing_cache(request),
             "onnx": onnx,
             "plugins": plugins,
             "plugin_sha256": [None] * len(plugins),  # the device's copies were checked on arrival
-            **{name: request[name] for name in SETTINGS},
-            "profiles": request["profiles"],
+            **request["settings"],
             "partial": f"{scratch}/engine.plan",
             "result": f"{scratch}/result.json",
             "target": request["target"],
@@ -135,8 +125,8 @@ def build(request: dict[str, Any]) -> dict[str, Any]:
     scratch_dir = f"{work}/tmp/build.{os.urandom(8).hex()}"
     command = _builder_command(request, onnx, plugins, scratch_dir)  # a setting the version refuses: nothing sent
     if request["builder"] == "polygraphy":
-        data, digest = builder_bundle()
-        files.append((data, f"{work}/code/{digest}.zip", digest))
+        data, bundle, digest = remote_bundle(work)
+        files.append((data, bundle, digest))
     sent = ensure_files(connection, files)
     print(f"[device] {len(sent)} of {len(files)} input files sent to {connection.host}", flush=True)
     # scratch folders of builds that were killed with the connection are swept once a day old

@@ -68,7 +68,7 @@ def device_request(target: ModelTarget, ctx: Context, settings: dict[str, Any], 
         "plugin_sha256": list(target.plugin_sha256),
         "fp16_tensors": uses_fp16_onnx(target, ctx.env),
         "qdq_layers": target.spec.precision == "int8",
-        **settings,
+        "settings": settings,
     }
 
 
