@@ -13,7 +13,6 @@ Per engine in the lock:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
@@ -31,7 +30,7 @@ from trtbuild.state import keys
 from trtbuild.state.onnx_digest import onnx_digest
 from trtbuild.steps.choices import engine_onnx
 from trtbuild.steps.context import Context
-from trtbuild.steps.engine import device_request, engine_request, engine_step
+from trtbuild.steps.engine import engine_step
 
 
 @dataclass
@@ -105,19 +104,14 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
         result.fail(f"cannot rebuild: {ctx.project.relative(onnx)} is not the ONNX the engine was built from")
         result.rebuild = "not attempted: ONNX differs"
         return
-    if ctx.device is not None:  # a builder device's engine is rebuilt on the device, as it was built
-        child, request = "trtbuild.ssh.child", device_request(target, ctx, recorded["settings"], recorded["onnx"])
-    else:
-        child, request = (
-            "trtbuild.builder.child",
-            engine_request(target, ctx.env, recorded["settings"], ctx.project.timing_cache),
-        )
+    step = engine_step(target, ctx.project, ctx.env)  # a builder device's engine is rebuilt on the device
+    assert step.request is not None
     with tempfile.TemporaryDirectory(prefix="trtbuild-audit-", dir=ctx.project.state_dir) as folder:
         try:
-            with ctx.device.slot if ctx.device is not None else contextlib.nullcontext():
+            with step.slot(ctx):
                 produced = run_isolated(
-                    child,
-                    request,
+                    step.child,
+                    step.request(ctx, recorded),
                     Path(folder) / f"{target.name}.engine",
                     ctx.project.log_dir / f"{target.name}.audit.log",
                     Path(folder),

@@ -96,6 +96,11 @@ class Step:
         """``<log_dir>/<model><log>.log`` (``Project.log_dir``)."""
         return ctx.project.log_dir / f"{self.model}{self.log}.log"
 
+    def slot(self, ctx: Context) -> contextlib.AbstractContextManager[Any]:
+        """What to hold while the child works: the builder device's slot for a step that works on it (one
+        at a time per device), else nothing."""
+        return ctx.device.slot if self.on_device and ctx.device is not None else contextlib.nullcontext()
+
 
 def assess(step: Step, ctx: Context) -> Assessment:
     """Compare ``step``'s outputs and inputs now with what the lock recorded (memoized per run in
@@ -181,7 +186,7 @@ def run(step: Step, ctx: Context) -> Outcome:
         return Outcome(FAILED, [refusal])
     assert step.request is not None
     started = time.monotonic()
-    with ctx.device.slot if step.on_device and ctx.device is not None else contextlib.nullcontext():
+    with step.slot(ctx):
         produced = run_isolated(
             step.child,
             step.request(ctx, assessment.components),
