@@ -57,6 +57,8 @@ class ModelResult:
         steps: the steps that did work (or failed, or were skipped), in run order; fresh steps are left out.
         accuracy: for a gated model, the figures of its accuracy report (``accuracy_figures``), else ``None``.
         log: the log file of the failed step, relative to the project, for failures.
+        notes: what the user chose that the verdicts do not cover, e.g. ``int8, not gated (gate: skip)``;
+            shown for fresh models too.
     """
 
     status: str
@@ -68,6 +70,7 @@ class ModelResult:
     steps: list[StepRun] = field(default_factory=list)
     accuracy: dict[str, Any] | None = None
     log: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -153,7 +156,7 @@ def accuracy_figures(report: Any, path: str) -> dict[str, Any]:
 
 def summary_json(summary: RunSummary) -> str:
     """``{"device", "environment", "seconds", "models": {NAME: {"status", "reasons", "why", "engine", "seconds",
-    "size", "steps": [{"step", "status", "seconds"}], "accuracy"?}}}``: ``reasons`` in words, ``why`` the
+    "size", "steps": [{"step", "status", "seconds"}], "notes", "accuracy"?}}}``: ``reasons`` in words, ``why`` the
     same reasons as data (``Reason.as_dict``: step, kind, field, old, new, text); ``accuracy`` only for
     gated models."""
     models = {}
@@ -166,6 +169,7 @@ def summary_json(summary: RunSummary) -> str:
             "seconds": round(r.seconds, 3),
             "size": r.size,
             "steps": [{"step": s.step, "status": s.status, "seconds": round(s.seconds, 3)} for s in r.steps],
+            "notes": list(r.notes),
         }
         if r.accuracy is not None:
             model["accuracy"] = r.accuracy
@@ -262,7 +266,7 @@ def summary_lines(summary: RunSummary, width: int | None = None) -> list[str]:
     """
     width = width or columns()
     lines: list[str] = []
-    busy = {name: r for name, r in summary.models.items() if r.status != FRESH}
+    busy = {name: r for name, r in summary.models.items() if r.status != FRESH or r.notes}
     name_width = min(max([len(name) for name in busy] + [5]), 28)
     for name, r in busy.items():
         head = f"{r.status:<11} {name:<{name_width}}"
@@ -284,6 +288,8 @@ def summary_lines(summary: RunSummary, width: int | None = None) -> list[str]:
             )
         if r.reasons:
             lines += _wrap("; ".join(reason.text() for reason in r.reasons), width, " " * 12)
+        if r.notes:
+            lines += _wrap("; ".join(r.notes), width, " " * 12)
     lines += failure_logs(summary)
     lines.append(summary_line(summary))
     return lines

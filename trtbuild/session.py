@@ -28,7 +28,7 @@ from trtbuild.files import remove_partials, sha256_file
 from trtbuild.graph.dag import build_graph, engine_node_id, select, step_of, steps_of
 from trtbuild.graph.runner import Reporter, run_graph
 from trtbuild.manifest.devices import known_devices
-from trtbuild.manifest.loader import Project, load_project
+from trtbuild.manifest.loader import ModelTarget, Project, load_project
 from trtbuild.manifest.onnx_inputs import verify_inputs
 from trtbuild.reasons import INPUT_MISSING, Reason
 from trtbuild.results import FRESH, STALE, ModelResult, StepRun, accuracy_figures
@@ -312,9 +312,19 @@ def _plan(project: Project, names: list[str], ctx: Context, remote: RemoteOption
                 if step.on_device and ctx.device is not None:
                     own = own + [Reason(why.DEVICE, step.kind, ctx.device.host, new=f"on {ctx.device.describe()}")]
             reasons += own
-        results[name] = ModelResult(STALE if reasons else FRESH, reasons, project.relative(project.models[name].engine))
+        target = project.models[name]
+        results[name] = ModelResult(
+            STALE if reasons else FRESH, reasons, project.relative(target.engine), notes=gate_notes(target)
+        )
     ctx.cache.save()
     return results
+
+
+def gate_notes(target: ModelTarget) -> list[str]:
+    """``["int8, not gated (gate: skip)"]`` for a reduced-precision model built unjudged, else ``[]``."""
+    if target.spec.gate == "skip" and target.spec.precision != "fp32":
+        return [f"{target.spec.precision}, not gated (gate: skip)"]
+    return []
 
 
 def _would_pull(cache: Remote, components: dict[str, Any] | None, step: Step) -> list[Reason]:
@@ -549,6 +559,7 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
                 steps=runs,
                 accuracy=accuracy,
                 log=_log_of(project, steps[node_id]),
+                notes=gate_notes(target),
             )
     outcome = outcomes[engine_id]
     upstream = [
@@ -571,6 +582,7 @@ def _model_result(graph: nx.DiGraph, outcomes: dict[str, Outcome], project: Proj
         steps=runs,
         accuracy=accuracy,
         log=_log_of(project, steps[engine_id]) if outcome.status == FAILED else "",
+        notes=gate_notes(target),
     )
 
 

@@ -182,29 +182,72 @@ def fit_table(
     return lines
 
 
-def _agreement(report: dict[str, Any]) -> str:
-    if "top1_agreement" in report:
-        return f"top-1 {report['top1_agreement']:.3f}"
-    if "detection_agreement" in report:
-        value = report["detection_agreement"]
-        return f"det {value:.3f} ({report['detections']})" if value is not None else "det undefined (0)"
+def _bound(report: dict[str, Any], figure: str, output: str | None) -> str:
+    """`` <= 0.01`` / `` >= 0.99`` for the bound the gate checked ``figure`` against, else ``""``."""
+    for check in report.get("checks", []):
+        if check["figure"] == figure and check["output"] == output:
+            relation = "<=" if figure in ("relative_error", "max_abs", "mean_abs", "keypoint_error_px") else ">="
+            mark = "" if check["ok"] else " !"
+            return f" {relation} {check['bound']:g}{mark}"
     return ""
 
 
+def _agreement(report: dict[str, Any]) -> str:
+    parts = []
+    if "top1_agreement" in report:
+        count = f" ({report['top1_samples']})" if "top1_samples" in report else ""
+        parts.append(f"top-1 {report['top1_agreement']:.3f}{count}{_bound(report, 'top1_agreement', None)}")
+    if "detection_agreement" in report:
+        value = report["detection_agreement"]
+        shown = f"{value:.3f} ({report['detections']})" if value is not None else "undefined (0)"
+        parts.append(f"det {shown}{_bound(report, 'detection_agreement', None)}")
+    if report.get("keypoint_error_px") is not None:
+        parts.append(f"kpt {report['keypoint_error_px']:.3g} px{_bound(report, 'keypoint_error_px', None)}")
+    return ", ".join(parts)
+
+
+def _relative(report: dict[str, Any], output: str, figures: dict[str, Any]) -> str:
+    value = figures.get("relative_error")
+    if value is None:
+        return "undefined" if "relative_error" in figures else "-"
+    return f"{value:.3g} ({figures['sqnr_db']:.1f} dB){_bound(report, 'relative_error', output)}"
+
+
+VERDICTS = {"pass": "pass", "fail": "FAIL", "cannot judge": "CANNOT JUDGE"}
+
+
 def accuracy_table(reports: dict[str, dict[str, Any]], width: int | None = None) -> str:
-    """One row per model output: precision, emulation, images, cosine, max abs error against the FP32
-    output's peak, agreement, verdict; failures follow on their own lines. Columns are sized to their
-    content and fit ``width`` (default: the terminal's); on a narrower terminal each row becomes a block
-    of ``column: value`` lines (``fit_table``)."""
+    """One row per model output: precision, emulation, images, relative error (SQNR) and cosine with
+    their bounds, max abs error against the FP32 output's peak, agreement, verdict (``pass``, ``FAIL``,
+    ``CANNOT JUDGE``); failures and the reasons the gate cannot judge follow on their own lines. Columns
+    are sized to their content and fit ``width`` (default: the terminal's); on a narrower terminal each
+    row becomes a block of ``column: value`` lines (``fit_table``)."""
     from trtbuild.precision.accuracy import format_cosine
 
     if not reports:
         return "no accuracy reports (models in fp32, or not built yet)"
-    headers = ["model", "prec", "emulation", "imgs", "output", "cosine", "max|err| / peak", "agreement", "verdict"]
+    headers = [
+        "model",
+        "prec",
+        "emulation",
+        "imgs",
+        "output",
+        "rel err",
+        "cosine",
+        "max|err| / peak",
+        "agreement",
+        "verdict",
+    ]
     rows, failures = [], []
     for name, report in reports.items():
         emulation = "+".join(report.get("emulation", {}).get("kinds", [])) or "none (old report)"
+        verdict = VERDICTS.get(report.get("verdict", ""), "pass" if report["passed"] else "FAIL")
         for output, figures in report["outputs"].items():
+            if "shape_mismatch" in figures:
+                rows.append(
+                    [name, report["precision"], emulation, str(report["images"]), output, "-", "-", "-", "", verdict]
+                )
+                continue
             peak = (
                 f"{figures['max_abs']:.3g} / {figures['peak']:.3g}"
                 if "peak" in figures
@@ -217,11 +260,13 @@ def accuracy_table(reports: dict[str, dict[str, Any]], width: int | None = None)
                     emulation,
                     str(report["images"]),
                     output,
-                    format_cosine(figures["cosine"]),
+                    _relative(report, output, figures),
+                    format_cosine(figures["cosine"]) + _bound(report, "cosine", output),
                     peak,
                     _agreement(report),
-                    "pass" if report["passed"] else "FAIL",
+                    verdict,
                 ]
             )
         failures += [f"  {name}: {failure}" for failure in report["failures"]]
-    return "\n".join(fit_table(headers, rows, width, right=frozenset({3, 5, 6})) + failures)
+        failures += [f"  {name}: cannot judge: {reason}" for reason in report.get("unjudged", [])]
+    return "\n".join(fit_table(headers, rows, width, right=frozenset({3, 6, 7})) + failures)

@@ -281,22 +281,40 @@ class Preprocess(_Strict):
 
 
 class Head(_Strict):
-    """What the first output means: ``classifier`` ([N, classes] scores: top-1 agreement), ``yolo``
-    ([N, 4 + classes (+ keypoints), anchors]: detection agreement), or ``none`` (error metrics only)."""
+    """What the first output means, for the accuracy gate's task figures:
 
-    kind: Literal["none", "classifier", "yolo"] = "none"
+    - ``classifier``: ``[N, classes]`` scores: top-1 agreement;
+    - ``yolo``: ``[N, 4 + classes + extra, anchors]`` raw heads (centre x, centre y, width, height, class
+      scores; ``keypoints: 17`` reads the extra channels as x, y, visibility per keypoint): detection
+      agreement after IoU matching, and keypoint error in pixels;
+    - ``detections``: ``[N, K, 6 + extra]`` rows of x1, y1, x2, y2, score, class in any order (one-to-one
+      heads such as YOLOv10 / RT-DETR, NMS outputs): detection agreement after IoU matching;
+    - ``landmarks``: ``[N, points * dims]`` coordinates in input pixels (FaceMesh): landmark error in pixels;
+    - ``none``: error figures only.
+    """
+
+    kind: Literal["none", "classifier", "yolo", "detections", "landmarks"] = "none"
     classes: int | None = Field(None, ge=1)
     threshold: float = Field(0.25, gt=0, lt=1)
+    keypoints: int | None = Field(None, ge=1)
+    dims: int = Field(3, ge=2, le=4)
 
 
 class Tolerance(_Strict):
-    """Accuracy-gate bounds; a reduced-precision model outside them fails its build (unset: not checked)."""
+    """Accuracy-gate bounds; a reduced-precision model outside them fails its build (unset: not checked).
+
+    ``relative_error_max`` (``||reduced - fp32|| / ||fp32||`` per output, which sees scale and offset) is
+    always checked: unset, it is 0.01 for FP16 and 0.2 for INT8 (docs/precision.md).
+    ``keypoint_px_max`` bounds the keypoint / landmark error in pixels at the model's input size.
+    """
 
     cosine_min: float | None = Field(None, ge=-1, le=1)
+    relative_error_max: float | None = Field(None, gt=0)
     max_abs: float | None = Field(None, ge=0)
     mean_abs: float | None = Field(None, ge=0)
     top1_min: float | None = Field(None, ge=0, le=1)
     detection_min: float | None = Field(None, ge=0, le=1)
+    keypoint_px_max: float | None = Field(None, gt=0)
 
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -325,6 +343,9 @@ class BuildSettings(_Strict):
             which keeps in FP32 the nodes whose values on the ``calibration:`` images leave a safe FP16
             range (needs ``calibration:``). Compared in docs/precision.md.
         tolerance: accuracy-gate bounds for reduced precision (``Tolerance``).
+        gate: ``check`` (default): a reduced-precision engine is built only after the accuracy gate passes
+            (INT8 always, FP16 with ``validation:``); ``skip``: built unjudged, for a model the gate
+            cannot judge (recorded in the engine's key in the lock and shown by ``plan``).
     """
 
     precision: Precision = "fp32"
@@ -336,6 +357,7 @@ class BuildSettings(_Strict):
     fp16_via: Literal["auto", "flag", "onnx"] = "auto"
     fp16_converter: Literal["onnxconverter-common", "autocast"] = "onnxconverter-common"
     tolerance: Tolerance = Tolerance()
+    gate: Literal["check", "skip"] = "check"
 
 
 class ModelSpec(BuildSettings):
@@ -367,7 +389,8 @@ class ModelSpec(BuildSettings):
     @field_validator("calibration", "validation")
     @classmethod
     def _int8_needs_images(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is None and info.data.get("precision") == "int8":
+        skipped = info.field_name == "validation" and info.data.get("gate") == "skip"
+        if value is None and info.data.get("precision") == "int8" and not skipped:
             raise ValueError(f"precision int8 needs a {info.field_name}: spec (real images; see docs/precision.md)")
         autocast = info.data.get("precision") == "fp16" and info.data.get("fp16_converter") == "autocast"
         if value is None and info.field_name == "calibration" and autocast:

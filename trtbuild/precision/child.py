@@ -11,39 +11,44 @@ import json
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 from trtbuild.childside import child_main
 from trtbuild.errors import BuildError
 from trtbuild.manifest.schema import Calibration, Head, ImageSample, Preprocess, Tolerance
-from trtbuild.precision import accuracy, emulate, fp16, images, int8, validate
+from trtbuild.precision import accuracy, emulate, fp16, fp16_values, images, int8, validate
 
 
 def _fp16(request: dict[str, Any]) -> dict[str, Any]:
     import onnx
 
-    with warnings.catch_warnings(record=True) as caught:  # "truncated to 1e-07" for every tiny weight
-        warnings.simplefilter("always")
-        try:
-            if request.get("converter") == "autocast":
-                with tempfile.TemporaryDirectory(prefix="trtbuild-fp16-") as scratch:
-                    feeds = _feeds(request, Calibration.model_validate(request["calibration"]))
-                    converted = fp16.convert_autocast(Path(request["onnx"]), feeds, Path(scratch))
-            else:
-                converted = fp16.convert(onnx.load_model(request["onnx"]))
-        except ModuleNotFoundError as exc:
-            raise BuildError(f"fp16_converter autocast needs {exc.name}: pip install 'trtbuild[int8]'") from None
-        except Exception as exc:  # noqa: BLE001 - onnxconverter-common raises ValueError, AssertionError, KeyError, ...
-            raise BuildError(f"FP16 conversion failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
+    source = onnx.load_model(request["onnx"])
+    validate.normalize(source)
+    unheld, kept = fp16_values.unheld(source)
+    try:
+        if request.get("converter") == "autocast":
+            with tempfile.TemporaryDirectory(prefix="trtbuild-fp16-") as scratch:
+                feeds = _feeds(request, Calibration.model_validate(request["calibration"]))
+                converted = fp16.convert_autocast(Path(request["onnx"]), feeds, Path(scratch))
+            fp16.check_values(source, converted)
+        else:
+            converted = fp16.convert(source)
+    except BuildError:
+        raise
+    except ModuleNotFoundError as exc:
+        raise BuildError(f"fp16_converter autocast needs {exc.name}: pip install 'trtbuild[int8]'") from None
+    except Exception as exc:  # noqa: BLE001 - onnxconverter-common raises ValueError, AssertionError, KeyError, ...
+        raise BuildError(f"FP16 conversion failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
     onnx.save_model(converted, request["partial"])
     validate.check_produced(Path(request["partial"]), "FP16 conversion")
+    for change in unheld:
+        print(f"FP16 cannot hold {change.describe()}: its readers stay FP32")
     print(
-        f"FP16 conversion: {len(caught)} converter warnings (values clamped to the FP16 range); "
-        "passes onnx.checker (full) and loads in ONNX Runtime"
+        f"FP16 conversion: {len(kept)} nodes kept FP32 for constants FP16 cannot hold; every FP16 constant "
+        "equals its FP32 value up to FP16 rounding; passes onnx.checker (full) and loads in ONNX Runtime"
     )
-    return {}
+    return {"kept_fp32": sorted(kept)}
 
 
 def _feeds(request: dict[str, Any], sample: ImageSample) -> list[dict[str, Any]]:
@@ -114,11 +119,10 @@ def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
             probes[probe] = np.concatenate([[max(previous[0], produced[probe][0])], previous[1:] + produced[probe][1:]])
     figures = accuracy.measure(names, reference_outputs, reduced_outputs, Head.model_validate(request["head"]))
     figures["fp16_overflow"] = accuracy.fp16_overflow(probes, emulated.probes)
-    failures = accuracy.judge(figures, Tolerance.model_validate(request["tolerance"]))
+    verdict = accuracy.judge(figures, Tolerance.model_validate(request["tolerance"]), request["precision"])
     report = {
         "model": request["model"],
         "precision": request["precision"],
-        "images": len(feeds),
         "emulation": {
             "kinds": emulated.kinds,
             "description": emulated.description,
@@ -127,11 +131,14 @@ def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
         },
         **figures,
         "tolerance": request["tolerance"],
-        "passed": not failures,
-        "failures": failures,
+        "checks": verdict.checks,
+        "verdict": verdict.state,
+        "passed": verdict.state == "pass",
+        "failures": verdict.failures,
+        "unjudged": verdict.unjudged,
     }
     Path(request["partial"]).write_text(json.dumps(report, indent=2, sort_keys=True))
-    return {"passed": not failures, "failures": failures}
+    return {"passed": report["passed"], "verdict": verdict.state, "failures": verdict.failures}
 
 
 STEPS = {"fp16": _fp16, "int8": _int8, "accuracy": _accuracy}

@@ -11,6 +11,12 @@ is onnxconverter-common's ``convert_float_to_float16`` with:
 Before it, ``validate.normalize``: initializers leave the graph inputs (IR 3 models) and every node gets
 a unique name; the converter fails on both otherwise (see ``trtbuild.precision.validate``).
 
+No constant changes silently (``trtbuild.precision.fp16_values``): the converter stores constants with
+FP16's own limits instead of its defaults (which clamp to +-1e4), every node that reads a constant FP16
+cannot hold (beyond 65504, or a whole tensor in the subnormal range) is kept FP32 through the
+converter's ``node_block_list``, and after the conversion every FP16 constant is compared with the FP32
+value it came from; any other change fails the step naming the tensor and its value.
+
 Two fix-ups follow.
 
 1. The converter turns ``Constant`` nodes to FP16 but leaves an exporter's own ``Cast(to=FLOAT)``
@@ -35,16 +41,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trtbuild.precision import validate
+from trtbuild.errors import BuildError
+from trtbuild.precision import fp16_values, validate
 
 #: Ops kept in FP32, on top of onnxconverter-common's DEFAULT_OP_BLOCK_LIST.
 SENSITIVE_OPS = ("Pow", "Sqrt", "ReduceMean", "ReduceSum", "ReduceL2", "Exp", "Log", "Range", "CumSum")
 #: Changes whenever this module's conversion changes; part of the conversion's key.
-VERSION = 2
+VERSION = 3
 
 FLOAT, FLOAT16 = 1, 10
-#: The converter's clamping of FP32 constants into the FP16 range (its defaults).
-MIN_POSITIVE, MAX_FINITE = 1e-7, 1e4
 
 
 def block_list() -> list[str]:
@@ -54,7 +59,12 @@ def block_list() -> list[str]:
     return sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(SENSITIVE_OPS))
 
 
-def _retarget_internal_casts(model: Any, blocked: set[str]) -> int:
+def _blocks(node: Any, blocked: set[str], nodes: set[str]) -> bool:
+    """Whether ``node`` stays FP32: its op type is in ``blocked`` or its name in ``nodes``."""
+    return node.op_type in blocked or node.name in nodes
+
+
+def _retarget_internal_casts(model: Any, blocked: set[str], nodes: set[str]) -> int:
     graph = model.graph
     outputs = {output.name for output in graph.output}
     consumers: dict[str, list[Any]] = {}
@@ -67,10 +77,45 @@ def _retarget_internal_casts(model: Any, blocked: set[str]) -> int:
             continue
         to = next(attribute for attribute in node.attribute if attribute.name == "to")
         users = consumers.get(node.output[0], [])
-        if to.i == FLOAT and users and not any(user.op_type in blocked for user in users):
+        if (
+            to.i == FLOAT
+            and users
+            and not _blocks(node, blocked, nodes)
+            and not any(_blocks(user, blocked, nodes) for user in users)
+        ):
             to.i = FLOAT16
             changed += 1
     return changed
+
+
+def _skip_fp16_round_trips(model: Any, nodes: set[str]) -> int:
+    """Let FP32 readers of a kept node's output read it directly, not through ``Cast`` to FP16 and back.
+
+    onnxconverter-common casts every output of a blocked node to FP16 and casts it back to FP32 before
+    each blocked reader, so a ``Constant`` kept FP32 because FP16 cannot hold it (``nodes``) would still
+    reach its FP32 readers as inf. Such a ``Cast(to=FLOAT)`` of a ``Cast(to=FLOAT16)`` of a kept node's
+    output is pointed at the FP32 output itself (a Cast to the same type is an identity); returns how many.
+    """
+    graph = model.graph
+    producers = {name: node for node in graph.node for name in node.output}
+    skipped = 0
+    for node in graph.node:
+        inner = producers.get(node.input[0]) if node.op_type == "Cast" and node.input else None
+        if inner is None or inner.op_type != "Cast" or not inner.input:
+            continue
+        origin = producers.get(inner.input[0])
+        if origin is None or origin.name not in nodes:
+            continue
+        to = {attribute.name: attribute.i for attribute in node.attribute}.get("to")
+        inner_to = {attribute.name: attribute.i for attribute in inner.attribute}.get("to")
+        if to == FLOAT and inner_to == FLOAT16:
+            node.input[0] = inner.input[0]
+            skipped += 1
+    read = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
+    unread = [node for node in graph.node if node.op_type == "Cast" and not set(node.output) & read]
+    for node in unread:  # the casts to FP16 nothing reads any more
+        graph.node.remove(node)
+    return skipped
 
 
 class _Types:
@@ -170,20 +215,20 @@ def _fallback_outputs(node: Any, schema: Any, types: _Types, groups: dict[str, l
     return found
 
 
-def repair_float_types(model: Any, blocked: set[str]) -> int:
+def repair_float_types(model: Any, blocked: set[str], kept: frozenset[str] = frozenset()) -> int:
     """Make every node's FP32/FP16 inputs agree with its schema's type constraints; returns the fixes made.
 
     Walks the main graph in node order (ONNX requires topological order) recomputing each tensor's type
     with ``onnx.shape_inference.infer_node_outputs``. Where inputs bound to one type parameter mix FLOAT
     and FLOAT16, the inputs of the other type are converted: to FLOAT for ops in ``blocked``, else to
-    FLOAT16 (the choice the converter made for the node itself). An FP32
-    initializer gets an FP16 copy (values clamped to +-1e4 and 1e-7 as onnxconverter-common does);
-    anything else a ``Cast`` inserted before the node. Graph outputs whose computed type differs from the
-    declared FLOAT/FLOAT16 get a final ``Cast``. ``value_info`` is corrected to the computed types.
+    FLOAT16 (the choice the converter made for the node itself); ``kept`` names nodes kept FP32 like
+    ``blocked`` op types. An FP32 initializer gets an FP16 copy (stored as the converter stores it,
+    ``fp16_values.as_converter_stores``); anything else a ``Cast`` inserted before the node. Graph
+    outputs whose computed type differs from the declared FLOAT/FLOAT16 get a final ``Cast``.
+    ``value_info`` is corrected to the computed types.
     Subgraph bodies are not entered (their nodes are left as the converter made them).
     """
     from onnx import helper, numpy_helper
-    from onnxconverter_common import float16
 
     graph = model.graph
     opsets = {entry.domain or "": entry.version for entry in model.opset_import}
@@ -210,8 +255,8 @@ def repair_float_types(model: Any, blocked: set[str]) -> int:
         label = "fp16" if elem == FLOAT16 else "fp32"
         source = initializers.get(name)
         if source is not None and source.data_type == FLOAT and elem == FLOAT16:
-            copy = numpy_helper.from_array(numpy_helper.to_array(source), fresh(f"{name}_{label}"))
-            float16.convert_tensor_float_to_float16(copy, MIN_POSITIVE, MAX_FINITE)
+            stored = fp16_values.as_converter_stores(numpy_helper.to_array(source))
+            copy = numpy_helper.from_array(stored, fresh(f"{name}_{label}"))
             graph.initializer.append(copy)
             initializers[copy.name] = copy
             types.known[copy.name] = types.retyped(name, elem)
@@ -230,7 +275,7 @@ def repair_float_types(model: Any, blocked: set[str]) -> int:
             elems = {types.elem(node.input[i]) for i in indices}
             if not {FLOAT, FLOAT16} <= elems:
                 continue
-            wanted = FLOAT if node.op_type in blocked else FLOAT16
+            wanted = FLOAT if _blocks(node, blocked, set(kept)) else FLOAT16
             for i in indices:
                 if types.elem(node.input[i]) in (FLOAT, FLOAT16) and types.elem(node.input[i]) != wanted:
                     node.input[i] = as_type(node.input[i], wanted, node.name)
@@ -278,12 +323,18 @@ def convert(model: Any) -> Any:
     """The FP16 version of ``model`` (an ``onnx.ModelProto``, left unchanged), I/O kept FP32.
 
     Input and output names, shapes and FP32 types are kept; weights and internal tensors become FP16
-    except around ``block_list()`` ops. See the module's docstring for the steps.
+    except around ``block_list()`` ops and the nodes that read a constant FP16 cannot hold
+    (``fp16_values.unheld``: beyond 65504, or whose whole scale is subnormal), which stay FP32. The
+    converter stores constants with FP16's own limits (``max_finite_val=65504``, ``min_positive_val=2**-24``)
+    instead of its defaults (1e4, 1e-7), which would clamp e.g. a weight of 30000 to 10000. See the
+    module's docstring for the steps.
 
     Raises:
         ValueError: from onnxconverter-common when the model cannot be converted (e.g. it is already
             FP16). Other onnxconverter-common failures surface as their own exception types
             (``AssertionError``, ``KeyError``); the child turns all of them into a BuildError.
+        BuildError: the converted model stores a constant whose value is not the source's up to FP16
+            rounding (``check_values``).
     """
     import onnx
     from onnxconverter_common import float16
@@ -291,11 +342,43 @@ def convert(model: Any) -> Any:
     prepared = onnx.ModelProto()
     prepared.CopyFrom(model)
     validate.normalize(prepared)
+    source = onnx.ModelProto()
+    source.CopyFrom(prepared)
     blocked = block_list()
-    converted = float16.convert_float_to_float16(prepared, keep_io_types=True, op_block_list=blocked)
-    _retarget_internal_casts(converted, set(blocked))
-    repair_float_types(converted, set(blocked))
+    _, kept = fp16_values.unheld(prepared)
+    converted = float16.convert_float_to_float16(
+        prepared,
+        min_positive_val=fp16_values.MIN_POSITIVE,
+        max_finite_val=fp16_values.MAX_FINITE,
+        keep_io_types=True,
+        op_block_list=blocked,
+        node_block_list=sorted(kept),
+    )
+    _retarget_internal_casts(converted, set(blocked), kept)
+    _skip_fp16_round_trips(converted, kept)
+    repair_float_types(converted, set(blocked), frozenset(kept))
+    check_values(source, converted)
     return converted
+
+
+def check_values(source: Any, converted: Any) -> None:
+    """Refuse a conversion that changed a constant beyond FP16 rounding.
+
+    Args:
+        source: the FP32 ``onnx.ModelProto`` the conversion read (normalised: unique node names).
+        converted: what the conversion made of it.
+
+    Raises:
+        BuildError: naming every changed tensor, its node and value (``fp16_values.changes``), at most five.
+    """
+    changed = fp16_values.changes(source, converted)
+    if changed:
+        listed = "; ".join(change.describe() for change in changed[:5])
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        raise BuildError(
+            f"FP16 conversion changed {len(changed)} constants beyond FP16 rounding: {listed}{more}; "
+            "keep their nodes in FP32 or rescale the network"
+        )
 
 
 def convert_autocast(source: Path, feeds: list[dict[str, Any]], scratch: Path) -> Any:

@@ -33,7 +33,9 @@ def canonical_json(value: Any) -> str:
 def build_settings(target: ModelTarget) -> dict[str, Any]:
     """The settings of ``target`` that change the engine; cosmetic ones (output path) are left out."""
     spec = target.spec
+    gate = {"gate": "skip"} if spec.gate == "skip" and spec.precision != "fp32" else {}  # absent: the old keys hold
     return {
+        **gate,
         "precision": spec.precision,
         "workspace": int(spec.workspace),
         "builder_optimization_level": spec.builder_optimization_level,

@@ -24,11 +24,17 @@ def uses_fp16_onnx(target: ModelTarget, env: dict[str, Any]) -> bool:
 
 def needs_fp16_onnx(target: ModelTarget, env: dict[str, Any]) -> bool:
     """Whether an FP16 conversion is made: to build from, or to validate an FP16-flag build with."""
-    return uses_fp16_onnx(target, env) or (target.spec.precision == "fp16" and target.spec.validation is not None)
+    spec = target.spec
+    return uses_fp16_onnx(target, env) or (
+        spec.precision == "fp16" and spec.validation is not None and spec.gate == "check"
+    )
 
 
 def gated(target: ModelTarget, env: dict[str, Any]) -> bool:
-    """Whether an accuracy gate stands before the engine (INT8 always; FP16 when validation is given)."""
+    """Whether an accuracy gate stands before the engine (INT8 always; FP16 when validation is given),
+    unless the model says ``gate: skip``."""
+    if target.spec.gate == "skip":
+        return False
     return target.spec.precision == "int8" or (needs_fp16_onnx(target, env) and target.spec.validation is not None)
 
 

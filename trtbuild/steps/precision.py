@@ -95,7 +95,7 @@ def _step(
 def fp16_step(target: ModelTarget, project: Project) -> Step:
     """``fp16:<fp16 onnx path>``: onnxconverter-common (default, sensitive ops blocked) or ModelOpt AutoCast
     (``fp16_converter: autocast``, which also reads the calibration images)."""
-    from trtbuild.precision import fp16, images
+    from trtbuild.precision import fp16, fp16_values, images
 
     spec = target.spec
 
@@ -109,12 +109,12 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
                 images=image_hashes(ctx.cache, spec.calibration, ctx.project.root),
             )
             code, versions = (
-                _code(ctx.cache, fp16, images),
+                _code(ctx.cache, fp16, fp16_values, images),
                 installed_versions("nvidia-modelopt", "onnx", "onnxruntime"),
             )
         else:
             params["block_list"] = list(fp16.SENSITIVE_OPS)
-            code, versions = ctx.cache.sha256(Path(fp16.__file__)), installed_versions("onnxconverter-common", "onnx")
+            code, versions = _code(ctx.cache, fp16, fp16_values), installed_versions("onnxconverter-common", "onnx")
         return {
             "schema": KEY_SCHEMA,
             "onnx": onnx_digest(ctx.cache, target.onnx),
@@ -187,7 +187,7 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
             "onnx": key_of(
                 {"reference": onnx_digest(ctx.cache, target.onnx), "reduced": onnx_digest(ctx.cache, reduced)}
             ),
-            "converter": "accuracy v2",
+            "converter": "accuracy v3",
             "code": key_of({m.__name__: ctx.cache.sha256(Path(m.__file__ or "")) for m in (accuracy, emulate, images)}),
             "params": {
                 "validation": validation.model_dump(mode="json"),
@@ -226,8 +226,15 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
         if produced.result["passed"]:
             return None
         report = json.loads(target.report.read_text())  # kept for diagnosis, never recorded as passed
-        figures = "; ".join(report["failures"])
-        return Outcome(FAILED, [why.error(f"accuracy gate failed ({ctx.project.relative(target.report)}): {figures}")])
+        where = ctx.project.relative(target.report)
+        if report["failures"]:
+            text = f"accuracy gate failed ({where}): {'; '.join(report['failures'])}"
+        else:
+            text = (
+                f"accuracy gate cannot judge ({where}): {'; '.join(report['unjudged'])}; "
+                f"{target.where('gate')}: skip builds the engine unjudged"
+            )
+        return Outcome(FAILED, [why.error(text)])
 
     return _step(
         "accuracy",
