@@ -119,9 +119,10 @@ def _iou(a: Any, b: Any) -> Any:
     return inter / np.maximum(union, 1e-9)
 
 
-def detections(output: Any, head: Any) -> list[tuple[Any, Any, Any, Any]]:
+def detections(output: Any, head: Any) -> list[tuple[Any, Any, Any, Any, Any]]:
     """One image's detections above ``head.threshold`` as (boxes ``[n, 4]`` x1y1x2y2, scores ``[n]``,
-    classes ``[n]``, extra ``[n, e]``), per batch row of ``output``.
+    classes ``[n]``, extra ``[n, e]``, slots ``[n]``: the anchor index, or -1 for top-k rows), per batch
+    row of ``output``.
 
     ``head.kind`` ``yolo``: ``output`` is ``[B, 4 + classes + extra, anchors]`` (centre x, centre y, width,
     height, class scores, then e.g. keypoints), as Ultralytics' raw heads; ``detections``: ``[B, K, >= 6]``
@@ -136,10 +137,12 @@ def detections(output: Any, head: Any) -> list[tuple[Any, Any, Any, Any]]:
             boxes = np.stack([row[0] - row[2] / 2, row[1] - row[3] / 2, row[0] + row[2] / 2, row[1] + row[3] / 2], 1)
             scores_all = row[4 : 4 + classes]
             scores, labels, extra = scores_all.max(axis=0), scores_all.argmax(axis=0), row[4 + classes :].T
+            slots = np.arange(len(scores))
         else:
             boxes, scores, labels, extra = row[:, :4], row[:, 4], np.round(row[:, 5]), row[:, 6:]
+            slots = np.full(len(scores), -1)
         keep = scores > head.threshold
-        found.append((boxes[keep], scores[keep], labels[keep], extra[keep]))
+        found.append((boxes[keep], scores[keep], labels[keep], extra[keep], slots[keep]))
     return found
 
 
@@ -154,7 +157,9 @@ def _keypoint_error(ref: Any, red: Any) -> list[float]:
 
 def match_detections(reference: list[Any], reduced: list[Any], head: Any) -> dict[str, Any]:
     """Order-free detection agreement of per-image outputs: each FP32 detection (highest score first) is
-    matched to an unmatched reduced detection of the same class with IoU >= ``IOU_MIN``.
+    matched to an unmatched reduced detection of the same class with IoU >= ``IOU_MIN``: the one of the
+    same anchor where it qualifies (raw heads: neighbouring anchors overlap, and their keypoints differ),
+    else the one of highest IoU.
 
     Returns:
         ``{"detection_agreement": matched / FP32 detections or None when there are none, "detections": n}``
@@ -166,7 +171,7 @@ def match_detections(reference: list[Any], reduced: list[Any], head: Any) -> dic
     matched = total = 0
     distances: list[float] = []
     for ref_out, red_out in zip(reference, reduced):
-        for (boxes, scores, labels, extra), (r_boxes, _, r_labels, r_extra) in zip(
+        for (boxes, scores, labels, extra, slots), (r_boxes, _, r_labels, r_extra, r_slots) in zip(
             detections(ref_out, head), detections(red_out, head)
         ):
             free = np.ones(len(r_boxes), bool)
@@ -175,7 +180,8 @@ def match_detections(reference: list[Any], reduced: list[Any], head: Any) -> dic
                 if not free.any():
                     continue
                 iou = np.where(free & (r_labels == labels[index]), _iou(boxes[index], r_boxes), 0.0)
-                best = int(np.argmax(iou))
+                same = np.flatnonzero((r_slots == slots[index]) & (slots[index] >= 0) & (iou >= IOU_MIN))
+                best = int(same[0]) if len(same) else int(np.argmax(iou))
                 if iou[best] >= IOU_MIN:
                     free[best] = False
                     matched += 1
