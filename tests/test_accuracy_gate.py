@@ -490,3 +490,23 @@ def test_a_constant_output_cannot_be_judged_until_the_user_skips_the_gate(projec
     assert not entries(project.lock(), "accuracy")  # no gate ran, none is recorded as passed
     plan = project.trtbuild("plan")
     assert plan.code == 0 and "fp16, not gated (gate: skip)" in plan.stdout, plan.stdout
+
+
+def test_the_summary_prints_each_gate_figure_next_to_its_bound(project: ProjectDir) -> None:
+    conv_net(project.root / "net.onnx", batch=1, seed=12, channels=8, size=64)
+    project.write_manifest(f"""
+        models:
+          net:
+            source: net.onnx
+            precision: fp16
+            fp16_via: onnx
+            workspace: 128MiB
+            validation: {{images: {STREET}, count: 2, crops: 1}}
+            tolerance: {{cosine_min: 0.999, max_abs: 10}}
+    """)
+    run = project.trtbuild("all")
+    assert run.code == 0, run.stdout + run.stderr
+    line = next(line.strip() for line in run.stdout.splitlines() if line.strip().startswith("gate "))
+    assert line.startswith("gate pass: output rel err "), line
+    assert " <= 0.01" in line and " >= 0.999" in line and " <= 10" in line, line
+    assert line.count("(tightest)") == 1, line

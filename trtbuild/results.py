@@ -125,6 +125,47 @@ def report_problem(report: Any) -> str | None:
     return None
 
 
+def format_cosine(value: float | None) -> str:
+    """``0.998712``, or ``1-3.7e-07`` where six decimals would print a misleading ``1.000000``."""
+    if value is None:
+        return "undefined"
+    return f"1-{1 - value:.1e}" if 0.9999995 <= value < 1 else f"{value:.6f}"
+
+
+#: How the summary names a gate figure, and whether its bound is an upper one.
+FIGURES = {
+    "relative_error": ("rel err", True),
+    "cosine": ("cosine", False),
+    "max_abs": ("max|err|", True),
+    "mean_abs": ("mean|err|", True),
+    "top1_agreement": ("top-1", False),
+    "detection_agreement": ("det", False),
+    "keypoint_error_px": ("kpt px", True),
+}
+
+
+def gate_line(accuracy: dict[str, Any]) -> str:
+    """``gate pass: output0 rel err 0.00059 <= 0.01, cosine 1-1.7e-07 >= 0.999, det 1 >= 0.85 (tightest)``:
+    every bound the gate checked, its figure beside it, the smallest relative margin marked (``accuracy``
+    as ``accuracy_figures`` gives it); ``""`` for a report without checks."""
+    checks = [check for check in accuracy.get("checks") or [] if check.get("figure") in FIGURES]
+    if not checks:
+        return ""
+    tightest = min(range(len(checks)), key=lambda index: checks[index]["margin"])
+    parts, shown = [], None
+    for index, check in enumerate(checks):
+        label, upper = FIGURES[check["figure"]]
+        value = format_cosine(check["value"]) if check["figure"] == "cosine" else f"{check['value']:.3g}"
+        relation = ("<=" if check["ok"] else ">") if upper else (">=" if check["ok"] else "<")
+        output = check.get("output")
+        where = f"{output} " if output and output != shown else ""
+        shown = output or shown
+        mark = " (tightest)" if index == tightest and len(checks) > 1 else ""
+        parts.append(f"{where}{label} {value} {relation} {check['bound']:g}{mark}")
+    verdict = accuracy.get("verdict") or ("pass" if accuracy["passed"] else "fail")
+    return f"gate {verdict}: " + ", ".join(parts)
+
+
 def accuracy_figures(report: Any, path: str) -> dict[str, Any]:
     """The ``--json`` figures of an accuracy-gate report (``reports/<name>.accuracy.json``).
 
@@ -151,7 +192,22 @@ def accuracy_figures(report: Any, path: str) -> dict[str, Any]:
         "precision": report["precision"],
         "cosine": {output: figures.get("cosine") for output, figures in (report.get("outputs") or {}).items()},
         "agreement": agreement,
+        "verdict": report.get("verdict") if isinstance(report.get("verdict"), str) else None,
+        "checks": [check for check in report.get("checks") or [] if _check_shape(check)],
     }
+
+
+def _check_shape(check: Any) -> bool:
+    """Whether a report's ``checks`` entry has the fields ``gate_line`` reads, with the right types."""
+    return (
+        isinstance(check, dict)
+        and isinstance(check.get("figure"), str)
+        and _number(check.get("value"))
+        and _number(check.get("bound"))
+        and _number(check.get("margin"))
+        and isinstance(check.get("ok"), bool)
+        and (check.get("output") is None or isinstance(check["output"], str))
+    )
 
 
 def summary_json(summary: RunSummary) -> str:
@@ -288,6 +344,8 @@ def summary_lines(summary: RunSummary, width: int | None = None) -> list[str]:
             )
         if r.reasons:
             lines += _wrap("; ".join(reason.text() for reason in r.reasons), width, " " * 12)
+        if r.accuracy is not None and gate_line(r.accuracy):
+            lines += _wrap(gate_line(r.accuracy), width, " " * 12)
         if r.notes:
             lines += _wrap("; ".join(r.notes), width, " " * 12)
     lines += failure_logs(summary)

@@ -31,6 +31,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from trtbuild.results import format_cosine
+
+__all__ = ["format_cosine"]  # printed by the CLI and the summary too; defined in the base layer
+
 IOU_MIN = 0.5
 #: An output whose values move by less than this fraction of its peak across the images is constant.
 SPREAD_MIN = 1e-6
@@ -52,13 +56,6 @@ def cosine(a: Any, b: Any) -> float | None:
     if not norm or not np.isfinite(norm):
         return None
     return float(np.clip(a @ b / norm, -1.0, 1.0))
-
-
-def format_cosine(value: float | None) -> str:
-    """``0.998712``, or ``1-3.7e-07`` where six decimals would print a misleading ``1.000000``."""
-    if value is None:
-        return "undefined"
-    return f"1-{1 - value:.1e}" if 0.9999995 <= value < 1 else f"{value:.6f}"
 
 
 def sqnr_db(relative_error: float | None) -> float | None:

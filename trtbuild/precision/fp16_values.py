@@ -145,7 +145,8 @@ def changes(source: Any, converted: Any) -> list[Change]:
     """
     from onnx import numpy_helper
 
-    initializers, attributes = {}, {}
+    initializers: dict[str, tuple[str, str, Any]] = {}
+    attributes: dict[str, tuple[str, str, Any]] = {}
     for name, node, array, readers in _constants(source.graph):
         (attributes if node else initializers)[node or name] = (name, node or (readers[0] if readers else ""), array)
     by_length = sorted(initializers, key=len, reverse=True)
