@@ -647,7 +647,7 @@ def test_a_damaged_accuracy_report_is_never_shown_as_figures(project: ProjectDir
             source: net.onnx
             precision: fp16
             fp16_via: onnx
-            validation: {images: {package: ultralytics, glob: 'assets/*.jpg'}, count: 1}
+            validation: {images: {package: ultralytics, glob: 'assets/*.jpg'}, count: 2}
     """)
     assert project.trtbuild("all").code == 0
     report = project.root / "reports/net.accuracy.json"

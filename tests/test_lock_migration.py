@@ -33,7 +33,7 @@ STREET = "{package: ultralytics, glob: 'assets/*.jpg'}"
 #: The modules whose sha256 is a precision step's ``code`` component (``steps.precision``). They changed
 #: since ``SCHEMA1_COMMIT`` (``ruff format``), which by design makes conversions stale: code is an input.
 #: The old tree gets today's copies, so this test isolates what it is about, the lock's format.
-KEYED_CODE = ("fp16", "int8", "images", "accuracy", "emulate", "validate")
+KEYED_CODE = ("fp16", "fp16_values", "int8", "images", "accuracy", "emulate", "validate")
 
 
 def schema1_trtbuild(folder: Path) -> Path:

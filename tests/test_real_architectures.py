@@ -370,25 +370,40 @@ def test_real_architectures_build_into_engines(project: ProjectDir, sources: dic
                 f"  {name}: {{source: {file}, precision: int8, validation: *validation, "
                 f"calibration: {{<<: *calibration, quantizer: {quantizer}}}}}"
             )
-    project.write_manifest(
-        textwrap.dedent("""
-        x-images:
-          calibration: &calibration {images: {package: skimage, glob: [data/coffee.png, data/chelsea.png]}, count: 2}
-          validation: &validation {images: {package: ultralytics, glob: 'assets/*.jpg'}, count: 2}
-        defaults:
-          workspace: 256MiB
-        models:
-        """)
-        + "\n".join(lines)
-        + "\n"
-    )
+
+    def write(skipped: set[str]) -> None:
+        body = [line[:-1] + ", gate: skip}" if line.split(":")[0].strip() in skipped else line for line in lines]
+        project.write_manifest(
+            textwrap.dedent("""
+            x-images:
+              calibration: &calibration
+                {images: {package: skimage, glob: [data/coffee.png, data/chelsea.png]}, count: 2}
+              validation: &validation {images: {package: ultralytics, glob: 'assets/*.jpg'}, count: 2}
+            defaults:
+              workspace: 256MiB
+            models:
+            """)
+            + "\n".join(body)
+            + "\n"
+        )
+
+    write(set())
     run = project.trtbuild("all", "--json")
     models = run.json()["models"]
     failed = {name: model["reasons"] for name, model in models.items() if model["status"] != "built"}
+    # Random-weight and light_* networks give the same output for every photo: the gate cannot judge them
+    # (docs/precision.md), and says so; the user builds them unjudged with gate: skip.
+    unjudged = {name for name, reasons in failed.items() if "the FP32 output is the same" in reasons[0]}
+    assert all(reasons[0].startswith("accuracy gate cannot judge") for name, reasons in failed.items()), failed
+    assert unjudged and unjudged <= {name for name, (_, precision) in ENGINES.items() if precision == "int8"}
+    write(unjudged)
+    run = project.trtbuild("all", "--json")
+    models = run.json()["models"]
+    failed = {name: model["reasons"] for name, model in models.items() if model["status"] not in ("built", "fresh")}
     assert run.code == 0 and not failed, failed
     for name, (_architecture, precision) in ENGINES.items():
         assert (project.root / "engines" / f"{name}.engine").stat().st_size > 0
         assert_valid(project.root / "exports" / f"{name}.{precision}.onnx")
-        if precision == "int8":
+        if precision == "int8" and name not in unjudged:
             report = json.loads((project.root / "reports" / f"{name}.accuracy.json").read_text())
             assert report["passed"] and report["images"] == 2

@@ -125,13 +125,6 @@ def report_problem(report: Any) -> str | None:
     return None
 
 
-def format_cosine(value: float | None) -> str:
-    """``0.998712``, or ``1-3.7e-07`` where six decimals would print a misleading ``1.000000``."""
-    if value is None:
-        return "undefined"
-    return f"1-{1 - value:.1e}" if 0.9999995 <= value < 1 else f"{value:.6f}"
-
-
 #: How the summary names a gate figure, and whether its bound is an upper one.
 FIGURES = {
     "relative_error": ("rel err", True),
@@ -155,7 +148,7 @@ def gate_line(accuracy: dict[str, Any]) -> str:
     parts, shown = [], None
     for index, check in enumerate(checks):
         label, upper = FIGURES[check["figure"]]
-        value = format_cosine(check["value"]) if check["figure"] == "cosine" else f"{check['value']:.3g}"
+        value = check["shown"] if isinstance(check.get("shown"), str) else f"{check['value']:.3g}"
         relation = ("<=" if check["ok"] else ">") if upper else (">=" if check["ok"] else "<")
         output = check.get("output")
         where = f"{output} " if output and output != shown else ""

@@ -12,7 +12,7 @@ import threading
 from typing import Any, TextIO
 
 from trtbuild.reasons import Reason
-from trtbuild.results import columns, duration, format_cosine
+from trtbuild.results import columns, duration
 from trtbuild.steps.context import BUILT, FAILED, FRESH, INTERRUPTED, PULLED, SKIPPED, Outcome
 from trtbuild.steps.step import Step
 
@@ -222,6 +222,8 @@ def accuracy_table(reports: dict[str, dict[str, Any]], width: int | None = None)
     ``CANNOT JUDGE``); failures and the reasons the gate cannot judge follow on their own lines. Columns
     are sized to their content and fit ``width`` (default: the terminal's); on a narrower terminal each
     row becomes a block of ``column: value`` lines (``fit_table``)."""
+    from trtbuild.precision.accuracy import format_cosine
+
     if not reports:
         return "no accuracy reports (models in fp32, or not built yet)"
     headers = [

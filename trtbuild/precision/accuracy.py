@@ -31,10 +31,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from trtbuild.results import format_cosine
-
-__all__ = ["format_cosine"]  # printed by the CLI and the summary too; defined in the base layer
-
 IOU_MIN = 0.5
 #: An output whose values move by less than this fraction of its peak across the images is constant.
 SPREAD_MIN = 1e-6
@@ -56,6 +52,13 @@ def cosine(a: Any, b: Any) -> float | None:
     if not norm or not np.isfinite(norm):
         return None
     return float(np.clip(a @ b / norm, -1.0, 1.0))
+
+
+def format_cosine(value: float | None) -> str:
+    """``0.998712``, or ``1-3.7e-07`` where six decimals would print a misleading ``1.000000``."""
+    if value is None:
+        return "undefined"
+    return f"1-{1 - value:.1e}" if 0.9999995 <= value < 1 else f"{value:.6f}"
 
 
 def sqnr_db(relative_error: float | None) -> float | None:
@@ -250,7 +253,8 @@ class Verdict:
         unjudged: why the figures cannot show whether the engine computes the model's function (an output
             that does not change across the images, an agreement over too few samples, nothing detected).
         checks: every bound evaluated, as ``{"figure", "output", "value", "bound", "ok", "margin"}``;
-            ``margin`` is the distance to the bound relative to it (negative: broken).
+            ``margin`` is the distance to the bound relative to it (negative: broken), ``shown`` the value
+            as printed (cosines as ``1-1.7e-07``).
     """
 
     failures: list[str] = field(default_factory=list)
@@ -267,8 +271,17 @@ class Verdict:
         ok = value <= bound if upper else value >= bound
         scale = abs(bound) or 1.0
         margin = (bound - value) / scale if upper else (value - bound) / scale
+        shown = format_cosine(value) if figure == "cosine" else f"{value:.3g}"
         self.checks.append(
-            {"figure": figure, "output": output, "value": value, "bound": bound, "ok": ok, "margin": margin}
+            {
+                "figure": figure,
+                "output": output,
+                "value": value,
+                "shown": shown,
+                "bound": bound,
+                "ok": ok,
+                "margin": margin,
+            }
         )
         return ok
 
