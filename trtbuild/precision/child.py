@@ -90,12 +90,33 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
         raise BuildError(
             f"INT8 quantization produced non-zero zero points (TensorRT needs symmetric): {asymmetric[:5]}"
         )
+    count = len(images.sample_plan(calibration, Path(request["project_root"])))
+    batch = request["shape"][0] if request["shape"] else 1
+    batched = f" in {len(feeds)} batches of {batch}" if batch > 1 else ""
     print(
-        f"INT8: {calibration.quantizer}, calibrated on {len(feeds)} images ({calibration.algorithm}); "
+        f"INT8: {calibration.quantizer}, calibrated on {count} images{batched} ({calibration.algorithm}); "
         f"{len(points)} zero points, all 0; "
         "passes onnx.checker (full) and loads in ONNX Runtime"
     )
-    return {"calibration_images": len(feeds), "zero_points": len(points)}
+    return {"calibration_images": count, "zero_points": len(points)}
+
+
+def _per_image(reference: list[Any], reduced: list[Any], batch: int, real: int) -> list[tuple[list[Any], list[Any]]]:
+    """One feed's outputs of both models (one array per output) as (reference, reduced) pairs per image, so
+    the gate's figures are per image whatever the batch.
+
+    At ``batch`` > 1, when every output of both has the batch as its first dim, each image is row ``i`` of
+    every output (kept as ``[1, ...]``), for the ``real`` rows that are the sample's own: the repeated rows
+    completing the last feed are dropped. Otherwise (batch 1, or an output not batch-major) the feed is
+    one sample, all its rows included.
+    """
+    outputs = [*reference, *reduced]
+    if batch <= 1 or not all(getattr(output, "ndim", 0) >= 1 and output.shape[0] == batch for output in outputs):
+        return [(list(reference), list(reduced))]
+    return [
+        ([output[row : row + 1] for output in reference], [output[row : row + 1] for output in reduced])
+        for row in range(real)
+    ]
 
 
 def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
@@ -103,17 +124,22 @@ def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
     import onnx
     import onnxruntime as ort
 
-    feeds = _feeds(request, ImageSample.model_validate(request["validation"]))
+    sample = ImageSample.model_validate(request["validation"])
+    feeds = _feeds(request, sample)
     reference = emulate.session(request["reference"])
     emulated = emulate.emulate(onnx.load_model(request["reduced"]))
     reduced = emulate.session(emulated.model)
     names = [output.name for output in reference.get_outputs()]
     reference_outputs, reduced_outputs = [], []
     probes: dict[str, Any] = {}
-    for feed in feeds:
-        reference_outputs.append(reference.run(None, feed))
+    batch = request["shape"][0] if request["shape"] else 1
+    rows = images.real_images(len(images.sample_plan(sample, Path(request["project_root"]))), batch)
+    for feed, real in zip(feeds, rows):
+        expected = reference.run(None, feed)
         produced = dict(zip([output.name for output in reduced.get_outputs()], reduced.run(None, feed)))
-        reduced_outputs.append([produced[name] for name in names])
+        for ref, red in _per_image(expected, [produced[name] for name in names], batch, real):
+            reference_outputs.append(ref)
+            reduced_outputs.append(red)
         for probe in emulated.probes:
             previous = probes.get(probe, np.zeros(len(emulate.PROBE_FIELDS)))
             probes[probe] = np.concatenate([[max(previous[0], produced[probe][0])], previous[1:] + produced[probe][1:]])
