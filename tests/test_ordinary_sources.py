@@ -9,12 +9,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 from conftest import ProjectDir
+from onnx import TensorProto, helper
 from onnx_models import conv_net
 
+from trtbuild.errors import BuildError
 from trtbuild.manifest.schema import ImageSample, Preprocess
 from trtbuild.precision import images
+from trtbuild.precision.validate import check_produced
 
 STREET = "{package: ultralytics, glob: 'assets/*.jpg'}"
 PHOTOS = "{package: skimage, glob: [data/astronaut.png, data/camera.png, data/chelsea.png, data/coffee.png]}"
@@ -87,3 +92,71 @@ def test_a_static_batch_of_two_is_calibrated_and_validated_in_batches_of_two(
     for model, quantizer in (("net-int8", "modelopt"), ("net-int8-ort", "onnxruntime")):
         log = _log(project, f"{model}.int8.log")
         assert f"INT8: {quantizer}, calibrated on 3 images in 2 batches of 2" in log, log
+
+
+# ------------------------------------------------------------------ 3. a source that fails the full check
+
+
+def _stale_value_info(path: Path) -> Path:
+    """conv_net with a ``value_info`` for ``c1`` declaring [1, 8, 16, 16] where inference gives [1, 8, 64, 64]:
+    the structural check passes, the full check fails, ONNX Runtime loads it (a lenient merge)."""
+    conv_net(path, seed=23, size=64)
+    model = onnx.load(str(path))
+    model.graph.value_info.append(helper.make_tensor_value_info("c1", TensorProto.FLOAT, [1, 8, 16, 16]))
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path))
+    with pytest.raises(onnx.shape_inference.InferenceError, match="differ in dimension 2"):
+        onnx.checker.check_model(str(path), full_check=True)
+    ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return path
+
+
+def test_a_source_that_fails_the_full_check_builds_in_fp16_and_int8(project: ProjectDir) -> None:
+    _stale_value_info(project.root / "net.onnx")
+    project.write_manifest(f"""
+        x-common: &common
+          source: net.onnx
+          validation: {{images: {STREET}, count: 2, crops: 1}}
+          workspace: 128MiB
+          tolerance: {{cosine_min: 0.99}}
+        models:
+          net-fp32: {{source: net.onnx, workspace: 128MiB}}
+          net-fp16: {{<<: *common, precision: fp16, fp16_via: onnx}}
+          net-int8: {{<<: *common, precision: int8, calibration: {{images: {PHOTOS}, count: 4, crops: 1}}}}
+          net-int8-ort:
+            <<: *common
+            precision: int8
+            calibration: {{images: {PHOTOS}, count: 4, crops: 1, quantizer: onnxruntime}}
+    """)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert set(run.statuses().values()) == {"built"}, run.statuses()
+    for log in ("net-fp16.fp16.log", "net-int8.int8.log", "net-int8-ort.int8.log"):
+        text = _log(project, log)
+        assert "the source fails onnx.checker's full check ([ShapeInferenceError]" in text, text
+        assert "held to what the source passes: onnx.checker (structure) and loading in ONNX Runtime" in text, text
+    for model in ("net-fp16", "net-int8", "net-int8-ort"):
+        assert _report(project, model)["verdict"] == "pass"
+        assert (project.root / f"engines/{model}.engine").is_file()
+
+
+def test_a_produced_onnx_is_held_to_the_checks_its_source_passes(tmp_path: Path) -> None:
+    good = conv_net(tmp_path / "good.onnx", seed=24, size=64)
+    stale = _stale_value_info(tmp_path / "stale.onnx")
+    assert check_produced(good, "FP16 conversion", source=good).startswith("passes onnx.checker (full)")
+    with pytest.raises(BuildError, match=r"^FP16 conversion produced an invalid ONNX \(onnx.checker, full check\)"):
+        check_produced(stale, "FP16 conversion", source=good)  # a defect the step made: refused
+    assert "the source fails onnx.checker's full check" in check_produced(stale, "FP16 conversion", source=stale)
+    unsorted = tmp_path / "unsorted.onnx"  # fails the structural check, which the source passes
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["r"], ["output"], name="second"),
+            helper.make_node("Relu", ["input"], ["r"], name="first"),
+        ],
+        "unsorted",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), str(unsorted))
+    with pytest.raises(BuildError, match=r"^INT8 quantization produced an invalid ONNX \(onnx.checker\): .*sorted"):
+        check_produced(unsorted, "INT8 quantization", source=stale)
