@@ -18,7 +18,7 @@ from onnx_models import conv_net
 
 from trtbuild.errors import BuildError
 from trtbuild.manifest.schema import ImageSample, Preprocess
-from trtbuild.precision import images
+from trtbuild.precision import emulate, images
 from trtbuild.precision.validate import check_produced
 
 STREET = "{package: ultralytics, glob: 'assets/*.jpg'}"
@@ -92,6 +92,65 @@ def test_a_static_batch_of_two_is_calibrated_and_validated_in_batches_of_two(
     for model, quantizer in (("net-int8", "modelopt"), ("net-int8-ort", "onnxruntime")):
         log = _log(project, f"{model}.int8.log")
         assert f"INT8: {quantizer}, calibrated on 3 images in 2 batches of 2" in log, log
+
+
+# ------------------------------------------------------------------ 2. an ONNX that is already FP16
+
+
+def _fp16_source(path: Path, keep_io_types: bool) -> Path:
+    from onnxconverter_common import float16
+
+    conv_net(path.with_suffix(".fp32.onnx"), seed=22, size=64)
+    half = float16.convert_float_to_float16(onnx.load(str(path.with_suffix(".fp32.onnx"))), keep_io_types=keep_io_types)
+    onnx.checker.check_model(half, full_check=True)
+    onnx.save(half, str(path))
+    return path
+
+
+@pytest.mark.parametrize("keep_io_types", [True, False])
+def test_an_onnx_that_is_already_fp16_is_built_as_it_is_and_judged_against_itself(
+    project: ProjectDir, keep_io_types: bool
+) -> None:
+    source = _fp16_source(project.root / "half.onnx", keep_io_types)
+    project.write_manifest(f"""
+        models:
+          net:
+            source: half.onnx
+            precision: fp16
+            workspace: 128MiB
+            validation: {{images: {STREET}, count: 2, crops: 1}}
+            tolerance: {{cosine_min: 0.999}}
+    """)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert (project.root / "engines/net.engine").is_file()
+    written = onnx.load(str(project.root / "exports/net.fp16.onnx"))
+    assert written.graph == onnx.load(str(source)).graph  # unchanged, not converted again
+    log = _log(project, "net.fp16.log")
+    assert "the source is already FP16 (3 FP16 weights" in log and "written unchanged" in log, log
+    assert ("FP16 inputs ['input']" in log) == (not keep_io_types), log
+    report = _report(project, "net")
+    assert report["verdict"] == "pass" and report["emulation"]["kinds"] == ["fp16-storage"], report
+    assert report["emulation"]["reference"].startswith("the source itself, already FP16"), report["emulation"]
+    # the reference is the source as ONNX Runtime runs it (FP16 weights, FP32 arithmetic): the figures show
+    # the engine's activation rounding, not zero
+    assert 0 < report["outputs"]["output"]["relative_error"] < 1e-2, report["outputs"]
+
+
+def test_an_fp16_input_is_emulated_from_fp32_images_rounded_where_they_enter(tmp_path: Path) -> None:
+    source = _fp16_source(tmp_path / "half.onnx", keep_io_types=False)
+    emulated = emulate.emulate(onnx.load(str(source)))
+    assert [value.type.tensor_type.elem_type for value in emulated.model.graph.input] == [TensorProto.FLOAT]
+    assert (emulate.GRAPH_INPUT, "input") in emulated.probes.values()  # the input's rounding is probed too
+    image = np.random.default_rng(0).uniform(0, 1, (1, 3, 64, 64)).astype(np.float32)
+    run_as_is = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    (expected,) = run_as_is.run(None, {"input": image.astype(np.float16)})
+    got = emulate.session(emulated.model).run(None, {"input": image})[0]
+    assert got.dtype == np.float32 and expected.dtype == np.float16
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=2e-2, atol=2e-2)
+    # the same FP16 values enter: rounding the image first changes nothing
+    rounded = emulate.session(emulated.model).run(None, {"input": image.astype(np.float16).astype(np.float32)})[0]
+    np.testing.assert_array_equal(got, rounded)
 
 
 # ------------------------------------------------------------------ 3. a source that fails the full check

@@ -115,7 +115,8 @@ def _step(
 
 def fp16_step(target: ModelTarget, project: Project) -> Step:
     """``fp16:<fp16 onnx path>``: onnxconverter-common (default, sensitive ops blocked) or ModelOpt AutoCast
-    (``fp16_converter: autocast``, which also reads the calibration images)."""
+    (``fp16_converter: autocast``, which also reads the calibration images). A source that is FP16 already
+    (``precision.fp16.already_fp16``) is written unchanged, whichever the converter."""
     from trtbuild.precision import fp16, fp16_values, images
 
     spec = target.spec
