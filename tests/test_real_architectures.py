@@ -299,15 +299,31 @@ def test_a_produced_onnx_that_fails_a_check_is_refused_in_one_line(tmp_path: Pat
     assert "Mystery" in message and "\n" not in message
 
 
-def test_a_conversion_failure_is_a_one_line_build_error(tmp_path: Path) -> None:
+def test_an_fp16_onnx_is_kept_as_it_is_and_a_conversion_failure_is_a_one_line_build_error(tmp_path: Path) -> None:
     source = unnamed_fanout_net(tmp_path / "net.onnx")
     fp16_step(source, tmp_path / "net.fp16.onnx")
+    fp16_step(tmp_path / "net.fp16.onnx", tmp_path / "again.onnx")  # FP16 already: written unchanged
+    assert onnx.load(str(tmp_path / "again.onnx")).graph == onnx.load(str(tmp_path / "net.fp16.onnx")).graph
+
+    from onnx import TensorProto, helper
+
+    # FP32 weights with a Cast to FP16 inside is not an FP16 model, and onnxconverter-common refuses it
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["input"], ["half"], to=TensorProto.FLOAT16, name="down"),
+            helper.make_node("Cast", ["half"], ["output"], to=TensorProto.FLOAT, name="up"),
+        ],
+        "cast",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), str(source))
     with pytest.raises(BuildError) as refused:
-        fp16_step(tmp_path / "net.fp16.onnx", tmp_path / "again.onnx")  # converting FP16 again
+        fp16_step(source, tmp_path / "cast.onnx")
     assert str(refused.value).startswith(
         "FP16 conversion failed: ValueError: The model is already converted to float16"
     )
-    assert "\n" not in str(refused.value) and not (tmp_path / "again.onnx").exists()
+    assert "\n" not in str(refused.value) and not (tmp_path / "cast.onnx").exists()
 
 
 def test_the_cli_never_publishes_an_onnx_runtime_cannot_load(project: ProjectDir) -> None:

@@ -13,7 +13,9 @@ strongly typed TensorRT engine performs, op by op, with nothing left for a host 
 
 - **FP16 storage** (``fp16-storage``): every FP16 tensor is computed in FP32 from FP16-rounded inputs and
   rounded to FP16 where it is produced (``Cast`` to FLOAT16 and back), FP16 initializers become their exact
-  FP32 values, tensors kept FP32 by the conversion stay FP32. This is TensorRT's FP16 layer contract
+  FP32 values, tensors kept FP32 by the conversion stay FP32; an FP16 graph input (a model converted
+  without FP32 I/O) is declared FP32 and rounded to FP16 where it enters, so the FP32 images fed give
+  what the engine computes from them cast to FP16. This is TensorRT's FP16 layer contract
   (FP16 in, FP16 out, accumulation at least as wide as FP16) with FP32 accumulation, the tensor-core
   case. For every rounded tensor a probe output reports its peak magnitude and how many values
   overflowed to inf or were flushed to zero by the rounding, so the gate can name the node.
@@ -44,6 +46,8 @@ FP16_MAX = 65504.0
 #: The lowest opset whose Q/DQ carry ``axis`` and whose Clip takes min/max as inputs.
 MIN_OPSET = 13
 PROBE_PREFIX = "trtbuild_fp16_probe:"
+#: The node a probe names for an FP16 graph input (rounded where it enters).
+GRAPH_INPUT = "(graph input)"
 #: Per probe, in this order: peak |x| before rounding, values that became inf, values flushed to 0, values.
 PROBE_FIELDS = ("peak", "overflow", "underflow", "size")
 
@@ -290,7 +294,7 @@ def _fp16_storage(model: Any) -> tuple[Any, dict[str, tuple[str, str]]]:
     one = rewriter.constant("one", np.array([1], np.int64))
     zero = rewriter.constant("zero", np.array(0, np.float32))
 
-    def round_to_half(raw: str, rounded: str, node_name: str) -> None:
+    def round_to_half(raw: str, rounded: str, node_name: str) -> str:
         as_half = rewriter.add("Cast", [raw], hint=rounded, to=FLOAT16)
         rewriter.add("Cast", [as_half], output=rounded, hint=rounded, to=FLOAT)
         flat_raw = rewriter.add("Reshape", [raw, flat_shape], hint=rounded)
@@ -334,14 +338,19 @@ def _fp16_storage(model: Any) -> tuple[Any, dict[str, tuple[str, str]]]:
         ]
         probe = rewriter.add("Concat", parts, output=rewriter.fresh(f"{PROBE_PREFIX}{rounded}"), hint=rounded, axis=0)
         probes[probe] = (node_name, rounded)
+        return probe
 
-    for value in model.graph.input:
-        if value.name in half and value.name not in rewriter.initializers:
-            raise BuildError(
-                f"the accuracy gate feeds FP32 images; input {value.name!r} is FP16 (convert with FP32 I/O)"
-            )
+    half_inputs = [
+        value.name for value in model.graph.input if value.name in half and value.name not in rewriter.initializers
+    ]
+    renamed = {name: rewriter.fresh(f"{name}_fp16") for name in half_inputs}
+    for name, rounded_input in renamed.items():  # an FP16 input takes FP32 and is rounded where it enters
+        probes[round_to_half(name, rounded_input, GRAPH_INPUT)] = (GRAPH_INPUT, name)
     for node in model.graph.node:
         node = _fp32_node(node)
+        for index, name in enumerate(node.input):
+            if name in renamed:
+                node.input[index] = renamed[name]
         outputs = list(node.output)
         rounded = [index for index, name in enumerate(outputs) if name in half]
         for index in rounded:
@@ -350,8 +359,8 @@ def _fp16_storage(model: Any) -> tuple[Any, dict[str, tuple[str, str]]]:
         for index in rounded:
             round_to_half(node.output[index], outputs[index], node.name or node.op_type)
     emulated = _assemble(model, rewriter, keep=set(rewriter.initializers))
-    for value in emulated.graph.output:
-        if value.type.tensor_type.elem_type == FLOAT16:
+    for value in (*emulated.graph.input, *emulated.graph.output):
+        if value.name not in rewriter.initializers and value.type.tensor_type.elem_type == FLOAT16:
             value.type.tensor_type.elem_type = FLOAT
     for probe in probes:
         emulated.graph.output.append(helper.make_tensor_value_info(probe, TensorProto.FLOAT, [len(PROBE_FIELDS)]))
@@ -403,12 +412,13 @@ def emulate(model: Any) -> Emulated:
     """Rewrite ``model`` (a reduced-precision ``onnx.ModelProto``: FP16 tensors and/or INT8 Q/DQ) into an
     FP32-only model computing what the engine computes; see the module docstring.
 
-    Shapes are unchanged: the emulated model takes the same FP32 inputs and gives the same outputs first,
+    Shapes are unchanged: the emulated model takes the same inputs, all FP32 (an FP16 input is declared
+    FP32 and rounded to FP16 where it enters, with a probe), and gives the same outputs first, all FP32,
     then one ``[4]`` probe per FP16-rounded tensor. Models below opset 13 are converted to 13 first.
 
     Raises:
         BuildError: a construct the emulation does not cover (subgraphs with FP16 tensors, computed Q/DQ
-            scales, blocked quantization, a QuantizeLinear not followed by a DequantizeLinear, FP16 inputs).
+            scales, blocked quantization, a QuantizeLinear not followed by a DequantizeLinear).
     """
     from onnx import ModelProto, version_converter
 

@@ -59,6 +59,40 @@ def block_list() -> list[str]:
     return sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(SENSITIVE_OPS))
 
 
+def already_fp16(model: Any) -> str:
+    """What makes ``model`` (an ``onnx.ModelProto``) an FP16 model already, or ``""`` when nothing does.
+
+    FP16 already: it stores FP16 weights (initializers or ``Constant`` tensors of the main graph), or a
+    graph input or output is FP16 (a model converted without FP32 I/O). Such a model is built as it is:
+    the FP16 step writes it unchanged, since converting again is refused by onnxconverter-common
+    ("already converted to float16") and could only re-round what is FP16 already. A model whose only
+    FP16 is a ``Cast`` inside an FP32 graph is not FP16: it is converted (and onnxconverter-common refuses).
+
+    Returns:
+        e.g. ``"12 FP16 weights, FP16 inputs ['input']"``.
+    """
+    graph = model.graph
+    weights = sum(tensor.data_type == FLOAT16 for tensor in graph.initializer)
+    weights += sum(
+        attribute.t.data_type == FLOAT16
+        for node in graph.node
+        if node.op_type == "Constant"
+        for attribute in node.attribute
+        if attribute.HasField("t")
+    )
+    initializers = {tensor.name for tensor in graph.initializer}
+    inputs = [
+        value.name
+        for value in graph.input
+        if value.name not in initializers and value.type.tensor_type.elem_type == FLOAT16
+    ]
+    outputs = [value.name for value in graph.output if value.type.tensor_type.elem_type == FLOAT16]
+    found = [f"{weights} FP16 weights"] if weights else []
+    found += [f"FP16 inputs {inputs}"] if inputs else []
+    found += [f"FP16 outputs {outputs}"] if outputs else []
+    return ", ".join(found)
+
+
 def _blocks(node: Any, blocked: set[str], nodes: set[str]) -> bool:
     """Whether ``node`` stays FP32: its op type is in ``blocked`` or its name in ``nodes``."""
     return node.op_type in blocked or node.name in nodes

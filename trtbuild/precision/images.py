@@ -95,5 +95,32 @@ def tensor(path: Path, crop: int, preprocess: Any, shape: list[int]) -> Any:
 
 
 def batches(sample: Any, root: Path, preprocess: Any, input_name: str, shape: list[int]) -> list[dict[str, Any]]:
-    """The sample as ONNX Runtime feeds: ``[{input_name: array}, ...]``, one image each."""
-    return [{input_name: tensor(path, crop, preprocess, shape)} for path, crop in sample_plan(sample, root)]
+    """The sample as ONNX Runtime feeds: ``[{input_name: array of shape}, ...]``.
+
+    ``shape[0]`` is the batch the model takes (``steps.precision.image_input``: the ONNX's static batch,
+    else 1): each feed holds that many consecutive images of the sample, in ``sample_plan`` order, so
+    ``ceil(count / batch)`` feeds. A remainder is completed by repeating the sample's first images
+    (``count`` 5 at batch 2: images 0-1, 2-3, 4-0), so every feed has the shape the engine takes;
+    ``real_images`` says which rows are the sample's own. A sample smaller than the batch repeats itself
+    to fill the one feed.
+
+    Raises:
+        ManifestError: the sample matches no image, or its package is not installed.
+    """
+    import numpy as np
+
+    batch = max(1, shape[0]) if shape else 1
+    single = [1, *shape[1:]]
+    images = [tensor(path, crop, preprocess, single) for path, crop in sample_plan(sample, root)]
+    feeds = []
+    for start in range(0, len(images), batch):
+        rows = [images[(start + offset) % len(images)] for offset in range(batch)]
+        feeds.append({input_name: rows[0] if batch == 1 else np.ascontiguousarray(np.concatenate(rows))})
+    return feeds
+
+
+def real_images(count: int, batch: int) -> list[int]:
+    """Per feed of ``batches`` (``count`` images, ``batch`` per feed), how many leading rows are the
+    sample's own images; the rest of the last feed repeats the first ones."""
+    batch = max(1, batch)
+    return [min(batch, count - start) for start in range(0, count, batch)]

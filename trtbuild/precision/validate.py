@@ -16,7 +16,8 @@ In: ``normalize`` rewrites two things real exports carry that the converters mis
 
 Out: ``check_produced`` refuses a produced ONNX unless ``onnx.checker.check_model(full_check=True)``
 (structure plus strict type and shape inference) passes and ONNX Runtime's CPU provider loads it, so
-nothing invalid reaches the builder or the accuracy gate.
+nothing invalid reaches the builder or the accuracy gate. A source that already fails the full check
+(its own defect, e.g. a stale ``value_info`` shape) holds its outputs to the checks it passes itself.
 """
 
 from __future__ import annotations
@@ -121,25 +122,56 @@ def normalize(model: Any) -> list[str]:
     return done
 
 
-def check_produced(path: Path, step: str) -> None:
-    """Refuse the ONNX at ``path`` that ``step`` (e.g. ``"FP16 conversion"``) produced unless it is valid.
+def _checker_error(path: Path, full_check: bool) -> str | None:
+    """The first error of ``onnx.checker.check_model(path, full_check=...)`` on one line, ``None`` when it passes."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=full_check)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        return one_line(str(exc))
+    return None
+
+
+def check_produced(path: Path, step: str, source: Path | None = None) -> str:
+    """Refuse the ONNX at ``path`` that ``step`` (e.g. ``"FP16 conversion"``) produced unless it is valid;
+    returns what was checked, for the step's log.
 
     Valid: ``onnx.checker.check_model(path, full_check=True)`` passes (by path, so external data and
     models over 2 GiB work; ``full_check`` adds ONNX's strict type and shape inference, which catches
     e.g. an FP32 tensor where a node's type constraint needs FP16), and ``onnxruntime.InferenceSession``
     with the CPUExecutionProvider loads it (ONNX Runtime resolves every node against its kernels).
 
+    A produced model is held to its ``source``'s own state, not refused for the source's defect: when
+    ``source`` (the ONNX the step read) is given and itself fails the full check (e.g. a ``value_info``
+    shape that contradicts inference, which ONNX Runtime and TensorRT ignore), the produced model must
+    pass the checks the source passes: ``check_model`` without ``full_check`` (structure) when the source
+    passes that, and ONNX Runtime loading always. The returned text names the source's error.
+
     Raises:
         BuildError: a one-line message naming the step, the check that failed and its first error.
     """
-    import onnx
     import onnxruntime as ort
 
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise BuildError(f"{step} produced an invalid ONNX (onnx.checker, full check): {one_line(str(exc))}") from None
+    source_error = _checker_error(source, full_check=True) if source is not None else None
+    if source_error is None:
+        error = _checker_error(path, full_check=True)
+        if error is not None:
+            raise BuildError(f"{step} produced an invalid ONNX (onnx.checker, full check): {error}")
+        checked = "passes onnx.checker (full) and loads in ONNX Runtime"
+    else:
+        assert source is not None
+        structural = _checker_error(source, full_check=False) is None
+        if structural:
+            error = _checker_error(path, full_check=False)
+            if error is not None:
+                raise BuildError(f"{step} produced an invalid ONNX (onnx.checker): {error}")
+        checked = (
+            f"the source fails onnx.checker's full check ({source_error}), so the output is held to what the "
+            f"source passes: {'onnx.checker (structure) and ' if structural else ''}loading in ONNX Runtime; it passes"
+        )
     try:
         ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes (Fail, InvalidGraph, ...)
         raise BuildError(f"{step} produced an ONNX that ONNX Runtime cannot load: {one_line(str(exc))}") from None
+    return checked

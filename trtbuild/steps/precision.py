@@ -33,12 +33,20 @@ from trtbuild.steps.step import Step
 
 
 def image_input(target: ModelTarget) -> tuple[str, list[int]]:
-    """(name, shape with batch 1) of the model's single image input: the declared opt shape, else the ONNX's.
+    """(name, shape) of the model's single image input as calibration and validation feed it: what the
+    engine takes.
+
+    The image dims (all but the first) are the declared opt shape, else the ONNX's. The batch (the first
+    dim) is the ONNX's when it is static: a model whose input is ``[2, 3, 32, 32]`` is fed ``[2, 3, 32, 32]``
+    (ONNX Runtime refuses any other batch, and so does the engine). When the ONNX's batch is dynamic it is
+    1, or the smallest batch a declared profile admits when that is above 1 (``min: [4, ...]``), so every
+    feed is within the engine's profile. ``images.batches`` fills each feed with that many images.
 
     Raises:
         BuildError: the model has several inputs, or a dynamic one that is not declared.
     """
-    declared = target.spec.profiles()[0]
+    profiles = target.spec.profiles()
+    declared = profiles[0]
     dims = onnx_input_dims(target.onnx)
     if len(dims) != 1:
         raise BuildError(f"calibration and validation feed one image input; {target.onnx.name} has {list(dims)}")
@@ -46,7 +54,12 @@ def image_input(target: ModelTarget) -> tuple[str, list[int]]:
     shape = list(declared[name][1]) if name in declared else dims[name]
     if not all(isinstance(dim, int) for dim in shape):
         raise BuildError(f"input {name!r} has dynamic dims {shape}; declare its shape under inputs")
-    return name, [1, *shape[1:]]
+    static = dims[name][0] if dims[name] else 1
+    if isinstance(static, int):
+        batch = max(static, 1)
+    else:
+        batch = max(1, min((profile[name][0][0] for profile in profiles if name in profile), default=1))
+    return name, [batch, *shape[1:]]
 
 
 def image_hashes(cache: StatCache, sample: Any, root: Path) -> dict[str, str]:
@@ -63,6 +76,14 @@ def image_hashes(cache: StatCache, sample: Any, root: Path) -> dict[str, str]:
 def _code(cache: StatCache, *modules: Any) -> str:
     """The hash of the modules that do a step's work (``{module name: sha256}``, keyed)."""
     return key_of({module.__name__.rsplit(".", 1)[-1]: cache.sha256(Path(module.__file__ or "")) for module in modules})
+
+
+def _declared_inputs(target: ModelTarget) -> list[dict[str, list[list[int]]]]:
+    """The declared profiles as JSON data, for keys: the feed shape (``image_input``) follows them."""
+    return [
+        {name: [list(dims) for dims in shapes] for name, shapes in profile.items()}
+        for profile in target.spec.profiles()
+    ]
 
 
 def _images(target: ModelTarget, ctx: Context) -> dict[str, Any]:
@@ -94,7 +115,8 @@ def _step(
 
 def fp16_step(target: ModelTarget, project: Project) -> Step:
     """``fp16:<fp16 onnx path>``: onnxconverter-common (default, sensitive ops blocked) or ModelOpt AutoCast
-    (``fp16_converter: autocast``, which also reads the calibration images)."""
+    (``fp16_converter: autocast``, which also reads the calibration images). A source that is FP16 already
+    (``precision.fp16.already_fp16``) is written unchanged, whichever the converter."""
     from trtbuild.precision import fp16, fp16_values, images
 
     spec = target.spec
@@ -105,6 +127,7 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
             assert spec.calibration is not None
             params.update(
                 calibration=spec.calibration.model_dump(mode="json"),
+                inputs=_declared_inputs(target),
                 preprocess=spec.preprocess.model_dump(mode="json"),
                 images=image_hashes(ctx.cache, spec.calibration, ctx.project.root),
             )
@@ -156,6 +179,7 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
             "params": {
                 "calibration": calibration.model_dump(mode="json"),
                 "preprocess": spec.preprocess.model_dump(mode="json"),
+                "inputs": _declared_inputs(target),
                 "images": image_hashes(ctx.cache, calibration, ctx.project.root),
             },
             "versions": installed_versions(*int8.QUANTIZER_PACKAGES[calibration.quantizer], "pillow"),
@@ -194,6 +218,7 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
                 "preprocess": spec.preprocess.model_dump(mode="json"),
                 "head": spec.head.model_dump(mode="json"),
                 "tolerance": spec.tolerance.model_dump(mode="json"),
+                "inputs": _declared_inputs(target),
                 "images": image_hashes(ctx.cache, validation, ctx.project.root),
             },
             "versions": installed_versions("onnxruntime", "pillow"),
