@@ -510,3 +510,29 @@ def test_the_summary_prints_each_gate_figure_next_to_its_bound(project: ProjectD
     assert line.startswith("gate pass: output rel err "), line
     assert " <= 0.01" in line and " >= 0.999" in line and " <= 10" in line, line
     assert line.count("(tightest)") == 1, line
+
+
+def test_int8_of_a_model_the_quantizer_leaves_unquantized_fails_at_the_int8_step(project: ProjectDir) -> None:
+    """The onnx wheel's single-op node tests (Erf, MaxPool, ...): ModelOpt places no Q/DQ; the INT8 step says
+    so instead of publishing an FP32 graph that the engine step then refuses as if TensorRT could not."""
+    save_graph(
+        project.root / "erf.onnx",
+        [helper.make_node("Erf", ["input"], ["output"], name="erf")],
+        "erf",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 32, 32])],
+    )
+    project.write_manifest(f"""
+        models:
+          erf:
+            source: erf.onnx
+            precision: int8
+            workspace: 64MiB
+            calibration: {{images: {PHOTOS}, count: 2}}
+            validation: {{images: {STREET}, count: 2}}
+    """)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 1, run.stdout + run.stderr
+    reason = run.json()["models"]["erf"]["reasons"][0]
+    assert "INT8 quantization by modelopt placed no Q/DQ in this model (ops: Erf)" in reason, reason
+    assert not (project.root / "exports/erf.int8.onnx").exists()

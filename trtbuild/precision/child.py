@@ -93,7 +93,14 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime's quantizer raises ValueError, RuntimeError, KeyError, ...
         raise BuildError(f"INT8 quantization failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
     checked = validate.check_produced(Path(request["partial"]), "INT8 quantization", source=Path(request["onnx"]))
-    points = int8.zero_points(onnx.load_model(request["partial"], load_external_data=False))
+    quantized = onnx.load_model(request["partial"], load_external_data=False)
+    if not any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in quantized.graph.node):
+        ops = sorted({node.op_type for node in quantized.graph.node})
+        raise BuildError(
+            f"INT8 quantization by {calibration.quantizer} placed no Q/DQ in this model (ops: {', '.join(ops[:8])}): "
+            "nothing in it would run in INT8; build it in fp16 or fp32, or try the other calibration.quantizer"
+        )
+    points = int8.zero_points(quantized)
     asymmetric = sorted(name for name, value in points.items() if value != 0)
     if asymmetric:
         raise BuildError(
