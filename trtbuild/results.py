@@ -205,7 +205,7 @@ def _check_shape(check: Any) -> bool:
 
 def summary_json(summary: RunSummary) -> str:
     """``{"device", "environment", "seconds", "models": {NAME: {"status", "reasons", "why", "engine", "seconds",
-    "size", "steps": [{"step", "status", "seconds"}], "notes", "accuracy"?}}}``: ``reasons`` in words, ``why`` the
+    "size", "steps": [{"step", "status", "seconds"}], "notes"?, "accuracy"?}}}``: ``reasons`` in words, ``why`` the
     same reasons as data (``Reason.as_dict``: step, kind, field, old, new, text); ``accuracy`` only for
     gated models."""
     models = {}
@@ -218,8 +218,9 @@ def summary_json(summary: RunSummary) -> str:
             "seconds": round(r.seconds, 3),
             "size": r.size,
             "steps": [{"step": s.step, "status": s.status, "seconds": round(s.seconds, 3)} for s in r.steps],
-            "notes": list(r.notes),
         }
+        if r.notes:  # only where there is one: the no-op fast path's models have none
+            model["notes"] = list(r.notes)
         if r.accuracy is not None:
             model["accuracy"] = r.accuracy
         models[name] = model
