@@ -40,8 +40,9 @@ def test_a_batch_feed_holds_consecutive_images_and_the_last_one_repeats_the_firs
     sample = ImageSample.model_validate(
         {"images": {"package": "ultralytics", "glob": "assets/*.jpg"}, "count": 3, "crops": 2}
     )
-    single = images.batches(sample, Path("."), Preprocess(), "input", [1, 3, 32, 32])
-    paired = images.batches(sample, Path("."), Preprocess(), "input", [2, 3, 32, 32])
+    plan = images.sample_plan(sample, Path("."))
+    single = images.batches(plan, Preprocess(), "input", [1, 3, 32, 32])
+    paired = images.batches(plan, Preprocess(), "input", [2, 3, 32, 32])
     assert [feed["input"].shape for feed in single] == [(1, 3, 32, 32)] * 3
     assert [feed["input"].shape for feed in paired] == [(2, 3, 32, 32)] * 2
     rows = [row for feed in paired for row in feed["input"]]

@@ -125,15 +125,15 @@ def report_problem(report: Any) -> str | None:
     return None
 
 
-#: How the summary names a gate figure, and whether its bound is an upper one.
+#: How the summary names a gate figure.
 FIGURES = {
-    "relative_error": ("rel err", True),
-    "cosine": ("cosine", False),
-    "max_abs": ("max|err|", True),
-    "mean_abs": ("mean|err|", True),
-    "top1_agreement": ("top-1", False),
-    "detection_agreement": ("det", False),
-    "keypoint_error_px": ("kpt px", True),
+    "relative_error": "rel err",
+    "cosine": "cosine",
+    "max_abs": "max|err|",
+    "mean_abs": "mean|err|",
+    "top1_agreement": "top-1",
+    "detection_agreement": "det",
+    "keypoint_error_px": "kpt px",
 }
 
 
@@ -145,16 +145,15 @@ def gate_line(accuracy: dict[str, Any]) -> str:
     if not checks:
         return ""
     tightest = min(range(len(checks)), key=lambda index: checks[index]["margin"])
-    parts, shown = [], None
+    parts, previous = [], None
     for index, check in enumerate(checks):
-        label, upper = FIGURES[check["figure"]]
         value = check["shown"] if isinstance(check.get("shown"), str) else f"{check['value']:.3g}"
-        relation = ("<=" if check["ok"] else ">") if upper else (">=" if check["ok"] else "<")
+        relation = ("<=" if check["ok"] else ">") if check["upper"] else (">=" if check["ok"] else "<")
         output = check.get("output")
-        where = f"{output} " if output and output != shown else ""
-        shown = output or shown
+        where = f"{output} " if output and output != previous else ""
+        previous = output or previous
         mark = " (tightest)" if index == tightest and len(checks) > 1 else ""
-        parts.append(f"{where}{label} {value} {relation} {check['bound']:g}{mark}")
+        parts.append(f"{where}{FIGURES[check['figure']]} {value} {relation} {check['bound']:g}{mark}")
     verdict = accuracy.get("verdict") or ("pass" if accuracy["passed"] else "fail")
     return f"gate {verdict}: " + ", ".join(parts)
 
@@ -199,6 +198,7 @@ def _check_shape(check: Any) -> bool:
         and _number(check.get("bound"))
         and _number(check.get("margin"))
         and isinstance(check.get("ok"), bool)
+        and isinstance(check.get("upper"), bool)
         and (check.get("output") is None or isinstance(check["output"], str))
     )
 
@@ -338,8 +338,9 @@ def summary_lines(summary: RunSummary, width: int | None = None) -> list[str]:
             )
         if r.reasons:
             lines += _wrap("; ".join(reason.text() for reason in r.reasons), width, " " * 12)
-        if r.accuracy is not None and gate_line(r.accuracy):
-            lines += _wrap(gate_line(r.accuracy), width, " " * 12)
+        gate = gate_line(r.accuracy) if r.accuracy is not None else ""
+        if gate:
+            lines += _wrap(gate, width, " " * 12)
         if r.notes:
             lines += _wrap("; ".join(r.notes), width, " " * 12)
     lines += failure_logs(summary)

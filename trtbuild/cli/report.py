@@ -186,7 +186,7 @@ def _bound(report: dict[str, Any], figure: str, output: str | None) -> str:
     """`` <= 0.01`` / `` >= 0.99`` for the bound the gate checked ``figure`` against, else ``""``."""
     for check in report.get("checks", []):
         if check["figure"] == figure and check["output"] == output:
-            relation = "<=" if figure in ("relative_error", "max_abs", "mean_abs", "keypoint_error_px") else ">="
+            relation = "<=" if check.get("upper") else ">="
             mark = "" if check["ok"] else " !"
             return f" {relation} {check['bound']:g}{mark}"
     return ""

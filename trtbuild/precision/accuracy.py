@@ -185,12 +185,12 @@ def match_detections(reference: list[Any], reduced: list[Any], head: Any) -> dic
                 if iou[best] >= IOU_MIN:
                     free[best] = False
                     matched += 1
-                    if getattr(head, "keypoints", None):
+                    if head.keypoints:
                         distances += _keypoint_error(
                             extra[index][: head.keypoints * 3], r_extra[best][: head.keypoints * 3]
                         )
     found: dict[str, Any] = {"detection_agreement": matched / total if total else None, "detections": total}
-    if getattr(head, "keypoints", None):
+    if head.keypoints:
         found["keypoint_error_px"] = max(distances) if distances else None
     return found
 
@@ -252,7 +252,8 @@ class Verdict:
             vs bound`` lines).
         unjudged: why the figures cannot show whether the engine computes the model's function (an output
             that does not change across the images, an agreement over too few samples, nothing detected).
-        checks: every bound evaluated, as ``{"figure", "output", "value", "bound", "ok", "margin"}``;
+        checks: every bound evaluated, as ``{"figure", "output", "value", "shown", "bound", "upper", "ok",
+            "margin"}`` (``upper``: the bound is a maximum);
             ``margin`` is the distance to the bound relative to it (negative: broken), ``shown`` the value
             as printed (cosines as ``1-1.7e-07``).
     """
@@ -279,6 +280,7 @@ class Verdict:
                 "value": value,
                 "shown": shown,
                 "bound": bound,
+                "upper": upper,
                 "ok": ok,
                 "margin": margin,
             }
@@ -327,8 +329,7 @@ def judge(figures: dict[str, Any], tolerance: Any, precision: str = "fp16") -> V
         f"{item['values']} values become inf"
         for item in figures.get("fp16_overflow", [])[:5]
     ]
-    # getattr: a Tolerance of an older schema (tests/test_lock_migration.py runs today's gate beside it)
-    relative_max = getattr(tolerance, "relative_error_max", None)
+    relative_max = tolerance.relative_error_max
     if relative_max is None:
         relative_max = DEFAULT_RELATIVE_ERROR.get(precision, DEFAULT_RELATIVE_ERROR["fp16"])
     if figures.get("images", 2) < 2:
@@ -359,7 +360,7 @@ def judge(figures: dict[str, Any], tolerance: Any, precision: str = "fp16") -> V
             )
         elif not verdict.check(figure, None, value, limit, upper=False):
             verdict.failures.append(f"{label} {value:.3f} < {limit} (over {count})")
-    limit = getattr(tolerance, "keypoint_px_max", None)
+    limit = tolerance.keypoint_px_max
     if limit is not None:
         value = figures.get("keypoint_error_px")
         if "keypoint_error_px" not in figures:

@@ -33,16 +33,16 @@ def _fp16(request: dict[str, Any]) -> dict[str, Any]:
             f"(the accuracy gate compares the engine's arithmetic with the source itself); {checked}"
         )
         return {"kept_fp32": [], "already_fp16": True}
-    validate.normalize(source)
-    unheld, kept = fp16_values.unheld(source)
     try:
         if request.get("converter") == "autocast":
+            validate.normalize(source)
+            unheld, kept = fp16_values.unheld(source)
             with tempfile.TemporaryDirectory(prefix="trtbuild-fp16-") as scratch:
-                feeds = _feeds(request, Calibration.model_validate(request["calibration"]))
+                feeds, _ = _feeds(request, Calibration.model_validate(request["calibration"]))
                 converted = fp16.convert_autocast(Path(request["onnx"]), feeds, Path(scratch))
             fp16.check_values(source, converted)
         else:
-            converted = fp16.convert(source)
+            converted, unheld, kept = fp16.convert(source)
     except BuildError:
         raise
     except ModuleNotFoundError as exc:
@@ -60,21 +60,25 @@ def _fp16(request: dict[str, Any]) -> dict[str, Any]:
     return {"kept_fp32": sorted(kept)}
 
 
-def _feeds(request: dict[str, Any], sample: ImageSample) -> list[dict[str, Any]]:
-    return images.batches(
-        sample,
-        Path(request["project_root"]),
-        Preprocess.model_validate(request["preprocess"]),
-        request["input"],
-        request["shape"],
-    )
+def _batch(request: dict[str, Any]) -> int:
+    """The batch each feed holds (``steps.precision.image_input``)."""
+    return request["shape"][0] if request["shape"] else 1
+
+
+def _feeds(request: dict[str, Any], sample: ImageSample) -> tuple[list[dict[str, Any]], list[int]]:
+    """The sample as feeds of ``_batch(request)`` images (``images.batches``), and per feed how many of its
+    rows are the sample's own images (``images.real_images``)."""
+    plan = images.sample_plan(sample, Path(request["project_root"]))
+    preprocess = Preprocess.model_validate(request["preprocess"])
+    feeds = images.batches(plan, preprocess, request["input"], request["shape"])
+    return feeds, images.real_images(len(plan), _batch(request))
 
 
 def _int8(request: dict[str, Any]) -> dict[str, Any]:
     import onnx
 
     calibration = Calibration.model_validate(request["calibration"])
-    feeds = _feeds(request, calibration)
+    feeds, rows = _feeds(request, calibration)
     try:
         with tempfile.TemporaryDirectory(prefix="trtbuild-int8-") as scratch:
             int8.quantize(
@@ -106,8 +110,7 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
         raise BuildError(
             f"INT8 quantization produced non-zero zero points (TensorRT needs symmetric): {asymmetric[:5]}"
         )
-    count = len(images.sample_plan(calibration, Path(request["project_root"])))
-    batch = request["shape"][0] if request["shape"] else 1
+    count, batch = sum(rows), _batch(request)
     batched = f" in {len(feeds)} batches of {batch}" if batch > 1 else ""
     print(
         f"INT8: {calibration.quantizer}, calibrated on {count} images{batched} ({calibration.algorithm}); "
@@ -139,8 +142,7 @@ def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
     import onnx
     import onnxruntime as ort
 
-    sample = ImageSample.model_validate(request["validation"])
-    feeds = _feeds(request, sample)
+    feeds, rows = _feeds(request, ImageSample.model_validate(request["validation"]))
     reference = emulate.session(request["reference"])
     already = fp16.already_fp16(onnx.load_model(request["reference"], load_external_data=False))
     emulated = emulate.emulate(onnx.load_model(request["reduced"]))
@@ -148,8 +150,7 @@ def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
     names = [output.name for output in reference.get_outputs()]
     reference_outputs, reduced_outputs = [], []
     probes: dict[str, Any] = {}
-    batch = request["shape"][0] if request["shape"] else 1
-    rows = images.real_images(len(images.sample_plan(sample, Path(request["project_root"]))), batch)
+    batch = _batch(request)
     fp16_inputs = [value.name for value in reference.get_inputs() if value.type == "tensor(float16)"]
     for feed, real in zip(feeds, rows):
         # an FP16 input (a source converted without FP32 I/O) takes the images cast to FP16; the emulation

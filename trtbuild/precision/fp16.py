@@ -39,7 +39,7 @@ Two fix-ups follow.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from trtbuild.errors import BuildError
 from trtbuild.precision import fp16_values, validate
@@ -353,7 +353,21 @@ def repair_float_types(model: Any, blocked: set[str], kept: frozenset[str] = fro
     return fixes
 
 
-def convert(model: Any) -> Any:
+class Conversion(NamedTuple):
+    """What ``convert`` made.
+
+    Attributes:
+        model: the FP16 ``onnx.ModelProto``.
+        unheld: the constants FP16 cannot hold (``fp16_values.unheld``), for the step's log.
+        kept: the names of the nodes kept FP32 for them.
+    """
+
+    model: Any
+    unheld: list[fp16_values.Change]
+    kept: set[str]
+
+
+def convert(model: Any) -> Conversion:
     """The FP16 version of ``model`` (an ``onnx.ModelProto``, left unchanged), I/O kept FP32.
 
     Input and output names, shapes and FP32 types are kept; weights and internal tensors become FP16
@@ -379,7 +393,7 @@ def convert(model: Any) -> Any:
     source = onnx.ModelProto()
     source.CopyFrom(prepared)
     blocked = block_list()
-    _, kept = fp16_values.unheld(prepared)
+    unheld, kept = fp16_values.unheld(prepared)
     converted = float16.convert_float_to_float16(
         prepared,
         min_positive_val=fp16_values.MIN_POSITIVE,
@@ -392,7 +406,7 @@ def convert(model: Any) -> Any:
     _skip_fp16_round_trips(converted, kept)
     repair_float_types(converted, set(blocked), frozenset(kept))
     check_values(source, converted)
-    return converted
+    return Conversion(converted, unheld, kept)
 
 
 def check_values(source: Any, converted: Any) -> None:

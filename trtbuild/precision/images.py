@@ -94,8 +94,9 @@ def tensor(path: Path, crop: int, preprocess: Any, shape: list[int]) -> Any:
     return np.ascontiguousarray(array[None], dtype=np.float32)
 
 
-def batches(sample: Any, root: Path, preprocess: Any, input_name: str, shape: list[int]) -> list[dict[str, Any]]:
-    """The sample as ONNX Runtime feeds: ``[{input_name: array of shape}, ...]``.
+def batches(plan: list[tuple[Path, int]], preprocess: Any, input_name: str, shape: list[int]) -> list[dict[str, Any]]:
+    """A sample (``sample_plan``: its (file, crop) pairs) as ONNX Runtime feeds: ``[{input_name: array of
+    shape}, ...]``.
 
     ``shape[0]`` is the batch the model takes (``steps.precision.image_input``: the ONNX's static batch,
     else 1): each feed holds that many consecutive images of the sample, in ``sample_plan`` order, so
@@ -103,15 +104,12 @@ def batches(sample: Any, root: Path, preprocess: Any, input_name: str, shape: li
     (``count`` 5 at batch 2: images 0-1, 2-3, 4-0), so every feed has the shape the engine takes;
     ``real_images`` says which rows are the sample's own. A sample smaller than the batch repeats itself
     to fill the one feed.
-
-    Raises:
-        ManifestError: the sample matches no image, or its package is not installed.
     """
     import numpy as np
 
     batch = max(1, shape[0]) if shape else 1
     single = [1, *shape[1:]]
-    images = [tensor(path, crop, preprocess, single) for path, crop in sample_plan(sample, root)]
+    images = [tensor(path, crop, preprocess, single) for path, crop in plan]
     feeds = []
     for start in range(0, len(images), batch):
         rows = [images[(start + offset) % len(images)] for offset in range(batch)]

@@ -42,11 +42,16 @@ def build_settings(target: ModelTarget) -> dict[str, Any]:
         "dla_core": spec.dla_core,
         "compute_capabilities": spec.compute_capabilities,
         "fp16_via": spec.fp16_via,
-        "profiles": [
-            {name: {"min": lo, "opt": opt, "max": hi} for name, (lo, opt, hi) in sorted(profile.items())}
-            for profile in spec.profiles()
-        ],
+        "profiles": profiles(target),
     }
+
+
+def profiles(target: ModelTarget) -> list[dict[str, dict[str, list[int]]]]:
+    """The optimization profiles of ``target`` as key data: ``[{input: {"min", "opt", "max"}}, ...]``."""
+    return [
+        {name: {"min": lo, "opt": opt, "max": hi} for name, (lo, opt, hi) in sorted(profile.items())}
+        for profile in target.spec.profiles()
+    ]
 
 
 def key_of(components: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from trtbuild.isolation import Produced
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.onnx_inputs import onnx_input_dims
 from trtbuild.packages import installed_versions
-from trtbuild.state.keys import KEY_SCHEMA, key_of
+from trtbuild.state.keys import KEY_SCHEMA, key_of, profiles
 from trtbuild.state.onnx_digest import onnx_digest
 from trtbuild.state.statcache import StatCache
 from trtbuild.steps.choices import reduced_onnx
@@ -45,8 +45,8 @@ def image_input(target: ModelTarget) -> tuple[str, list[int]]:
     Raises:
         BuildError: the model has several inputs, or a dynamic one that is not declared.
     """
-    profiles = target.spec.profiles()
-    declared = profiles[0]
+    declared_profiles = target.spec.profiles()
+    declared = declared_profiles[0]
     dims = onnx_input_dims(target.onnx)
     if len(dims) != 1:
         raise BuildError(f"calibration and validation feed one image input; {target.onnx.name} has {list(dims)}")
@@ -58,7 +58,7 @@ def image_input(target: ModelTarget) -> tuple[str, list[int]]:
     if isinstance(static, int):
         batch = max(static, 1)
     else:
-        batch = max(1, min((profile[name][0][0] for profile in profiles if name in profile), default=1))
+        batch = max(1, min((profile[name][0][0] for profile in declared_profiles if name in profile), default=1))
     return name, [batch, *shape[1:]]
 
 
@@ -76,14 +76,6 @@ def image_hashes(cache: StatCache, sample: Any, root: Path) -> dict[str, str]:
 def _code(cache: StatCache, *modules: Any) -> str:
     """The hash of the modules that do a step's work (``{module name: sha256}``, keyed)."""
     return key_of({module.__name__.rsplit(".", 1)[-1]: cache.sha256(Path(module.__file__ or "")) for module in modules})
-
-
-def _declared_inputs(target: ModelTarget) -> list[dict[str, list[list[int]]]]:
-    """The declared profiles as JSON data, for keys: the feed shape (``image_input``) follows them."""
-    return [
-        {name: [list(dims) for dims in shapes] for name, shapes in profile.items()}
-        for profile in target.spec.profiles()
-    ]
 
 
 def _images(target: ModelTarget, ctx: Context) -> dict[str, Any]:
@@ -127,7 +119,7 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
             assert spec.calibration is not None
             params.update(
                 calibration=spec.calibration.model_dump(mode="json"),
-                inputs=_declared_inputs(target),
+                inputs=profiles(target),
                 preprocess=spec.preprocess.model_dump(mode="json"),
                 images=image_hashes(ctx.cache, spec.calibration, ctx.project.root),
             )
@@ -179,7 +171,7 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
             "params": {
                 "calibration": calibration.model_dump(mode="json"),
                 "preprocess": spec.preprocess.model_dump(mode="json"),
-                "inputs": _declared_inputs(target),
+                "inputs": profiles(target),
                 "images": image_hashes(ctx.cache, calibration, ctx.project.root),
             },
             "versions": installed_versions(*int8.QUANTIZER_PACKAGES[calibration.quantizer], "pillow"),
@@ -218,7 +210,7 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
                 "preprocess": spec.preprocess.model_dump(mode="json"),
                 "head": spec.head.model_dump(mode="json"),
                 "tolerance": spec.tolerance.model_dump(mode="json"),
-                "inputs": _declared_inputs(target),
+                "inputs": profiles(target),
                 "images": image_hashes(ctx.cache, validation, ctx.project.root),
             },
             "versions": installed_versions("onnxruntime", "pillow"),
