@@ -22,6 +22,21 @@ STREET = "{package: ultralytics, glob: 'assets/*.jpg'}"
 PHOTOS = "{package: skimage, glob: [data/astronaut.png, data/camera.png, data/chelsea.png, data/coffee.png]}"
 
 
+def _fp16_gated(tolerance: str, *extra: str) -> str:
+    """The manifest of one model ``net``: ``net.onnx`` built in FP16 from its FP16 ONNX, gated on two street
+    photos under ``tolerance``; ``extra`` lines are more fields of the model."""
+    fields = [
+        "source: net.onnx",
+        "precision: fp16",
+        "fp16_via: onnx",
+        "workspace: 128MiB",
+        f"validation: {{images: {STREET}, count: 2, crops: 1}}",
+        f"tolerance: {tolerance}",
+        *extra,
+    ]
+    return "models:\n  net:\n" + "".join(f"    {field}\n" for field in fields)
+
+
 # ------------------------------------------------------------------ an independent reference: numpy only
 
 
@@ -97,7 +112,7 @@ def test_int8_emulation_is_fake_quantization_in_fp32_and_matches_the_operator_de
 
 def test_fp16_emulation_rounds_every_fp16_tensor_and_keeps_fp32_tensors(tmp_path: Path) -> None:
     source = conv_net(tmp_path / "net.onnx", batch=1, seed=3, channels=16, size=64)
-    converted = fp16.convert(onnx.load(str(source)))
+    converted = fp16.convert(onnx.load(str(source))).model
     emulated = emulate.emulate(converted)
     assert emulated.kinds == [emulate.FP16_STORAGE]
     half = [node for node in converted.graph.node if node.op_type in ("Conv", "Relu")]
@@ -142,17 +157,7 @@ def _overflow_net(path: Path) -> Path:
 
 def test_an_fp16_overflow_fails_the_gate_naming_the_node(project: ProjectDir) -> None:
     _overflow_net(project.root / "net.onnx")
-    project.write_manifest(f"""
-        models:
-          net:
-            source: net.onnx
-            inputs: {{input: [1, 3, 64, 64]}}
-            precision: fp16
-            fp16_via: onnx
-            workspace: 128MiB
-            validation: {{images: {STREET}, count: 2, crops: 1}}
-            tolerance: {{cosine_min: 0.99}}
-    """)
+    project.write_manifest(_fp16_gated("{cosine_min: 0.99}", "inputs: {input: [1, 3, 64, 64]}"))
     run = project.trtbuild("all", "--json")
     assert run.code == 1, run.stdout + run.stderr
     reason = run.json()["models"]["net"]["reasons"][0]
@@ -338,7 +343,7 @@ def test_stale_value_info_and_an_old_opset_do_not_change_what_is_emulated(tmp_pa
     conv_net(tmp_path / "net.onnx", batch=1, seed=6, channels=8, size=32)
     source = onnx.load(str(tmp_path / "net.onnx"))
     source.opset_import[0].version = 11
-    converted = fp16.convert(source)
+    converted = fp16.convert(source).model
     converted.graph.value_info.append(helper.make_tensor_value_info("input", TensorProto.FLOAT16, [1, 3, 32, 32]))
     emulated = emulate.emulate(converted)
     assert emulated.model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
@@ -406,17 +411,7 @@ def test_a_weight_fp16_cannot_hold_keeps_its_value(project: ProjectDir, up: floa
     (a ``Constant`` too: its FP32 output is not sent through FP16 and back). Either way the engine computes
     the FP32 function and the gate passes it."""
     _scale_net(project.root / "net.onnx", up, as_constant)
-    project.write_manifest(f"""
-        models:
-          net:
-            source: net.onnx
-            inputs: {{input: [1, 3, 64, 64]}}
-            precision: fp16
-            fp16_via: onnx
-            workspace: 128MiB
-            validation: {{images: {STREET}, count: 2, crops: 1}}
-            tolerance: {{cosine_min: 0.999}}
-    """)
+    project.write_manifest(_fp16_gated("{cosine_min: 0.999}", "inputs: {input: [1, 3, 64, 64]}"))
     run = project.trtbuild("all", "--json")
     assert run.code == 0, run.stdout + run.stderr
     converted = onnx.load(str(project.root / "exports/net.fp16.onnx"))
@@ -460,17 +455,7 @@ def _constant_net(path: Path) -> Path:
 
 def test_a_constant_output_cannot_be_judged_until_the_user_skips_the_gate(project: ProjectDir) -> None:
     _constant_net(project.root / "net.onnx")
-    manifest = f"""
-        models:
-          net:
-            source: net.onnx
-            precision: fp16
-            fp16_via: onnx
-            workspace: 128MiB
-            validation: {{images: {STREET}, count: 2, crops: 1}}
-            tolerance: {{cosine_min: 0.99}}
-    """
-    project.write_manifest(manifest)
+    project.write_manifest(_fp16_gated("{cosine_min: 0.99}"))
     run = project.trtbuild("all", "--json")
     assert run.code == 1, run.stdout + run.stderr
     reason = run.json()["models"]["net"]["reasons"][0]
@@ -482,7 +467,7 @@ def test_a_constant_output_cannot_be_judged_until_the_user_skips_the_gate(projec
     table = project.trtbuild("accuracy").stdout
     assert "CANNOT JUDGE" in table and "cannot judge: output: the FP32 output is the same" in table, table
 
-    project.write_manifest(manifest.rstrip(" ") + "            gate: skip\n")
+    project.write_manifest(_fp16_gated("{cosine_min: 0.99}", "gate: skip"))
     run = project.trtbuild("all", "--json")
     assert run.code == 0, run.stdout + run.stderr
     assert run.json()["models"]["net"]["notes"] == ["fp16, not gated (gate: skip)"]
@@ -494,16 +479,7 @@ def test_a_constant_output_cannot_be_judged_until_the_user_skips_the_gate(projec
 
 def test_the_summary_prints_each_gate_figure_next_to_its_bound(project: ProjectDir) -> None:
     conv_net(project.root / "net.onnx", batch=1, seed=12, channels=8, size=64)
-    project.write_manifest(f"""
-        models:
-          net:
-            source: net.onnx
-            precision: fp16
-            fp16_via: onnx
-            workspace: 128MiB
-            validation: {{images: {STREET}, count: 2, crops: 1}}
-            tolerance: {{cosine_min: 0.999, max_abs: 10}}
-    """)
+    project.write_manifest(_fp16_gated("{cosine_min: 0.999, max_abs: 10}"))
     run = project.trtbuild("all")
     assert run.code == 0, run.stdout + run.stderr
     line = next(line.strip() for line in run.stdout.splitlines() if line.strip().startswith("gate "))
