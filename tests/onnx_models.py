@@ -146,3 +146,49 @@ def shared_scale_net(path: Path, seed: int = 0) -> Path:
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 16, 16])],
         weights,
     )
+
+
+def mlp_net(path: Path, inputs: int = 1, seed: int = 0) -> Path:
+    """A model that takes no image: ``relu((x [+ t]) @ w1 + b1) @ w2``, inputs ``x`` (and ``t`` when
+    ``inputs`` is 2) [1, 16], output ``y`` [1, 4]."""
+    rng = np.random.default_rng(seed)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal((16, 32)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal(32).astype(np.float32), "b1"),
+        numpy_helper.from_array(rng.standard_normal((32, 4)).astype(np.float32), "w2"),
+    ]
+    names = ["x", "t"][:inputs]
+    nodes = [helper.make_node("Add", ["x", "t"], ["s"], name="sum")] if inputs == 2 else []
+    nodes += [
+        helper.make_node("MatMul", ["s" if inputs == 2 else "x", "w1"], ["h"], name="fc1"),
+        helper.make_node("Add", ["h", "b1"], ["hb"], name="bias1"),
+        helper.make_node("Relu", ["hb"], ["r"], name="relu1"),
+        helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2"),
+    ]
+    return save_graph(
+        path,
+        nodes,
+        "mlp_net",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 16]) for name in names],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        weights,
+    )
+
+
+def topk_beyond_axis_net(path: Path) -> Path:
+    """TopK with K 10 over an axis of 4: the ONNX parser accepts it (K is a constant), the builder refuses
+    it ("length of reduction axis (4) is smaller than K (10)")."""
+    k = numpy_helper.from_array(np.array([10], np.int64), "k")
+    graph = helper.make_graph(
+        [helper.make_node("TopK", ["x", "k"], ["values", "indices"], axis=1, name="top")],
+        "topk_beyond_axis",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [
+            helper.make_tensor_value_info("values", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("indices", TensorProto.INT64, None),
+        ],
+        [k],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION)
+    onnx.save(model, str(path))  # not checked: shape inference refuses K beyond the axis
+    return path

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
+import pytest
 from conftest import ProjectDir, Run, entries
-from onnx_models import conv_net, unsupported_op_net
+from onnx_models import conv_net, topk_beyond_axis_net, unsupported_op_net
 
 JETPACK_5_1_2 = (
     "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, "
@@ -152,6 +154,38 @@ def test_unparseable_onnx_fails_that_model_only_with_the_parsers_message(project
     assert not list((project.root / "engines").glob(".*partial"))
     assert "bad" not in entries(project.lock())
     assert "TotallyUnknownOp" in (project.root / ".trtbuild/logs/bad.log").read_text()
+
+
+def test_a_builder_failure_gives_tensorrts_own_cause_in_the_summary(project: ProjectDir) -> None:
+    """The parser accepts the model; the builder refuses it and Polygraphy says only "Invalid Engine": the
+    reason carries TensorRT's first error line, without its source locations."""
+    topk_beyond_axis_net(project.root / "topk.onnx")
+    project.write_manifest("""
+        models:
+          topk: {source: topk.onnx, workspace: 64MiB}
+    """)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 1 and run.statuses() == {"topk": "failed"}, run.stdout + run.stderr
+    (reason,) = run.json()["models"]["topk"]["reasons"]
+    assert reason.startswith("the builder failed: "), reason
+    assert "length of reduction axis (4) is smaller than K (10)" in reason and "/_src/" not in reason, reason
+
+
+def test_an_unexpected_error_in_a_child_is_named_with_its_type_and_its_traceback_is_logged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trtbuild.childside import child_main
+
+    def step(request: dict) -> dict:
+        return {"rows": [1, 2][request["index"]]}
+
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"index": 5, "partial": str(tmp_path / "out"), "result": str(tmp_path / "r")}))
+    assert child_main(step, [str(request)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and any('[request["index"]]' in line for line in lines)
+    assert lines[-1] == f"trtbuild: IndexError in {__name__}: list index out of range (traceback in the log)"
+    assert not (tmp_path / "r").exists()
 
 
 def test_settings_change_gives_a_per_field_reason_and_cosmetic_edits_do_not(two_models: ProjectDir) -> None:

@@ -1,7 +1,8 @@
 """The gate runs what the engine runs, on ordinary models (issue 20): a static batch above 1 is fed whole
-batches, an ONNX that is already FP16 is built as it is and judged against itself, and a source that
-fails ONNX's full check holds its FP16 and INT8 ONNX to the checks it passes itself. Real ONNX files,
-real quantizers, real engine builds through the CLI."""
+batches, an ONNX that is already FP16 is built as it is and judged against itself, a source that fails
+ONNX's full check holds its FP16 and INT8 ONNX to the checks it passes itself, weights kept as external
+data reach every step, and a model that takes no image is fed declared arrays or seeded random values.
+Real ONNX files, real quantizers, real engine builds through the CLI."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import onnxruntime as ort
 import pytest
 from conftest import ProjectDir
 from onnx import TensorProto, helper
-from onnx_models import conv_net
+from onnx_models import conv_net, mlp_net
 
 from trtbuild.errors import BuildError
-from trtbuild.manifest.schema import ImageSample, Preprocess
+from trtbuild.manifest.schema import Preprocess, Sample
 from trtbuild.precision import emulate, images
 from trtbuild.precision.validate import check_produced
 
@@ -37,7 +38,7 @@ def _report(project: ProjectDir, model: str) -> dict:
 
 
 def test_a_batch_feed_holds_consecutive_images_and_the_last_one_repeats_the_first() -> None:
-    sample = ImageSample.model_validate(
+    sample = Sample.model_validate(
         {"images": {"package": "ultralytics", "glob": "assets/*.jpg"}, "count": 3, "crops": 2}
     )
     plan = images.sample_plan(sample, Path("."))
@@ -220,3 +221,160 @@ def test_a_produced_onnx_is_held_to_the_checks_its_source_passes(tmp_path: Path)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), str(unsorted))
     with pytest.raises(BuildError, match=r"^INT8 quantization produced an invalid ONNX \(onnx.checker\): .*sorted"):
         check_produced(unsorted, "INT8 quantization", source=stale)
+
+
+# ------------------------------------------------------------------ 4. weights kept as external data
+
+
+def test_a_source_with_external_data_builds_in_fp16_and_int8_with_both_quantizers(project: ProjectDir) -> None:
+    """Every weight of conv_net in ``net.onnx.data`` beside ``net.onnx``: ModelOpt's scratch copy took the
+    ``.onnx`` alone before ("net.onnx.data: No such file")."""
+    conv_net(project.root / "plain.onnx", seed=25, size=64)
+    onnx.save_model(
+        onnx.load(str(project.root / "plain.onnx")),
+        str(project.root / "net.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="net.onnx.data",
+        size_threshold=0,
+    )
+    (project.root / "plain.onnx").unlink()
+    assert not onnx.load(str(project.root / "net.onnx"), load_external_data=False).graph.initializer[0].raw_data
+    project.write_manifest(f"""
+        x-common: &common
+          source: net.onnx
+          validation: {{images: {STREET}, count: 10, crops: 5}}
+          workspace: 128MiB
+        models:
+          net-fp32: {{source: net.onnx, workspace: 128MiB}}
+          net-fp16: {{<<: *common, precision: fp16, fp16_via: onnx}}
+          net-int8: {{<<: *common, precision: int8, calibration: {{images: {PHOTOS}, count: 4}}}}
+          net-int8-ort:
+            <<: *common
+            precision: int8
+            calibration: {{images: {PHOTOS}, count: 4, quantizer: onnxruntime}}
+    """)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert set(run.statuses().values()) == {"built"}, run.statuses()
+    for model in ("net-fp16", "net-int8", "net-int8-ort"):
+        report = _report(project, model)
+        assert report["verdict"] == "pass" and report["images"] == 10, report
+        assert report["outputs"]["output"]["spread"] > 0.01, report["outputs"]
+
+
+# ------------------------------------------------------------------ 5. a model that takes no image
+
+
+def test_a_model_that_takes_no_image_is_judged_on_random_values_and_calibrated_on_declared_arrays(
+    project: ProjectDir,
+) -> None:
+    """mlp_net's inputs are [1, 16]: FP16 is judged on 12 seeded uniform samples, INT8 is calibrated on
+    8 declared ``.npy`` files (shape [16]: the batch dim may be left out); the two-input variant takes
+    ``.npz`` files with one array per input. Both quantizers' figures are real (a spread, an error)."""
+    mlp_net(project.root / "mlp.onnx", seed=26)
+    mlp_net(project.root / "pair.onnx", inputs=2, seed=27)
+    rng = np.random.default_rng(28)
+    (project.root / "calibration").mkdir()
+    for index in range(8):
+        np.save(project.root / f"calibration/{index:02d}.npy", rng.uniform(-2, 2, 16).astype(np.float32))
+        np.savez(
+            project.root / f"calibration/{index:02d}.npz",
+            x=rng.uniform(-2, 2, (1, 16)).astype(np.float32),
+            t=rng.uniform(-2, 2, (1, 16)).astype(np.float32),
+        )
+    project.write_manifest("""
+        x-common: &common
+          workspace: 128MiB
+          validation: {random: {seed: 3, low: -2, high: 2}, count: 12}
+        models:
+          mlp-fp16: {<<: *common, source: mlp.onnx, precision: fp16, fp16_via: onnx}
+          mlp-int8:
+            <<: *common
+            source: mlp.onnx
+            precision: int8
+            calibration: {npy: calibration/*.npy, quantizer: onnxruntime}
+          pair-int8:
+            <<: *common
+            source: pair.onnx
+            precision: int8
+            calibration: {npy: calibration/*.npz, quantizer: onnxruntime}
+    """)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 0, run.stdout + run.stderr
+    assert set(run.statuses().values()) == {"built"}, run.statuses()
+    for model, bound in (("mlp-fp16", 1e-2), ("mlp-int8", 0.2), ("pair-int8", 0.2)):
+        report = _report(project, model)
+        assert report["verdict"] == "pass" and report["images"] == 12, report
+        output = report["outputs"]["y"]
+        assert output["spread"] > 0.05 and 0 < output["relative_error"] <= bound, output
+    assert "calibrated on 8 arrays" in _log(project, "mlp-int8.int8.log")
+    # the arrays are keyed: a changed file makes the INT8 step, and only what follows it, stale
+    np.save(project.root / "calibration/03.npy", rng.uniform(-2, 2, 16).astype(np.float32))
+    plan = project.trtbuild("plan", "--json").json()["models"]
+    assert plan["mlp-fp16"]["reasons"] == [] and plan["pair-int8"]["reasons"] == [], plan
+    assert any("03.npy" in reason for reason in plan["mlp-int8"]["reasons"]), plan["mlp-int8"]
+
+
+def test_images_for_a_model_that_takes_no_image_fail_naming_the_field(project: ProjectDir) -> None:
+    mlp_net(project.root / "mlp.onnx", seed=29)
+    project.write_manifest(f"""
+        models:
+          mlp:
+            source: mlp.onnx
+            precision: int8
+            workspace: 128MiB
+            calibration: {{images: {PHOTOS}, quantizer: onnxruntime}}
+            validation: {{random: {{}}}}
+    """)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 1 and run.statuses() == {"mlp": "failed"}, run.stdout + run.stderr
+    (reason,) = run.json()["models"]["mlp"]["reasons"]
+    assert reason == (
+        "builds.yaml:6: models.mlp.calibration: images feed one NCHW image input; mlp.onnx takes x [1, 16]: "
+        "give calibration: {npy: FILES}"
+    ), reason
+
+
+@pytest.mark.parametrize(
+    ("calibration", "validation", "message"),
+    [
+        ("{random: {}}", "{random: {}}", "calibration from random values gives INT8 scales for noise"),
+        ("{npy: a/*.npy}", "{random: {low: 1, high: 1}}", "low 1.0 must be below high 1.0"),
+        ("{npy: a/*.npy, images: {glob: '*.png'}}", "{random: {}}", "give one of images, npy, random, not images and"),
+        ("{npy: a/*.npy}", "{count: 4}", "give one of images, npy, random"),
+    ],
+)
+def test_a_sample_that_cannot_feed_a_gate_is_refused_when_the_manifest_is_read(
+    project: ProjectDir, calibration: str, validation: str, message: str
+) -> None:
+    mlp_net(project.root / "mlp.onnx", seed=30)
+    project.write_manifest(f"""
+        models:
+          mlp:
+            source: mlp.onnx
+            precision: int8
+            calibration: {calibration}
+            validation: {validation}
+    """)
+    run = project.trtbuild("plan")
+    assert run.code == 2, run.stdout + run.stderr
+    assert "builds.yaml:" in run.stderr and "models.mlp." in run.stderr and message in run.stderr, run.stderr
+
+
+def test_an_array_file_that_does_not_fit_the_input_fails_naming_the_file(project: ProjectDir) -> None:
+    mlp_net(project.root / "pair.onnx", inputs=2, seed=31)
+    (project.root / "arrays").mkdir()
+    np.savez(project.root / "arrays/00.npz", x=np.zeros((1, 16), np.float32))
+    np.save(project.root / "arrays/01.npy", np.zeros((1, 8), np.float32))
+    project.write_manifest("""
+        x-common: &common {source: pair.onnx, precision: fp16, fp16_via: onnx, workspace: 128MiB}
+        models:
+          missing: {<<: *common, validation: {npy: arrays/00.npz}}
+          one-array: {<<: *common, validation: {npy: arrays/01.npy}}
+    """)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 1, run.stdout + run.stderr
+    reasons = {name: model["reasons"][0] for name, model in run.json()["models"].items()}
+    assert "00.npz: no array 't' (holds ['x']; inputs ['x', 't'])" in reasons["missing"], reasons
+    assert "01.npy: a .npy holds one array; this model has inputs ['x', 't']: give .npz" in reasons["one-array"]

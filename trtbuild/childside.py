@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ def child_main(step: Callable[[dict[str, Any]], dict[str, Any]], argv: list[str]
     """The child's side: read the request, run ``step``, write its result. Returns the exit code.
 
     ``step`` writes its file to ``request["partial"]``; a ``TrtbuildError`` it raises becomes a
-    ``trtbuild: message`` last line and exit code 1.
+    ``trtbuild: message`` last line and exit code 1; any other exception its traceback in the log and a
+    last line naming its type, message and the child module.
     """
     request = json.loads(Path(argv[0]).read_text())
     try:
@@ -40,6 +43,11 @@ def child_main(step: Callable[[dict[str, Any]], dict[str, Any]], argv: list[str]
             request.get("target", request["partial"]) if exc.filename in (None, request["partial"]) else exc.filename
         )
         print(f"trtbuild: {exc.strerror or exc} (writing to {where})", flush=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a library's or trtbuild's own bug: the traceback to the log
+        traceback.print_exc(file=sys.stdout)
+        text = " ".join(str(exc).split())[:300]
+        print(f"trtbuild: {type(exc).__name__} in {step.__module__}: {text} (traceback in the log)", flush=True)
         return 1
     return 0
 

@@ -15,6 +15,7 @@ imports the parent's modules.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -100,14 +101,37 @@ def _death(returncode: int) -> str:
     return f"the child process exited with code {returncode}"
 
 
+#: TensorRT's error lines that carry no cause: the ONNX parser's framing of a node error, and the CUDA
+#: runtime's "driver insufficient" that TensorRT-RTX's ahead-of-time builder logs on a machine with no GPU.
+_FRAMING = re.compile(r"ModelImporter\.cpp|^In node |^--- |cudaError 35")
+#: The source location TensorRT appends to a message (`` In processCheck at /_src/x.cpp:1066``).
+_WHERE = re.compile(r" In \S+ at /\S+:\d+")
+
+
+def first_error(tail: str) -> str | None:
+    """The first ``[E]`` line of a builder's log that says a cause (TensorRT's own message, e.g.
+    ``IBuilder::buildSerializedNetwork: Error Code 4: API Usage Error (ITopKLayer ...: length of reduction
+    axis (4) is smaller than K (10))``), without its prefix and TensorRT's source locations; ``None`` if
+    there is none."""
+    for line in tail.splitlines():
+        _, marker, text = line.partition("[E] ")
+        text = _WHERE.sub("", text).strip()
+        if marker and text and not _FRAMING.search(text):
+            return text[:400]
+    return None
+
+
 def _failure_message(returncode: int, tail: str) -> str:
-    """The child's last message, plus the first node-level error TensorRT logged (``In node 3 ...``)."""
+    """The child's last message, plus the first node-level error TensorRT logged (``In node 3 ...``) and
+    the first error line that says the cause (``first_error``), where the message does not already say it."""
     if returncode != 1 or not tail:
         return _death(returncode)
     lines = tail.splitlines()
     message = lines[-1].removeprefix("trtbuild: ")
-    node_error = next((line for line in lines if "In node" in line), None)
-    return f"{message}: {node_error.removeprefix('[E] ')}" if node_error else message
+    node_error = next((line.removeprefix("[E] ") for line in lines if "In node" in line), None)
+    cause = first_error("\n".join(lines[:-1]))
+    parts = [message, node_error, cause if cause and cause not in message else None]
+    return ": ".join(part for part in parts if part)
 
 
 def run_isolated(

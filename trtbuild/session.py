@@ -376,15 +376,15 @@ def _preflight(graph: nx.DiGraph, ctx: Context) -> None:
                 problems += exc.messages
             except FileNotFoundError as exc:
                 problems.append(f"{target.where('plugins')}: {exc.filename} does not exist")
-    problems += _image_problems(graph, ctx.project)
+    problems += _sample_problems(graph, ctx.project)
     if problems:
         raise ManifestError(problems)
 
 
-def _image_problems(graph: nx.DiGraph, project: Project) -> list[str]:
-    """Calibration and validation samples that match no image or name a package that is not installed,
+def _sample_problems(graph: nx.DiGraph, project: Project) -> list[str]:
+    """Calibration and validation samples that match no image or array file, or name a package that is not installed,
     as ``file:line: models.NAME.calibration: ...`` lines (the same verdict for ``plan`` and builds)."""
-    from trtbuild.precision.images import image_files
+    from trtbuild.precision import samples
 
     problems = []
     root = project.root
@@ -394,7 +394,7 @@ def _image_problems(graph: nx.DiGraph, project: Project) -> list[str]:
             if sample is None:
                 continue
             try:
-                image_files(sample.images, root)
+                samples.files(sample, root)
             except ManifestError as exc:
                 problems += [f"{target.where(field_name)}: {message}" for message in exc.messages]
     return problems

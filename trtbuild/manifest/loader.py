@@ -398,11 +398,10 @@ def _check_outputs(models: dict[str, ModelTarget], manifest: Path, root: Path, e
         for plugin in target.plugins:
             files.setdefault(real(plugin), f"a plugin of model {target.name!r}")
     globs = [
-        (pattern, name)
+        (pattern, noun, name)
         for name, target in models.items()
         for sample in (target.spec.calibration, target.spec.validation)
-        if sample is not None and sample.images.package is None
-        for pattern in ([sample.images.glob] if isinstance(sample.images.glob, str) else sample.images.glob)
+        for pattern, noun in _project_globs(sample)
     ]
     seen: dict[str, str] = {}
     for target in models.values():
@@ -415,8 +414,8 @@ def _check_outputs(models: dict[str, ModelTarget], manifest: Path, root: Path, e
             relative = Path(engine).relative_to(real(root)).as_posix()
             what = next(
                 (
-                    f"an image of model {name!r} ({pattern})"
-                    for pattern, name in globs
+                    f"{noun} of model {name!r} ({pattern})"
+                    for pattern, noun, name in globs
                     if fnmatch.fnmatch(relative, pattern)
                 ),
                 None,
@@ -431,6 +430,15 @@ def _check_outputs(models: dict[str, ModelTarget], manifest: Path, root: Path, e
                 f"{target.where('output')}: {output!r} is {what}; "
                 "an engine must not overwrite an input or trtbuild's own files"
             )
+
+
+def _project_globs(sample: Any) -> list[tuple[str, str]]:
+    """(glob, "an image" / "an array") of a calibration or validation sample's files that lie in the
+    project (images not inside a package, arrays); none for ``random``."""
+    if sample is None or sample.random is not None or (sample.images and sample.images.package):
+        return []
+    found, noun = (sample.images, "an image") if sample.images else (sample.npy, "an array")
+    return [(pattern, noun) for pattern in ([found.glob] if isinstance(found.glob, str) else found.glob)]
 
 
 def _derived_paths(target: ModelTarget, root: Path) -> dict[str, str]:

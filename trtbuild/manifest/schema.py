@@ -227,16 +227,70 @@ class ImageSet(_Strict):
     package: str | None = None
 
 
-class ImageSample(_Strict):
-    """A deterministic sample of images: sorted files, each cut into ``crops`` fixed crops (whole image,
-    then the centre and the four corners at 80 %), the first ``count`` kept. Never random noise."""
+def _glob_set(value: Any) -> Any:
+    return {"glob": value} if isinstance(value, (str, list)) else value
 
-    images: ImageSet
+
+class ArraySet(_Strict):
+    """Input arrays for a model that takes no image, relative to the manifest (``npy: val/*.npz``): each
+    file is one sample, a ``.npy`` (the model's single input) or an ``.npz`` holding one array per input
+    name. An array has the input's shape with batch 1, or that shape without its batch dim."""
+
+    glob: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]]
+
+
+class RandomSet(_Strict):
+    """Uniform random inputs for a model that takes no image (``random: {seed: 0, low: -1, high: 1}``):
+    every input's values are drawn from ``[low, high)`` (whole numbers for an integer input, ``low <
+    high``) by numpy's PCG64 generator seeded with ``seed``, so the same settings give the same arrays."""
+
+    seed: int = Field(0, ge=0)
+    low: float = 0.0
+    high: float = 1.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RandomSet:
+        if not self.low < self.high:
+            raise ValueError(f"low {self.low} must be below high {self.high}")
+        return self
+
+
+class Sample(_Strict):
+    """What calibration or the accuracy gate feeds the model, the first ``count`` kept; one of:
+
+    - ``images``: real photos for a model with one image input: sorted files, each cut into ``crops``
+      fixed crops (whole image, then the centre and the four corners at 80 %), made tensors by
+      ``preprocess``;
+    - ``npy``: declared arrays for any inputs (``ArraySet``), sorted files;
+    - ``random``: seeded uniform values for every input (``RandomSet``; validation only: calibrating on
+      noise gives INT8 scales for noise).
+    """
+
+    images: ImageSet | None = None
+    npy: Annotated[ArraySet | None, BeforeValidator(_glob_set)] = None
+    random: RandomSet | None = None
     count: int = Field(16, ge=1, le=4096)
     crops: int = Field(1, ge=1, le=6)
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> Sample:
+        given = [kind for kind in SAMPLE_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            named = f", not {' and '.join(given)}" if given else ""
+            raise ValueError(f"give one of {', '.join(SAMPLE_KINDS)}{named}")
+        return self
 
-class Calibration(ImageSample):
+    @property
+    def kind(self) -> str:
+        """``images``, ``npy`` or ``random``."""
+        return next(kind for kind in SAMPLE_KINDS if getattr(self, kind) is not None)
+
+
+#: The kinds of sample, in the order messages name them.
+SAMPLE_KINDS = ("images", "npy", "random")
+
+
+class Calibration(Sample):
     """INT8 calibration: a sample of real images, the quantizer that places Q/DQ and computes scales, and
     its range algorithm.
 
@@ -260,6 +314,11 @@ class Calibration(ImageSample):
 
     @model_validator(mode="after")
     def _supported(self) -> Calibration:
+        if self.random is not None:
+            raise ValueError(
+                "calibration from random values gives INT8 scales for noise, not for the model's data; "
+                "give images: or npy: (random: is for validation)"
+            )
         if self.quantizer == "modelopt" and self.algorithm == "percentile":
             raise ValueError(
                 "quantizer modelopt calibrates with minmax or entropy; percentile needs quantizer: onnxruntime"
@@ -384,7 +443,7 @@ class ModelSpec(BuildSettings):
     preprocess: Preprocess = Preprocess()
     head: Head = Head()
     calibration: Calibration | None = Field(None, validate_default=True)
-    validation: ImageSample | None = Field(None, validate_default=True)
+    validation: Sample | None = Field(None, validate_default=True)
 
     @field_validator("calibration", "validation")
     @classmethod
@@ -449,7 +508,9 @@ SCHEMA_MODELS = (
     PypiSource,
     PinnedPlugin,
     ImageSet,
-    ImageSample,
+    ArraySet,
+    RandomSet,
+    Sample,
     Preprocess,
     Head,
     Tolerance,

@@ -16,8 +16,8 @@ from typing import Any
 
 from trtbuild.childside import child_main
 from trtbuild.errors import BuildError
-from trtbuild.manifest.schema import Calibration, Head, ImageSample, Preprocess, Tolerance
-from trtbuild.precision import accuracy, emulate, fp16, fp16_values, images, int8, validate
+from trtbuild.manifest.schema import Calibration, Head, Preprocess, Sample, Tolerance
+from trtbuild.precision import accuracy, emulate, fp16, fp16_values, int8, samples, validate
 
 
 def _fp16(request: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def _fp16(request: dict[str, Any]) -> dict[str, Any]:
             validate.normalize(source)
             unheld, kept = fp16_values.unheld(source)
             with tempfile.TemporaryDirectory(prefix="trtbuild-fp16-") as scratch:
-                feeds, _ = _feeds(request, Calibration.model_validate(request["calibration"]))
+                feeds, _ = _feeds(request, Calibration.model_validate(request["calibration"]), request["onnx"])
                 converted = fp16.convert_autocast(Path(request["onnx"]), feeds, Path(scratch))
             fp16.check_values(source, converted)
         else:
@@ -61,24 +61,27 @@ def _fp16(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _batch(request: dict[str, Any]) -> int:
-    """The batch each feed holds (``steps.precision.image_input``)."""
-    return request["shape"][0] if request["shape"] else 1
+    """The batch each feed holds (``steps.precision.feed_inputs``)."""
+    return samples.batch_of(request["inputs"])
 
 
-def _feeds(request: dict[str, Any], sample: ImageSample) -> tuple[list[dict[str, Any]], list[int]]:
-    """The sample as feeds of ``_batch(request)`` images (``images.batches``), and per feed how many of its
-    rows are the sample's own images (``images.real_images``)."""
-    plan = images.sample_plan(sample, Path(request["project_root"]))
+def _feeds(request: dict[str, Any], sample: Sample, model: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The sample as feeds of the shapes the engine takes (``samples.feeds``), and per feed how many of its
+    rows are the sample's own."""
     preprocess = Preprocess.model_validate(request["preprocess"])
-    feeds = images.batches(plan, preprocess, request["input"], request["shape"])
-    return feeds, images.real_images(len(plan), _batch(request))
+    return samples.feeds(sample, Path(request["project_root"]), preprocess, request["inputs"], Path(model))
+
+
+def _other(quantizer: str) -> str:
+    """The quantizer that is not ``quantizer`` (``int8.QUANTIZER_PACKAGES`` holds both)."""
+    return next(name for name in int8.QUANTIZER_PACKAGES if name != quantizer)
 
 
 def _int8(request: dict[str, Any]) -> dict[str, Any]:
     import onnx
 
     calibration = Calibration.model_validate(request["calibration"])
-    feeds, rows = _feeds(request, calibration)
+    feeds, rows = _feeds(request, calibration, request["onnx"])
     try:
         with tempfile.TemporaryDirectory(prefix="trtbuild-int8-") as scratch:
             int8.quantize(
@@ -95,14 +98,19 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
             "(or set calibration.quantizer: onnxruntime)"
         ) from None
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime's quantizer raises ValueError, RuntimeError, KeyError, ...
-        raise BuildError(f"INT8 quantization failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
+        raise BuildError(
+            f"INT8 quantization by {calibration.quantizer} failed: {type(exc).__name__}: "
+            f"{validate.one_line(str(exc))}; calibration.quantizer: {_other(calibration.quantizer)} quantizes "
+            "with the other quantizer"
+        ) from None
     checked = validate.check_produced(Path(request["partial"]), "INT8 quantization", source=Path(request["onnx"]))
     quantized = onnx.load_model(request["partial"], load_external_data=False)
     if not any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in quantized.graph.node):
         ops = sorted({node.op_type for node in quantized.graph.node})
         raise BuildError(
             f"INT8 quantization by {calibration.quantizer} placed no Q/DQ in this model (ops: {', '.join(ops[:8])}): "
-            "nothing in it would run in INT8; build it in fp16 or fp32, or try the other calibration.quantizer"
+            f"nothing in it would run in INT8; build it in fp16 or fp32, or try calibration.quantizer: "
+            f"{_other(calibration.quantizer)}"
         )
     points = int8.zero_points(quantized)
     asymmetric = sorted(name for name, value in points.items() if value != 0)
@@ -112,8 +120,9 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
         )
     count, batch = sum(rows), _batch(request)
     batched = f" in {len(feeds)} batches of {batch}" if batch > 1 else ""
+    what = "images" if calibration.images else "arrays"
     print(
-        f"INT8: {calibration.quantizer}, calibrated on {count} images{batched} ({calibration.algorithm}); "
+        f"INT8: {calibration.quantizer}, calibrated on {count} {what}{batched} ({calibration.algorithm}); "
         f"{len(points)} zero points, all 0; {checked}"
     )
     return {"calibration_images": count, "zero_points": len(points)}
@@ -142,7 +151,7 @@ def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
     import onnx
     import onnxruntime as ort
 
-    feeds, rows = _feeds(request, ImageSample.model_validate(request["validation"]))
+    feeds, rows = _feeds(request, Sample.model_validate(request["validation"]), request["reference"])
     reference = emulate.session(request["reference"])
     already = fp16.already_fp16(onnx.load_model(request["reference"], load_external_data=False))
     emulated = emulate.emulate(onnx.load_model(request["reduced"]))

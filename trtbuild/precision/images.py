@@ -1,6 +1,6 @@
 """Calibration and validation images: real photos, varied only by deterministic crops and resizes.
 
-A sample (``manifest.schema.ImageSample``) is the sorted list of files matching its glob — in the
+An image sample (``manifest.schema.Sample`` with ``images``) is the sorted list of files matching its glob — in the
 project, or inside an installed package such as scikit-image's ``data/*.png`` — each cut into a fixed
 sequence of crops, the first ``count`` kept. The same files always give the same tensors, so the
 calibration's key is the files' sha256s plus the settings.
@@ -98,7 +98,7 @@ def batches(plan: list[tuple[Path, int]], preprocess: Any, input_name: str, shap
     """A sample (``sample_plan``: its (file, crop) pairs) as ONNX Runtime feeds: ``[{input_name: array of
     shape}, ...]``.
 
-    ``shape[0]`` is the batch the model takes (``steps.precision.image_input``: the ONNX's static batch,
+    ``shape[0]`` is the batch the model takes (``steps.precision.feed_inputs``: the ONNX's static batch,
     else 1): each feed holds that many consecutive images of the sample, in ``sample_plan`` order, so
     ``ceil(count / batch)`` feeds. A remainder is completed by repeating the sample's first images
     (``count`` 5 at batch 2: images 0-1, 2-3, 4-0), so every feed has the shape the engine takes;

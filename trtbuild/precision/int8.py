@@ -72,15 +72,11 @@ def quantize(
 
 def _quantize_modelopt(source: Path, target: Path, feeds: list[dict[str, Any]], algorithm: str, scratch: Path) -> None:
     """ModelOpt's ONNX PTQ on a normalised copy in ``scratch`` (it writes intermediate files beside its input)."""
-    import shutil
-
     import numpy as np
     import onnx
     from modelopt.onnx.quantization import quantize as modelopt_quantize
 
-    prepared = _prepared(source, scratch / "prepared.onnx")
-    if prepared == source:
-        prepared = Path(shutil.copyfile(source, scratch / "prepared.onnx"))
+    prepared = _prepared(source, scratch / "prepared.onnx", always=True)
     data = {name: np.concatenate([feed[name] for feed in feeds]) for name in feeds[0]}
     output = scratch / "quantized.onnx"
     modelopt_quantize(
@@ -144,20 +140,26 @@ def _quantize_onnxruntime(
     )
 
 
-def _prepared(source: Path, scratch: Path) -> Path:
-    """``source``, or a normalised (``validate.normalize``) copy at opset >= 13 in ``scratch`` if it needs either."""
+def _prepared(source: Path, scratch: Path, always: bool = False) -> Path:
+    """``source``, or a normalised (``validate.normalize``) copy at opset >= 13 at ``scratch`` if it needs
+    either (or ``always``).
+
+    The copy holds every weight, those the source keeps as external data (``.onnx.data`` beside it)
+    included: inline, or, at the 2 GiB protobuf limit, in ``scratch``'s own ``.data`` file.
+    """
     import onnx
     from onnx import version_converter
 
-    model = onnx.load_model(str(source))
+    model = onnx.load_model(str(source))  # external data loaded, relative to the source's folder
     changed = bool(validate.normalize(model))
     opset = max(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
     if opset < PER_CHANNEL_OPSET:
         model = version_converter.convert_version(model, PER_CHANNEL_OPSET)
         changed = True
-    if not changed:
+    if not changed and not always:
         return source
-    onnx.save_model(model, str(scratch))
+    large = model.ByteSize() >= onnx.checker.MAXIMUM_PROTOBUF
+    onnx.save_model(model, str(scratch), save_as_external_data=large, location=f"{scratch.name}.data")
     return scratch
 
 

@@ -32,45 +32,47 @@ from trtbuild.steps.context import FAILED, Context, Outcome
 from trtbuild.steps.step import Step
 
 
-def image_input(target: ModelTarget) -> tuple[str, list[int]]:
-    """(name, shape) of the model's single image input as calibration and validation feed it: what the
-    engine takes.
+def feed_inputs(target: ModelTarget) -> dict[str, list[int]]:
+    """Every graph input -> the shape calibration and validation feed it: what the engine takes.
 
-    The image dims (all but the first) are the declared opt shape, else the ONNX's. The batch (the first
-    dim) is the ONNX's when it is static: a model whose input is ``[2, 3, 32, 32]`` is fed ``[2, 3, 32, 32]``
-    (ONNX Runtime refuses any other batch, and so does the engine). When the ONNX's batch is dynamic it is
-    1, or the smallest batch a declared profile admits when that is above 1 (``min: [4, ...]``), so every
-    feed is within the engine's profile. ``images.batches`` fills each feed with that many images.
+    The dims after the first are the declared opt shape, else the ONNX's. The batch (the first dim) is
+    the ONNX's when it is static: an input ``[2, 3, 32, 32]`` is fed ``[2, 3, 32, 32]`` (ONNX Runtime
+    refuses any other batch, and so does the engine). When the ONNX's batch is dynamic it is 1, or the
+    smallest batch a declared profile admits when that is above 1 (``min: [4, ...]``), so every feed is
+    within the engine's profile. A scalar input is fed ``[]``.
 
     Raises:
-        BuildError: the model has several inputs, or a dynamic one that is not declared.
+        BuildError: an input has dynamic dims beyond the batch and is not declared.
     """
     declared_profiles = target.spec.profiles()
     declared = declared_profiles[0]
-    dims = onnx_input_dims(target.onnx)
-    if len(dims) != 1:
-        raise BuildError(f"calibration and validation feed one image input; {target.onnx.name} has {list(dims)}")
-    name = next(iter(dims))
-    shape = list(declared[name][1]) if name in declared else dims[name]
-    if not all(isinstance(dim, int) for dim in shape):
-        raise BuildError(f"input {name!r} has dynamic dims {shape}; declare its shape under inputs")
-    static = dims[name][0] if dims[name] else 1
-    if isinstance(static, int):
-        batch = max(static, 1)
-    else:
-        batch = max(1, min((profile[name][0][0] for profile in declared_profiles if name in profile), default=1))
-    return name, [batch, *shape[1:]]
+    shapes: dict[str, list[int]] = {}
+    for name, dims in onnx_input_dims(target.onnx).items():
+        shape = list(declared[name][1]) if name in declared else list(dims)
+        if not shape:
+            shapes[name] = []
+            continue
+        static = dims[0] if dims else 1
+        if isinstance(static, int):
+            batch = max(static, 1)
+        else:
+            batch = max(1, min((profile[name][0][0] for profile in declared_profiles if name in profile), default=1))
+        if not all(isinstance(dim, int) for dim in shape[1:]):
+            raise BuildError(f"input {name!r} has dynamic dims {shape}; declare its shape under inputs")
+        shapes[name] = [batch, *shape[1:]]
+    return shapes
 
 
-def image_hashes(cache: StatCache, sample: Any, root: Path) -> dict[str, str]:
-    """file name -> sha256 of every image a sample uses (crops come from the same files).
+def sample_hashes(cache: StatCache, sample: Any, root: Path) -> dict[str, str]:
+    """file name -> sha256 of every file a sample uses (images, whose crops come from the same files, or
+    arrays); none for ``random``, whose settings are the key.
 
     Raises:
-        ManifestError: no image matches, or the package holding them is not installed.
+        ManifestError: no file matches, or the package holding the images is not installed.
     """
-    from trtbuild.precision.images import sample_plan
+    from trtbuild.precision import samples
 
-    return {path.name: cache.sha256(path) for path, _ in sample_plan(sample, root)}
+    return {path.name: cache.sha256(path) for path in samples.files(sample, root)}
 
 
 def _code(cache: StatCache, *modules: Any) -> str:
@@ -78,13 +80,27 @@ def _code(cache: StatCache, *modules: Any) -> str:
     return key_of({module.__name__.rsplit(".", 1)[-1]: cache.sha256(Path(module.__file__ or "")) for module in modules})
 
 
-def _images(target: ModelTarget, ctx: Context) -> dict[str, Any]:
-    name, shape = image_input(target)
+def _feeding(target: ModelTarget, ctx: Context, field: str) -> dict[str, Any]:
+    """The request fields that say how ``field`` (``calibration`` / ``validation``) is fed.
+
+    Raises:
+        BuildError: the sample is ``images`` and the model has not exactly one image input
+            (``[N, C, H, W]``, or ``[N, H, W, C]`` with ``preprocess.layout: nhwc``).
+    """
+    inputs = feed_inputs(target)
+    if getattr(target.spec, field).images is not None:
+        layout = target.spec.preprocess.layout
+        shape = next(iter(inputs.values())) if len(inputs) == 1 else None
+        if shape is None or len(shape) != 4:
+            described = ", ".join(f"{name} {dims}" for name, dims in inputs.items())
+            raise BuildError(
+                f"{target.where(field)}: images feed one {layout.upper()} image input; {target.onnx.name} takes "
+                f"{described}: give {field}: {{npy: FILES}}" + (" or {random: {}}" if field == "validation" else "")
+            )
     return {
         "project_root": str(ctx.project.root),
         "preprocess": target.spec.preprocess.model_dump(mode="json"),
-        "input": name,
-        "shape": shape,
+        "inputs": inputs,
     }
 
 
@@ -109,7 +125,7 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
     """``fp16:<fp16 onnx path>``: onnxconverter-common (default, sensitive ops blocked) or ModelOpt AutoCast
     (``fp16_converter: autocast``, which also reads the calibration images). A source that is FP16 already
     (``precision.fp16.already_fp16``) is written unchanged, whichever the converter."""
-    from trtbuild.precision import fp16, fp16_values, images
+    from trtbuild.precision import fp16, fp16_values, images, samples
 
     spec = target.spec
 
@@ -121,10 +137,10 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
                 calibration=spec.calibration.model_dump(mode="json"),
                 inputs=profiles(target),
                 preprocess=spec.preprocess.model_dump(mode="json"),
-                images=image_hashes(ctx.cache, spec.calibration, ctx.project.root),
+                images=sample_hashes(ctx.cache, spec.calibration, ctx.project.root),
             )
             code, versions = (
-                _code(ctx.cache, fp16, fp16_values, images),
+                _code(ctx.cache, fp16, fp16_values, images, samples),
                 installed_versions("nvidia-modelopt", "onnx", "onnxruntime"),
             )
         else:
@@ -148,7 +164,7 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
             "onnx": str(target.onnx),
             "converter": "autocast",
             "calibration": spec.calibration.model_dump(mode="json"),
-            **_images(target, ctx),
+            **_feeding(target, ctx, "calibration"),
         }
 
     return _step("fp16", target, project, target.fp16_onnx, (target.onnx,), components=components, request=request)
@@ -156,7 +172,7 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
 
 def int8_step(target: ModelTarget, project: Project) -> Step:
     """``int8:<int8 onnx path>``: symmetric Q/DQ from the calibration images (ModelOpt or ONNX Runtime)."""
-    from trtbuild.precision import images, int8
+    from trtbuild.precision import images, int8, samples
 
     spec = target.spec
     calibration = spec.calibration
@@ -167,12 +183,12 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
             "schema": KEY_SCHEMA,
             "onnx": onnx_digest(ctx.cache, target.onnx),
             "converter": f"int8 v{int8.VERSION}",
-            "code": _code(ctx.cache, int8, images),
+            "code": _code(ctx.cache, int8, images, samples),
             "params": {
                 "calibration": calibration.model_dump(mode="json"),
                 "preprocess": spec.preprocess.model_dump(mode="json"),
                 "inputs": profiles(target),
-                "images": image_hashes(ctx.cache, calibration, ctx.project.root),
+                "images": sample_hashes(ctx.cache, calibration, ctx.project.root),
             },
             "versions": installed_versions(*int8.QUANTIZER_PACKAGES[calibration.quantizer], "pillow"),
         }
@@ -182,7 +198,7 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
             "step": "int8",
             "onnx": str(target.onnx),
             "calibration": calibration.model_dump(mode="json"),
-            **_images(target, ctx),
+            **_feeding(target, ctx, "calibration"),
         }
 
     return _step("int8", target, project, target.int8_onnx, (target.onnx,), components=components, request=request)
@@ -191,7 +207,7 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
 def accuracy_step(target: ModelTarget, project: Project) -> Step:
     """``accuracy:<report path>``: judge the reduced ONNX against the FP32 ONNX; a breach fails the step
     with the figures and leaves the report for diagnosis, unrecorded."""
-    from trtbuild.precision import accuracy, emulate, images
+    from trtbuild.precision import accuracy, emulate, images, samples
 
     spec, reduced = target.spec, reduced_onnx(target)
     validation = spec.validation
@@ -204,14 +220,16 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
                 {"reference": onnx_digest(ctx.cache, target.onnx), "reduced": onnx_digest(ctx.cache, reduced)}
             ),
             "converter": "accuracy v3",
-            "code": key_of({m.__name__: ctx.cache.sha256(Path(m.__file__ or "")) for m in (accuracy, emulate, images)}),
+            "code": key_of(
+                {m.__name__: ctx.cache.sha256(Path(m.__file__ or "")) for m in (accuracy, emulate, images, samples)}
+            ),
             "params": {
                 "validation": validation.model_dump(mode="json"),
                 "preprocess": spec.preprocess.model_dump(mode="json"),
                 "head": spec.head.model_dump(mode="json"),
                 "tolerance": spec.tolerance.model_dump(mode="json"),
                 "inputs": profiles(target),
-                "images": image_hashes(ctx.cache, validation, ctx.project.root),
+                "images": sample_hashes(ctx.cache, validation, ctx.project.root),
             },
             "versions": installed_versions("onnxruntime", "pillow"),
         }
@@ -219,8 +237,8 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
     def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
         if spec.calibration is not None:
             root = ctx.project.root
-            shared = set(image_hashes(ctx.cache, spec.calibration, root).values()) & set(
-                image_hashes(ctx.cache, validation, root).values()
+            shared = set(sample_hashes(ctx.cache, spec.calibration, root).values()) & set(
+                sample_hashes(ctx.cache, validation, root).values()
             )
             if shared:
                 raise BuildError(
@@ -236,7 +254,7 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
             "validation": validation.model_dump(mode="json"),
             "head": spec.head.model_dump(mode="json"),
             "tolerance": spec.tolerance.model_dump(mode="json"),
-            **_images(target, ctx),
+            **_feeding(target, ctx, "validation"),
         }
 
     def accept(ctx: Context, produced: Produced) -> Outcome | None:
