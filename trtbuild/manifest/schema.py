@@ -280,11 +280,6 @@ class Sample(_Strict):
             raise ValueError(f"give one of {', '.join(SAMPLE_KINDS)}{named}")
         return self
 
-    @property
-    def kind(self) -> str:
-        """``images``, ``npy`` or ``random``."""
-        return next(kind for kind in SAMPLE_KINDS if getattr(self, kind) is not None)
-
 
 #: The kinds of sample, in the order messages name them.
 SAMPLE_KINDS = ("images", "npy", "random")
