@@ -174,16 +174,20 @@ def test_a_builder_failure_gives_tensorrts_own_cause_in_the_summary(project: Pro
 def test_an_unexpected_error_in_a_child_is_named_with_its_type_and_its_traceback_is_logged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from trtbuild.child_requests import InspectRequest
     from trtbuild.childside import child_main
 
-    def step(request: dict) -> dict:
-        return {"rows": [1, 2][request["index"]]}
+    def step(request: InspectRequest) -> dict:
+        return {"rows": [1, 2][len(request.engine)]}
 
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"index": 5, "partial": str(tmp_path / "out"), "result": str(tmp_path / "r")}))
+    typed = InspectRequest(
+        engine="12345", flavour="tensorrt", partial=str(tmp_path / "out"), result=str(tmp_path / "r")
+    )
+    request.write_text(typed.to_json())
     assert child_main(step, [str(request)]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "Traceback (most recent call last):" and any('[request["index"]]' in line for line in lines)
+    assert lines[0] == "Traceback (most recent call last):" and any("[len(request.engine)]" in line for line in lines)
     assert lines[-1] == f"trtbuild: IndexError in {__name__}: list index out of range (traceback in the log)"
     assert not (tmp_path / "r").exists()
 
@@ -212,8 +216,6 @@ def test_builder_version_change_is_reported_per_component(two_models: ProjectDir
     flavour = entries(lock)["static"]["components"]["env"]["builder"]
     entries(lock)["static"]["components"]["env"]["builder_version"] = "0.9.0"
     entries(lock)["static"]["key"] = "0" * 64
-    import json
-
     lock_path.write_text(json.dumps(lock))
     plan = two_models.trtbuild("plan", "--json").json()["models"]
     assert plan["static"]["reasons"] == [f"{flavour} 0.9.0 -> {current}"]

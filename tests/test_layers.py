@@ -30,8 +30,8 @@ LAYERS: list[tuple[str, list[str]]] = [
         "entry",
         ["trtbuild.fastpath", "trtbuild.__main__", "trtbuild"],
     ),  # the package itself: trtbuild.engine() for applications, loaded lazily from deploy
-    ("cli", ["trtbuild.cli.*", "trtbuild.audit", "trtbuild.engine_info", "trtbuild.scaffold", "trtbuild.deploy"]),
-    ("session", ["trtbuild.session"]),
+    ("cli", ["trtbuild.cli.*", "trtbuild.deploy"]),
+    ("ops", ["trtbuild.ops.*"]),  # one module per command; ops/project.py opens a project for all of them
     ("graph", ["trtbuild.graph.*"]),
     ("steps", ["trtbuild.steps.*"]),
     (
@@ -56,6 +56,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "trtbuild.files",
             "trtbuild.errors",
             "trtbuild.childside",
+            "trtbuild.child_requests",
             "trtbuild.results",
             "trtbuild.locate",
             "trtbuild.clock",

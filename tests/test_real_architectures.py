@@ -30,6 +30,7 @@ import pytest
 from conftest import ProjectDir, report_fidelity
 from onnx_models import shared_scale_net, unnamed_fanout_net
 
+from trtbuild.child_requests import Fp16Request, Int8Request
 from trtbuild.errors import BuildError
 from trtbuild.precision import child
 
@@ -146,7 +147,7 @@ def assert_runs_like(reduced: Path, reference: Path, label: str) -> None:
 
 def fp16_step(source: Path, target: Path) -> None:
     """The CLI's FP16 step, in process: conversion plus its checks; writes ``target``."""
-    child._fp16({"onnx": str(source), "partial": str(target)})
+    child._fp16(Fp16Request(onnx=str(source), partial=str(target)))
 
 
 def int8_step(source: Path, target: Path, quantizer: str = "onnxruntime") -> dict:
@@ -160,18 +161,14 @@ def int8_step(source: Path, target: Path, quantizer: str = "onnxruntime") -> dic
     result = target.with_suffix(".result.json")
     request = target.with_suffix(".request.json")
     request.write_text(
-        json.dumps(
-            {
-                "step": "int8",
-                "onnx": str(source),
-                "partial": str(target),
-                "result": str(result),
-                "calibration": {**CALIBRATION, "quantizer": quantizer},
-                "project_root": str(target.parent),
-                "preprocess": {},
-                "inputs": {name: shape},
-            }
-        )
+        Int8Request(
+            onnx=str(source),
+            partial=str(target),
+            result=str(result),
+            calibration={**CALIBRATION, "quantizer": quantizer},
+            project_root=str(target.parent),
+            inputs={name: shape},
+        ).to_json()
     )
     done = subprocess.run(
         [sys.executable, "-m", "trtbuild.precision.child", str(request)], capture_output=True, text=True

@@ -1,12 +1,13 @@
 """The child's side of a step run in a child process; ``isolation.run_isolated`` is the parent's side.
 
-Protocol: the child module is run as ``python -m MODULE REQUEST.json TARGET``; the request carries
-``partial`` (where to write: ``/proc/self/fd/N``, an inherited descriptor), ``result`` (a JSON file for a
-small result dict) and ``target`` (where the file will go, for messages). ``child_main`` implements the
-child's side: exit 0 done, 1 failed with a ``trtbuild: message`` last line.
+Protocol: the child module is run as ``python -m MODULE REQUEST.json TARGET``; the request is a
+``child_requests`` dataclass, whose ``partial`` is where to write (``/proc/self/fd/N``, an inherited
+descriptor), ``result`` a JSON file for a small result dict and ``target`` where the file will go, for
+messages. ``child_main`` implements the child's side: exit 0 done, 1 failed with a ``trtbuild: message``
+last line.
 
 A child imports this module, ``errors`` and its own layer (``builder``, ``export``, ``precision``), never
-the parent's modules (``isolation``, ``state``, ``graph``, the session, the CLI): ``tests/test_layers.py``
+the parent's modules (``isolation``, ``state``, ``graph``, ``ops``, the CLI): ``tests/test_layers.py``
 checks it.
 """
 
@@ -19,29 +20,31 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from trtbuild.child_requests import ChildRequest, read_request
 from trtbuild.errors import BuildError, TrtbuildError
 
+Request = TypeVar("Request", bound=ChildRequest)
 
-def child_main(step: Callable[[dict[str, Any]], dict[str, Any]], argv: list[str]) -> int:
-    """The child's side: read the request, run ``step``, write its result. Returns the exit code.
 
-    ``step`` writes its file to ``request["partial"]``; a ``TrtbuildError`` it raises becomes a
+def child_main(step: Callable[[Request], dict[str, Any]], argv: list[str]) -> int:
+    """The child's side: read the request (``child_requests.read_request``), run ``step``, write its
+    result. Returns the exit code.
+
+    ``step`` writes its file to ``request.partial``; a ``TrtbuildError`` it raises becomes a
     ``trtbuild: message`` last line and exit code 1; any other exception its traceback in the log and a
     last line naming its type, message and the child module.
     """
-    request = json.loads(Path(argv[0]).read_text())
+    request: Any = read_request(Path(argv[0]))
     try:
         result = step(request)
-        Path(request["result"]).write_text(json.dumps(result))
+        Path(request.result).write_text(json.dumps(result))
     except TrtbuildError as exc:
         print(f"trtbuild: {exc}", flush=True)
         return 1
     except OSError as exc:  # e.g. ENOSPC while writing the plan or the result: one clear line, not a traceback
-        where = (
-            request.get("target", request["partial"]) if exc.filename in (None, request["partial"]) else exc.filename
-        )
+        where = (request.target or request.partial) if exc.filename in (None, request.partial) else exc.filename
         print(f"trtbuild: {exc.strerror or exc} (writing to {where})", flush=True)
         return 1
     except Exception as exc:  # noqa: BLE001 - a library's or trtbuild's own bug: the traceback to the log

@@ -147,7 +147,7 @@ def _find(manifest: str | os.PathLike[str] | None) -> Path:
 
 
 def _device(root: Path, device: str | None, env: dict[str, Any]) -> str | None:
-    """The device whose lock applies, as ``session.load`` decides it.
+    """The device whose lock applies, as ``ops.project.load`` decides it.
 
     Raises:
         ManifestError: ``device`` has no ``devices/<device>.yaml``, or the project has ``devices/`` and

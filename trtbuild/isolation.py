@@ -5,15 +5,16 @@ target only after the child exited 0 and the file is non-empty, so no half-writt
 where a good one is expected. A crash or an out-of-memory kill in TensorRT or torch fails that step
 only. Everything the child prints is its log (``.trtbuild/logs/<model>.<step>.log``).
 
-Protocol: the child module is run as ``python -m MODULE REQUEST.json TARGET``; the request carries
-``partial`` (where to write: ``/proc/self/fd/N``, an inherited descriptor), ``result`` (a JSON file for a
-small result dict) and ``target`` (where the file will go, for messages). This module is the parent's
-side; the child's side (``child_main``, ``private_copy``) is ``trtbuild.childside``, so a child never
-imports the parent's modules.
+Protocol: the child module is run as ``python -m MODULE REQUEST.json TARGET``; the request is a
+``child_requests`` dataclass that carries ``partial`` (where to write: ``/proc/self/fd/N``, an inherited
+descriptor), ``result`` (a JSON file for a small result dict) and ``target`` (where the file will go, for
+messages). This module is the parent's side; the child's side (``child_main``, ``private_copy``) is
+``trtbuild.childside``, so a child never imports the parent's modules.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import signal
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trtbuild.child_requests import ChildRequest
 from trtbuild.errors import BuildError
 from trtbuild.files import (
     OutsideProjectError,
@@ -135,14 +137,13 @@ def _failure_message(returncode: int, tail: str) -> str:
 
 
 def run_isolated(
-    module: str,
-    request: dict[str, Any],
+    request: ChildRequest,
     target: Path,
     log: Path,
     work_dir: Path,
     verify: Callable[[Path], None] | None = None,
 ) -> Produced:
-    """Run ``python -m module`` on ``request`` and rename the file it wrote to ``target``.
+    """Run the request's child (``python -m`` its ``MODULE``) and rename the file it wrote to ``target``.
 
     Every file of the step (the partial target, the request, the result, the log) is created through
     ``trtbuild.files``, so inside a project each is written where it really is inside the project at the
@@ -151,8 +152,7 @@ def run_isolated(
     target, for ``ps``.
 
     Args:
-        module: the child's module (it calls ``childside.child_main``).
-        request: the child's request, without the ``partial``/``result``/``target`` entries.
+        request: the child's request; its ``partial``/``result``/``target`` are set here.
         target: where the produced file goes.
         log: the step's log file (overwritten).
         work_dir: a folder for the request and result files.
@@ -164,7 +164,7 @@ def run_isolated(
             The old target, if any, is left untouched and no partial file remains.
     """
     try:
-        return _run_isolated(module, request, target, log, work_dir, verify)
+        return _run_isolated(request, target, log, work_dir, verify)
     except OutsideProjectError as exc:
         raise BuildError(str(exc)) from None
     except OSError as exc:  # e.g. the target's folder deleted under us: one line, not a traceback
@@ -172,7 +172,7 @@ def run_isolated(
 
 
 def _run_isolated(
-    module: str, request: dict[str, Any], target: Path, log: Path, work_dir: Path, verify: Callable[[Path], None] | None
+    request: ChildRequest, target: Path, log: Path, work_dir: Path, verify: Callable[[Path], None] | None
 ) -> Produced:
     remove_partials(target.parent, target.name)
     with (
@@ -182,11 +182,11 @@ def _run_isolated(
         partial_path(work_dir / f"{target.name}.request.json") as request_file,
     ):
         request_file.write_text(
-            json.dumps({**request, "partial": str(partial), "result": str(result), "target": str(target)})
+            dataclasses.replace(request, partial=str(partial), result=str(result), target=str(target)).to_json()
         )
         inherited = [fd for fd in map(child_fd, (partial, result, request_file)) if fd is not None]
         process = subprocess.Popen(
-            [sys.executable, "-m", module, str(request_file), str(target)],
+            [sys.executable, "-m", request.MODULE, str(request_file), str(target)],
             stdin=subprocess.DEVNULL,
             stdout=log_handle,
             stderr=subprocess.STDOUT,

@@ -1,7 +1,7 @@
 """Deserialize an engine and describe it with TensorRT's engine inspector (child process).
 
 ``python -m trtbuild.builder.inspect_child REQUEST.json`` writes a JSON description of
-``request["engine"]`` to ``request["partial"]``: I/O tensors with their per-profile shapes, profile
+``request.engine`` to ``request.partial``: I/O tensors with their per-profile shapes, profile
 count, layer count and precision mix (``IEngineInspector.getEngineInformation`` in JSON format). Fails
 with a clear message where the engine cannot be deserialized — e.g. a TensorRT-RTX plan on a machine
 without a GPU of its compute capabilities — and the caller falls back to the lock's build-time summary.
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.builder import compat
+from trtbuild.child_requests import InspectRequest
 from trtbuild.childside import child_main
 from trtbuild.errors import BuildError
 
@@ -50,15 +51,15 @@ def _layers(trt: Any, engine: Any) -> tuple[int, dict[str, int]]:
     return len(layers), dict(sorted(precisions.items()))
 
 
-def inspect(request: dict[str, Any]) -> dict[str, Any]:
-    """Describe ``request["engine"]``, built by ``request["flavour"]``.
+def inspect(request: InspectRequest) -> dict[str, Any]:
+    """Describe ``request.engine``, built by ``request.flavour``.
 
     Raises:
         BuildError: TensorRT could not deserialize the engine on this machine.
     """
-    trt = compat.import_trt(request["flavour"])
+    trt = compat.import_trt(request.flavour)
     logger = trt.Logger(trt.Logger.ERROR)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(Path(request["engine"]).read_bytes())
+    engine = trt.Runtime(logger).deserialize_cuda_engine(Path(request.engine).read_bytes())
     if engine is None:
         raise BuildError("TensorRT could not deserialize the engine on this machine (see the log)")
     layers, precisions = _layers(trt, engine)
@@ -68,7 +69,7 @@ def inspect(request: dict[str, Any]) -> dict[str, Any]:
         "layers": layers,
         "precisions": precisions,
     }
-    Path(request["partial"]).write_text(json.dumps(description))
+    Path(request.partial).write_text(json.dumps(description))
     return {"seconds": 0.0}
 
 

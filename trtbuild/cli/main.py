@@ -106,7 +106,7 @@ def _remote_cache_only(function: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(function)
     def wrapper(*args: Any, remote_cache: str | None, **kwargs: Any) -> Any:
-        from trtbuild.session import RemoteOptions
+        from trtbuild.ops.project import RemoteOptions
 
         return function(*args, remote=RemoteOptions(remote_cache, push=True, required=True), **kwargs)
 
@@ -115,11 +115,11 @@ def _remote_cache_only(function: Callable[..., Any]) -> Callable[..., Any]:
 
 def _remote(function: Callable[..., Any]) -> Callable[..., Any]:
     """Options of the commands that use the remote cache (docs/remote-cache.md), handed to the command as
-    one ``remote`` argument (``session.RemoteOptions``)."""
+    one ``remote`` argument (``ops.project.RemoteOptions``)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, remote_cache: str | None, no_push: bool, remote_cache_required: bool, **kwargs: Any) -> Any:
-        from trtbuild.session import RemoteOptions
+        from trtbuild.ops.project import RemoteOptions
 
         remote = RemoteOptions(remote_cache, push=not no_push, required=remote_cache_required)
         return function(*args, remote=remote, **kwargs)
@@ -186,7 +186,7 @@ def _guarded(function: Callable[..., int]) -> Callable[..., None]:
 
 
 def _load(manifest: Path, device: Devices) -> Any:
-    from trtbuild.session import load
+    from trtbuild.ops.project import load
 
     if isinstance(device, tuple):
         raise click.UsageError("this command takes one --device; all, build and plan take several")
@@ -195,20 +195,9 @@ def _load(manifest: Path, device: Devices) -> Any:
 
 def _load_all(manifest: Path, device: Devices) -> list[Any]:
     """The project once per ``--device`` given (once when none or one is given)."""
-    from trtbuild.session import load
+    from trtbuild.ops.project import load
 
     return [load(manifest, name) for name in device] if isinstance(device, tuple) else [load(manifest, device)]
-
-
-def _summary(project: Any, results: dict[str, Any], seconds: float | None) -> Any:
-    """The ``RunSummary`` of ``results``: with the device, the environment fingerprint its keys hold (a
-    builder device's, as probed) and the wall time."""
-    from trtbuild.env.jetson import device_of
-    from trtbuild.results import RunSummary
-    from trtbuild.session import environment
-
-    env = environment(project)
-    return RunSummary(results, project.device or device_of(env), env, seconds)
 
 
 def _report(summaries: list[Any], json_mode: bool) -> None:
@@ -240,12 +229,9 @@ def _run_build(
     wait: float,
     remote: Any = None,
 ) -> int:
-    import time
-
     from trtbuild.cli import report
-    from trtbuild.clock import STARTED
+    from trtbuild.ops.build import NO_STAMP, build
     from trtbuild.results import FAILED, INTERRUPTED, SKIPPED, default_stream
-    from trtbuild.session import build_devices
 
     projects = _load_all(manifest, device)
     stream = default_stream(json_mode)
@@ -255,20 +241,19 @@ def _run_build(
         for project in projects
     ]
     try:
-        outcomes = build_devices(
+        summaries = build(
             runs,
             names,
             jobs,
             wait_seconds=wait,
-            stamp_device=device if names is None and not isinstance(device, tuple) else False,
+            stamp_device=device if names is None and not isinstance(device, tuple) else NO_STAMP,
             remote=remote,
         )
     finally:
         reporter.close()
-    seconds = time.monotonic() - STARTED
-    _report([_summary(project, results, seconds) for project, results in zip(projects, outcomes)], json_mode)
+    _report(summaries, json_mode)
     failed = (FAILED, SKIPPED, INTERRUPTED)
-    return EXIT_FAILED if any(r.status in failed for results in outcomes for r in results.values()) else 0
+    return EXIT_FAILED if any(r.status in failed for s in summaries for r in s.models.values()) else 0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -321,12 +306,10 @@ def _plan(
     check: bool,
     remote: Any,
 ) -> int:
+    from trtbuild.ops.plan import plan
     from trtbuild.results import FAILED, FRESH
-    from trtbuild.session import plan
 
-    summaries = []
-    for project in _load_all(manifest, device):
-        summaries.append(_summary(project, plan(project, list(names) or None, remote), None))
+    summaries = [plan(project, list(names) or None, remote) for project in _load_all(manifest, device)]
     _report(summaries, json_mode)
     results = [result for summary in summaries for result in summary.models.values()]
     if any(result.status == FAILED for result in results):  # a builder device that did not answer
@@ -357,16 +340,17 @@ def push_command(
     remote: Any,
 ) -> int:
     """Publish the steps already built (fresh here) to the remote cache (all models, or the named ones)."""
-    from trtbuild.session import push
+    from dataclasses import asdict
 
-    project = _load(manifest, device)
-    done = push(project, list(names) or None, remote)
+    from trtbuild.ops.push import push
+
+    done = push(_load(manifest, device), list(names) or None, remote)
     if json_mode:
-        click.echo(json.dumps(done, indent=2))
+        click.echo(json.dumps(asdict(done), indent=2))
     else:
         click.echo(
-            f"{len(done['pushed'])} pushed, {len(done['present'])} already there, "
-            f"{len(done['stale'])} not fresh here (build them first)"
+            f"{len(done.pushed)} pushed, {len(done.present)} already there, "
+            f"{len(done.stale)} not fresh here (build them first)"
         )
     return 0
 
@@ -378,7 +362,7 @@ def push_command(
 @_guarded
 def clean_command(names: tuple[str, ...], manifest: Path, json_mode: bool, device: Devices, wait: float) -> int:
     """Delete engines and forget them in the lock (all models, or the named ones)."""
-    from trtbuild.session import clean
+    from trtbuild.ops.clean import clean
 
     removed = clean(_load(manifest, device), list(names) or None, wait)
     if json_mode:
@@ -393,11 +377,9 @@ def clean_command(names: tuple[str, ...], manifest: Path, json_mode: bool, devic
 @_guarded
 def init_command(folder: Path) -> int:
     """Start a fleet repository: builds.yaml, devices/<this machine>.yaml and a .gitignore."""
-    from trtbuild.env.fingerprint import fingerprint
-    from trtbuild.env.jetson import device_of
-    from trtbuild.scaffold import init
+    from trtbuild.ops.init import init
 
-    for path in init(folder, device_of(fingerprint())):
+    for path in init(folder):
         click.echo(f"wrote {os.path.relpath(path)}")
     return 0
 
@@ -407,16 +389,12 @@ def init_command(folder: Path) -> int:
 @_guarded
 def devices_command(manifest: Path, json_mode: bool, device: Devices) -> int:
     """List the device manifests (devices/*.yaml), the detected one and their locks."""
-    from trtbuild.env.fingerprint import fingerprint
-    from trtbuild.env.jetson import device_of
-    from trtbuild.manifest.devices import known_devices
+    from dataclasses import asdict
 
-    root = manifest.resolve().parent
-    detected = device_of(fingerprint())
-    rows = [
-        {"device": name, "detected": name == detected, "lock": (root / "locks" / f"{name}.lock").is_file()}
-        for name in known_devices(root)
-    ]
+    from trtbuild.ops.devices import devices
+
+    detected, found = devices(manifest)
+    rows = [asdict(row) for row in found]
     if json_mode:
         click.echo(json.dumps({"detected": detected, "devices": rows}, indent=2))
     else:
@@ -450,15 +428,14 @@ def config_command(manifest: Path, json_mode: bool, device: Devices) -> int:
 @_guarded
 def env_command(json_mode: bool) -> int:
     """Print the environment fingerprint that goes into every engine's key (probed now, not cached)."""
-    from trtbuild.env.fingerprint import probe
-    from trtbuild.env.jetson import device_of
+    from trtbuild.ops.env import env
 
-    found = probe()
+    found = env()
     if json_mode:
-        click.echo(json.dumps({**found, "device": device_of(found)}, indent=2))
+        click.echo(json.dumps(found, indent=2))
     else:
         width = max(len(key) for key in found)
-        for key, value in {**found, "device": device_of(found)}.items():
+        for key, value in found.items():
             click.echo(f"{key:<{width}}  {'-' if value is None else value}")
     return 0
 
@@ -469,7 +446,7 @@ def env_command(json_mode: bool) -> int:
 @_guarded
 def inspect_command(name: str, manifest: Path, json_mode: bool, device: Devices) -> int:
     """Show an engine's I/O tensors, profiles, size, layer count and precision mix."""
-    from trtbuild.engine_info import describe
+    from trtbuild.ops.inspect import describe
 
     description = describe(_load(manifest, device), name)
     if json_mode:
@@ -515,15 +492,11 @@ def _precision_mix(precisions: Any) -> str:
 @_guarded
 def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: Devices) -> int:
     """Check every engine in the lock: file, hash, key, drift; with --rebuild, reproducibility."""
-    from trtbuild.audit import audit
+    from trtbuild.ops.audit import audit
     from trtbuild.results import default_stream
-    from trtbuild.session import device_context
 
-    project = _load(manifest, device)
     stream = default_stream(json_mode)
-    with device_context(project, trust_stat_cache=False) as ctx:  # an audit hashes what it audits
-        results = audit(project, ctx, rebuild, progress=lambda line: print(line, file=stream, flush=True))
-        ctx.cache.save()
+    results = audit(_load(manifest, device), rebuild, progress=lambda line: print(line, file=stream, flush=True))
     if json_mode:
         click.echo(json.dumps({name: vars(result) for name, result in results.items()}, indent=2))
     else:
@@ -541,29 +514,13 @@ def audit_command(rebuild: bool, manifest: Path, json_mode: bool, device: Device
 def accuracy_command(manifest: Path, json_mode: bool, device: Devices) -> int:
     """Show the accuracy-gate reports of the reduced-precision models (FP32 vs FP16 / INT8 on the CPU)."""
     from trtbuild.cli.report import accuracy_table
-    from trtbuild.results import report_problem
+    from trtbuild.ops.accuracy import accuracy
 
-    project = _load(manifest, device)
-    reports, damaged = {}, False
-    for name, target in project.models.items():
-        if not target.report.is_file():
-            continue
-        try:
-            report = json.loads(target.report.read_text())
-            problem = report_problem(report)
-        except (OSError, ValueError) as exc:
-            problem = str(exc)
-        if problem is None:
-            reports[name] = report
-        else:  # never shown as figures; the gate's key records the report's sha256, so the next run redoes it
-            damaged = True
-            click.echo(
-                f"warning: {project.relative(target.report)}: damaged report ({problem}); "
-                f"`trtbuild build {name}` runs the gate again",
-                err=True,
-            )
-    click.echo(json.dumps(reports, indent=2) if json_mode else accuracy_table(reports))
-    return 0 if not damaged and all(report["passed"] for report in reports.values()) else EXIT_FAILED
+    found = accuracy(_load(manifest, device))
+    for line in found.damaged:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(json.dumps(found.reports, indent=2) if json_mode else accuracy_table(found.reports))
+    return 0 if found.passed else EXIT_FAILED
 
 
 @cli.command("schema")

@@ -161,7 +161,7 @@ class BuilderDevice:
         Raises:
             DeviceError: the device did not answer or a command failed on it, ``builder: trtexec`` on a
                 device whose TensorRT version cannot be read, or a device Python whose answer is not the
-                probe's: a device that cannot build fails its own models only (``session.build_devices``).
+                probe's: a device that cannot build fails its own models only (``ops.build.build``).
         """
         if self.builder == "trtexec":
             probed = parse_probe(self.connection.run_script(probe_script()).decode(errors="replace"))

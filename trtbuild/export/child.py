@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trtbuild.child_requests import ExportRequest
 from trtbuild.childside import child_main, private_copy
 from trtbuild.errors import BuildError
 from trtbuild.export import torch_pair
@@ -26,12 +27,11 @@ from trtbuild.export.discovered import ReadRecorder
 from trtbuild.export.registry import ExportContext, load_recipe
 
 
-def export(request: dict[str, Any]) -> dict[str, Any]:
-    """Run the recipe named in ``request`` and write the canonical ONNX to ``request["partial"]``.
+def export(request: ExportRequest) -> dict[str, Any]:
+    """Run the recipe named in ``request`` and write the canonical ONNX to ``request.partial``.
 
-    ``request`` keys: ``recipe``, ``project_root``, ``source``, ``sha256`` (the source's pin or ``None``),
-    ``params``, ``declared`` (files already in the key). The result's ``discovered`` lists the other
-    project files the recipe read (relative paths).
+    The result's ``discovered`` lists the project files the recipe read (relative paths) that are not
+    ``request.declared``.
 
     Raises:
         BuildError: the source's bytes do not match the pin, the recipe failed, or its ONNX fails the
@@ -41,16 +41,16 @@ def export(request: dict[str, Any]) -> dict[str, Any]:
 
     started = time.monotonic()
     reads = ReadRecorder()
-    root = Path(request["project_root"])
-    recipe = load_recipe(request["recipe"], root)
-    params = recipe.module.Params.model_validate(request["params"])
+    root = Path(request.project_root)
+    recipe = load_recipe(request.recipe, root)
+    params = recipe.module.Params.model_validate(request.params)
     with tempfile.TemporaryDirectory(prefix="trtbuild-export-") as folder:
         raw = Path(folder) / "exported.onnx"
         workdir = Path(folder) / "work"
         workdir.mkdir()
-        source = Path(request["source"])
-        if request.get("sha256") is not None:  # code-carrying bytes: load only a private, verified copy
-            source = private_copy(source, Path(folder) / "source", request["sha256"])
+        source = Path(request.source)
+        if request.sha256 is not None:  # code-carrying bytes: load only a private, verified copy
+            source = private_copy(source, Path(folder) / "source", request.sha256)
         os.chdir(workdir)  # exporters that write beside themselves (Ultralytics) write into the scratch folder
         try:
             recipe.module.export(source, raw, params, ExportContext(workdir, root))
@@ -67,8 +67,8 @@ def export(request: dict[str, Any]) -> dict[str, Any]:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise BuildError(f"recipe {recipe.name}: exported ONNX fails onnx.checker: {exc}") from None
-    discovered = reads.inside(root, declared=[Path(path) for path in request.get("declared", [])])
-    onnx.save_model(model, request["partial"])
+    discovered = reads.inside(root, declared=[Path(path) for path in request.declared])
+    onnx.save_model(model, request.partial)
     return {
         "seconds": time.monotonic() - started,
         "discovered": discovered,

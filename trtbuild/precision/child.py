@@ -1,8 +1,9 @@
 """Precision steps in a child process: ``python -m trtbuild.precision.child REQUEST.json``.
 
-``request["step"]`` is ``fp16`` (FP16 conversion), ``int8`` (Q/DQ quantization from calibration
-images) or ``accuracy`` (the gate's figures, written as a JSON report). Each writes its file to
-``request["partial"]``; ONNX Runtime, onnxconverter-common and PIL are imported only here.
+The request's type says the step (``child_requests``): ``Fp16Request`` (FP16 conversion), ``Int8Request``
+(Q/DQ quantization from calibration samples) or ``AccuracyRequest`` (the gate's figures, written as a
+JSON report). Each writes its file to ``request.partial``; ONNX Runtime, onnxconverter-common and PIL
+are imported only here.
 """
 
 from __future__ import annotations
@@ -11,35 +12,37 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trtbuild.child_requests import AccuracyRequest, Fp16Request, Int8Request, PrecisionRequest
 from trtbuild.childside import child_main
 from trtbuild.errors import BuildError
 from trtbuild.manifest.schema import Calibration, Head, Preprocess, Sample, Tolerance
 from trtbuild.precision import accuracy, emulate, fp16, fp16_values, int8, samples, validate
 
 
-def _fp16(request: dict[str, Any]) -> dict[str, Any]:
+def _fp16(request: Fp16Request) -> dict[str, Any]:
     import onnx
 
-    source = onnx.load_model(request["onnx"])
+    source = onnx.load_model(request.onnx)
     already = fp16.already_fp16(source)
     if already:
-        onnx.save_model(source, request["partial"])
-        checked = validate.check_produced(Path(request["partial"]), "FP16 conversion", source=Path(request["onnx"]))
+        onnx.save_model(source, request.partial)
+        checked = validate.check_produced(Path(request.partial), "FP16 conversion", source=Path(request.onnx))
         print(
             f"FP16 conversion: the source is already FP16 ({already}); written unchanged, not converted again "
             f"(the accuracy gate compares the engine's arithmetic with the source itself); {checked}"
         )
         return {"kept_fp32": [], "already_fp16": True}
     try:
-        if request.get("converter") == "autocast":
+        if request.converter == "autocast":
             validate.normalize(source)
             unheld, kept = fp16_values.unheld(source)
             with tempfile.TemporaryDirectory(prefix="trtbuild-fp16-") as scratch:
-                feeds, _ = _feeds(request, Calibration.model_validate(request["calibration"]), request["onnx"])
-                converted = fp16.convert_autocast(Path(request["onnx"]), feeds, Path(scratch))
+                feeds, _ = _feeds(request, Calibration.model_validate(request.calibration), request.onnx)
+                converted = fp16.convert_autocast(Path(request.onnx), feeds, Path(scratch))
             fp16.check_values(source, converted)
         else:
             converted, unheld, kept = fp16.convert(source)
@@ -49,8 +52,8 @@ def _fp16(request: dict[str, Any]) -> dict[str, Any]:
         raise BuildError(f"fp16_converter autocast needs {exc.name}: pip install 'trtbuild[int8]'") from None
     except Exception as exc:  # noqa: BLE001 - onnxconverter-common raises ValueError, AssertionError, KeyError, ...
         raise BuildError(f"FP16 conversion failed: {type(exc).__name__}: {validate.one_line(str(exc))}") from None
-    onnx.save_model(converted, request["partial"])
-    checked = validate.check_produced(Path(request["partial"]), "FP16 conversion", source=Path(request["onnx"]))
+    onnx.save_model(converted, request.partial)
+    checked = validate.check_produced(Path(request.partial), "FP16 conversion", source=Path(request.onnx))
     for change in unheld:
         print(f"FP16 cannot hold {change.describe()}: its readers stay FP32")
     print(
@@ -60,16 +63,16 @@ def _fp16(request: dict[str, Any]) -> dict[str, Any]:
     return {"kept_fp32": sorted(kept)}
 
 
-def _batch(request: dict[str, Any]) -> int:
+def _batch(request: PrecisionRequest) -> int:
     """The batch each feed holds (``steps.precision.feed_inputs``)."""
-    return samples.batch_of(request["inputs"])
+    return samples.batch_of(request.inputs)
 
 
-def _feeds(request: dict[str, Any], sample: Sample, model: str) -> tuple[list[dict[str, Any]], list[int]]:
+def _feeds(request: PrecisionRequest, sample: Sample, model: str) -> tuple[list[dict[str, Any]], list[int]]:
     """The sample as feeds of the shapes the engine takes (``samples.feeds``), and per feed how many of its
     rows are the sample's own."""
-    preprocess = Preprocess.model_validate(request["preprocess"])
-    return samples.feeds(sample, Path(request["project_root"]), preprocess, request["inputs"], Path(model))
+    preprocess = Preprocess.model_validate(request.preprocess)
+    return samples.feeds(sample, Path(request.project_root), preprocess, request.inputs, Path(model))
 
 
 def _other(quantizer: str) -> str:
@@ -77,16 +80,16 @@ def _other(quantizer: str) -> str:
     return next(name for name in int8.QUANTIZER_PACKAGES if name != quantizer)
 
 
-def _int8(request: dict[str, Any]) -> dict[str, Any]:
+def _int8(request: Int8Request) -> dict[str, Any]:
     import onnx
 
-    calibration = Calibration.model_validate(request["calibration"])
-    feeds, rows = _feeds(request, calibration, request["onnx"])
+    calibration = Calibration.model_validate(request.calibration)
+    feeds, rows = _feeds(request, calibration, request.onnx)
     try:
         with tempfile.TemporaryDirectory(prefix="trtbuild-int8-") as scratch:
             int8.quantize(
-                Path(request["onnx"]),
-                Path(request["partial"]),
+                Path(request.onnx),
+                Path(request.partial),
                 feeds,
                 calibration.algorithm,
                 Path(scratch),
@@ -103,8 +106,8 @@ def _int8(request: dict[str, Any]) -> dict[str, Any]:
             f"{validate.one_line(str(exc))}; calibration.quantizer: {_other(calibration.quantizer)} quantizes "
             "with the other quantizer"
         ) from None
-    checked = validate.check_produced(Path(request["partial"]), "INT8 quantization", source=Path(request["onnx"]))
-    quantized = onnx.load_model(request["partial"], load_external_data=False)
+    checked = validate.check_produced(Path(request.partial), "INT8 quantization", source=Path(request.onnx))
+    quantized = onnx.load_model(request.partial, load_external_data=False)
     if not any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in quantized.graph.node):
         ops = sorted({node.op_type for node in quantized.graph.node})
         raise BuildError(
@@ -146,15 +149,15 @@ def _per_image(reference: list[Any], reduced: list[Any], batch: int, real: int) 
     ]
 
 
-def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
+def _accuracy(request: AccuracyRequest) -> dict[str, Any]:
     import numpy as np
     import onnx
     import onnxruntime as ort
 
-    feeds, rows = _feeds(request, Sample.model_validate(request["validation"]), request["reference"])
-    reference = emulate.session(request["reference"])
-    already = fp16.already_fp16(onnx.load_model(request["reference"], load_external_data=False))
-    emulated = emulate.emulate(onnx.load_model(request["reduced"]))
+    feeds, rows = _feeds(request, Sample.model_validate(request.validation), request.onnx)
+    reference = emulate.session(request.onnx)
+    already = fp16.already_fp16(onnx.load_model(request.onnx, load_external_data=False))
+    emulated = emulate.emulate(onnx.load_model(request.reduced))
     reduced = emulate.session(emulated.model)
     names = [output.name for output in reference.get_outputs()]
     reference_outputs, reduced_outputs = [], []
@@ -173,12 +176,12 @@ def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
         for probe in emulated.probes:
             previous = probes.get(probe, np.zeros(len(emulate.PROBE_FIELDS)))
             probes[probe] = np.concatenate([[max(previous[0], produced[probe][0])], previous[1:] + produced[probe][1:]])
-    figures = accuracy.measure(names, reference_outputs, reduced_outputs, Head.model_validate(request["head"]))
+    figures = accuracy.measure(names, reference_outputs, reduced_outputs, Head.model_validate(request.head))
     figures["fp16_overflow"] = accuracy.fp16_overflow(probes, emulated.probes)
-    verdict = accuracy.judge(figures, Tolerance.model_validate(request["tolerance"]), request["precision"])
+    verdict = accuracy.judge(figures, Tolerance.model_validate(request.tolerance), request.precision)
     report = {
-        "model": request["model"],
-        "precision": request["precision"],
+        "model": request.model,
+        "precision": request.precision,
         "emulation": {
             "kinds": emulated.kinds,
             "description": emulated.description,
@@ -192,24 +195,28 @@ def _accuracy(request: dict[str, Any]) -> dict[str, Any]:
             ),
         },
         **figures,
-        "tolerance": request["tolerance"],
+        "tolerance": request.tolerance,
         "checks": verdict.checks,
         "verdict": verdict.state,
         "passed": verdict.state == "pass",
         "failures": verdict.failures,
         "unjudged": verdict.unjudged,
     }
-    Path(request["partial"]).write_text(json.dumps(report, indent=2, sort_keys=True))
+    Path(request.partial).write_text(json.dumps(report, indent=2, sort_keys=True))
     return {"passed": report["passed"], "verdict": verdict.state, "failures": verdict.failures}
 
 
-STEPS = {"fp16": _fp16, "int8": _int8, "accuracy": _accuracy}
+STEPS: dict[type[PrecisionRequest], Callable[[Any], dict[str, Any]]] = {
+    Fp16Request: _fp16,
+    Int8Request: _int8,
+    AccuracyRequest: _accuracy,
+}
 
 
-def run(request: dict[str, Any]) -> dict[str, Any]:
-    """Run ``request["step"]``; returns its result with ``seconds``."""
+def run(request: PrecisionRequest) -> dict[str, Any]:
+    """Run the step ``request`` asks for (its type); returns its result with ``seconds``."""
     started = time.monotonic()
-    result = STEPS[request["step"]](request)
+    result = STEPS[type(request)](request)
     return {**result, "seconds": time.monotonic() - started}
 
 

@@ -22,6 +22,7 @@ MEMBERS = (
     "__init__.py",
     "errors.py",
     "childside.py",
+    "child_requests.py",
     "builder/__init__.py",
     "builder/child.py",
     "builder/compat.py",

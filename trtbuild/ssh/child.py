@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.builder.trtexec import trtexec_flags
+from trtbuild.child_requests import DeviceEngineRequest, EngineRequest
 from trtbuild.childside import child_main
 from trtbuild.errors import BuildError
 from trtbuild.files import sha256_file
@@ -34,12 +35,12 @@ from trtbuild.ssh.bundle import remote_bundle
 from trtbuild.ssh.transport import Connection, DeviceError, ensure_files
 
 
-def _timing_cache(request: dict[str, Any]) -> str:
+def _timing_cache(request: DeviceEngineRequest) -> str:
     """The device's timing cache: ``<workdir>/timing/<device>.cache``."""
-    return f"{request['workdir']}/timing/{request['device']}.cache"
+    return f"{request.workdir}/timing/{request.device}.cache"
 
 
-def _inputs(request: dict[str, Any]) -> tuple[list[tuple[Path | bytes, str, str]], str, list[str]]:
+def _inputs(request: DeviceEngineRequest) -> tuple[list[tuple[Path | bytes, str, str]], str, list[str]]:
     """The files the build needs on the device, as ``(local, remote path, sha256)``: the ONNX files under
     ``<workdir>/onnx/<onnx digest>/``, the plugins under ``<workdir>/plugins/<sha256>/``; with the remote
     ONNX path and the remote plugin paths.
@@ -47,67 +48,66 @@ def _inputs(request: dict[str, Any]) -> tuple[list[tuple[Path | bytes, str, str]
     Raises:
         BuildError: a pinned plugin's bytes are not its pin.
     """
-    work = request["workdir"]
-    folder = f"{work}/onnx/{request['onnx_digest']}"
+    work = request.workdir
+    folder = f"{work}/onnx/{request.onnx_digest}"
     files: list[tuple[Path | bytes, str, str]] = [
-        (Path(local), f"{folder}/{name}", sha256_file(Path(local))) for local, name in request["onnx_files"]
+        (Path(local), f"{folder}/{name}", sha256_file(Path(local))) for local, name in request.onnx_files
     ]
     plugins = []
-    pins = request.get("plugin_sha256") or [None] * len(request["plugins"])
-    for local, pin in zip(request["plugins"], pins):
+    pins = request.plugin_sha256 or [None] * len(request.plugins)
+    for local, pin in zip(request.plugins, pins):
         digest = sha256_file(Path(local))
         if pin is not None and digest != pin:
             raise BuildError(f"plugin {local}: sha256 {digest} is not the pinned {pin}; not sent")
         plugins.append(f"{work}/plugins/{digest}/{Path(local).name}")
         files.append((Path(local), plugins[-1], digest))
-    return files, f"{folder}/{request['onnx_files'][0][1]}", plugins
+    return files, f"{folder}/{request.onnx_files[0][1]}", plugins
 
 
-def _builder_command(request: dict[str, Any], onnx: str, plugins: list[str], scratch: str) -> list[str]:
+def _builder_command(request: DeviceEngineRequest, onnx: str, plugins: list[str], scratch: str) -> list[str]:
     """The command that builds ``<scratch>/engine.plan`` on the device."""
-    if request["builder"] == "trtexec":
+    if request.builder == "trtexec":
         flags = trtexec_flags(
-            request["version"],
-            request["settings"],
+            request.version,
+            request.settings,
             onnx=onnx,
             engine=f"{scratch}/engine.plan",
             timing_cache=_timing_cache(request),
             plugins=plugins,
-            fp16_tensors=request["fp16_tensors"],
-            qdq_layers=request["qdq_layers"],
+            fp16_tensors=request.fp16_tensors,
+            qdq_layers=request.qdq_layers,
         )
-        return [request["trtexec"], *flags]
-    _, bundle, _ = remote_bundle(request["workdir"])
+        return [request.trtexec, *flags]
+    _, bundle, _ = remote_bundle(request.workdir)
     return [
         "env",
         f"PYTHONPATH={bundle}",
-        request["python"],
+        request.python,
         "-m",
         "trtbuild.builder.child",
         f"{scratch}/request.json",
-        request["target"],
+        request.target,
     ]
 
 
-def _child_request(request: dict[str, Any], onnx: str, plugins: list[str], scratch: str) -> bytes:
+def _child_request(request: DeviceEngineRequest, onnx: str, plugins: list[str], scratch: str) -> bytes:
     """``builder: polygraphy``: the request of trtbuild's builder child on the device."""
-    return json.dumps(
-        {
-            "flavour": request["flavour"],
-            "timing_cache": _timing_cache(request),
-            "onnx": onnx,
-            "plugins": plugins,
-            "plugin_sha256": [None] * len(plugins),  # the device's copies were checked on arrival
-            **request["settings"],
-            "partial": f"{scratch}/engine.plan",
-            "result": f"{scratch}/result.json",
-            "target": request["target"],
-        }
-    ).encode()
+    child = EngineRequest.of(
+        request.settings,
+        flavour=request.flavour,
+        timing_cache=_timing_cache(request),
+        onnx=onnx,
+        plugins=plugins,
+        plugin_sha256=[None] * len(plugins),  # the device's copies were checked on arrival
+        partial=f"{scratch}/engine.plan",
+        result=f"{scratch}/result.json",
+        target=request.target,
+    )
+    return child.to_json().encode()
 
 
-def build(request: dict[str, Any]) -> dict[str, Any]:
-    """Build the request's engine on its device and write the plan to ``request["partial"]``.
+def build(request: DeviceEngineRequest) -> dict[str, Any]:
+    """Build the request's engine on its device and write the plan to ``request.partial``.
 
     Returns:
         ``{"builder": "tensorrt 10.3.0.30 (trtexec on jetson@orin-01)", "seconds": ..., "network": summary
@@ -118,13 +118,13 @@ def build(request: dict[str, Any]) -> dict[str, Any]:
         BuildError: the builder failed on the device (its output is in this step's log), or the plan that
             arrived is not the one the device reported (refused: nothing is kept).
     """
-    connection = Connection(**request["connection"])
-    work = request["workdir"]
+    connection = Connection(**request.connection)
+    work = request.workdir
     started = time.monotonic()
     files, onnx, plugins = _inputs(request)
     scratch_dir = f"{work}/tmp/build.{os.urandom(8).hex()}"
     command = _builder_command(request, onnx, plugins, scratch_dir)  # a setting the version refuses: nothing sent
-    if request["builder"] == "polygraphy":
+    if request.builder == "polygraphy":
         data, bundle, digest = remote_bundle(work)
         files.append((data, bundle, digest))
     sent = ensure_files(connection, files)
@@ -136,17 +136,17 @@ def build(request: dict[str, Any]) -> dict[str, Any]:
         args=[work, scratch_dir],
     )
     try:
-        if request["builder"] == "polygraphy":
+        if request.builder == "polygraphy":
             body = _child_request(request, onnx, plugins, scratch_dir)
             connection.upload(body, f"{scratch_dir}/request.json", sha256=hashlib.sha256(body).hexdigest())
         print(f"[device] on {connection.host}: {connection.command_line(command)}", flush=True)
         code = connection.stream(command, sys.stdout)
         if code != 0:
-            raise BuildError(f"{request['builder']} failed on {connection.host} (exit code {code})")
+            raise BuildError(f"{request.builder} failed on {connection.host} (exit code {code})")
         reported = (
             connection.run_script('sha256sum "$1" | cut -c1-64', args=[f"{scratch_dir}/engine.plan"]).decode().strip()
         )
-        with open(request["partial"], "wb") as writer:
+        with open(request.partial, "wb") as writer:
             arrived, size = connection.download(f"{scratch_dir}/engine.plan", writer)
         if arrived != reported:
             raise BuildError(
@@ -154,14 +154,14 @@ def build(request: dict[str, Any]) -> dict[str, Any]:
                 f"{reported} the device reported; refused"
             )
         network = None
-        if request["builder"] == "polygraphy":
+        if request.builder == "polygraphy":
             network = json.loads(connection.run(["cat", f"{scratch_dir}/result.json"])).get("network")
     finally:
         try:
             connection.run(["rm", "-rf", scratch_dir])
         except DeviceError:
             pass  # the device went away: its scratch folder stays in <workdir>/tmp, never reused
-    builder = f"{request['flavour']} {request['version']} ({request['builder']} on {connection.host})"
+    builder = f"{request.flavour} {request.version} ({request.builder} on {connection.host})"
     return {"builder": builder, "seconds": time.monotonic() - started, "network": network, "host": connection.host}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trtbuild.child_requests import ChildRequest, DeviceEngineRequest, EngineRequest
 from trtbuild.isolation import Produced
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.state.keys import KEY_SCHEMA, build_settings
@@ -39,37 +40,39 @@ def plugin_digests(cache: StatCache, plugins: tuple[Path, ...], root: Path) -> d
 
 def engine_request(
     target: ModelTarget, env: dict[str, Any], settings: dict[str, Any], timing_cache: Path
-) -> dict[str, Any]:
+) -> EngineRequest:
     """The builder child's request for ``target`` with ``settings`` (``state.keys.build_settings``)."""
-    return {
-        "flavour": env["builder"],
-        "timing_cache": str(timing_cache),
-        "onnx": str(engine_onnx(target, env)),
-        "plugins": [str(path) for path in target.plugins],
-        "plugin_sha256": list(target.plugin_sha256),
-        **settings,
-    }
+    return EngineRequest.of(
+        settings,
+        flavour=env["builder"],
+        timing_cache=str(timing_cache),
+        onnx=str(engine_onnx(target, env)),
+        plugins=[str(path) for path in target.plugins],
+        plugin_sha256=list(target.plugin_sha256),
+    )
 
 
-def device_request(target: ModelTarget, ctx: Context, settings: dict[str, Any], onnx_digest: str) -> dict[str, Any]:
+def device_request(
+    target: ModelTarget, ctx: Context, settings: dict[str, Any], onnx_digest: str
+) -> DeviceEngineRequest:
     """The device build child's request (``ssh.child``) for ``target`` on ``ctx.device``: how to reach the
     device, the engine ONNX's files (the model, then its external data) and what the device's builder needs
     to know of them (FP16 tensors, Q/DQ layers), the plugins and their pins, the settings."""
     assert ctx.device is not None
     onnx = engine_onnx(target, ctx.env)
     files = [[str(onnx), onnx.name]] + [[str(onnx.parent / name), name] for name in external_data_files(onnx)]
-    return {
+    return DeviceEngineRequest(
         **ctx.device.request(),
-        "flavour": ctx.env["builder"],
-        "version": ctx.env["builder_version"],
-        "onnx_digest": onnx_digest,
-        "onnx_files": files,
-        "plugins": [str(path) for path in target.plugins],
-        "plugin_sha256": list(target.plugin_sha256),
-        "fp16_tensors": uses_fp16_onnx(target, ctx.env),
-        "qdq_layers": target.spec.precision == "int8",
-        "settings": settings,
-    }
+        flavour=ctx.env["builder"],
+        version=ctx.env["builder_version"],
+        onnx_digest=onnx_digest,
+        onnx_files=files,
+        plugins=[str(path) for path in target.plugins],
+        plugin_sha256=list(target.plugin_sha256),
+        fp16_tensors=uses_fp16_onnx(target, ctx.env),
+        qdq_layers=target.spec.precision == "int8",
+        settings=settings,
+    )
 
 
 def engine_step(target: ModelTarget, project: Project, env: dict[str, Any], gate: tuple[Path, ...] = ()) -> Step:
@@ -88,7 +91,7 @@ def engine_step(target: ModelTarget, project: Project, env: dict[str, Any], gate
             "env": ctx.env,
         }
 
-    def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
+    def request(ctx: Context, found: dict[str, Any]) -> ChildRequest:
         if on_device:
             return device_request(target, ctx, found["settings"], found["onnx"])
         return engine_request(target, ctx.env, found["settings"], ctx.project.timing_cache)
@@ -105,7 +108,6 @@ def engine_step(target: ModelTarget, project: Project, env: dict[str, Any], gate
         consumes=(onnx, *gate),
         inputs=(onnx,),
         components=components,
-        child="trtbuild.ssh.child" if on_device else "trtbuild.builder.child",
         request=request,
         output_label="engine",
         facts=facts,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild import reasons as why
+from trtbuild.child_requests import ExportRequest
 from trtbuild.errors import BuildError
 from trtbuild.files import sha256_file
 from trtbuild.isolation import Produced
@@ -58,15 +59,15 @@ def export_step(target: ModelTarget, project: Project) -> Step:
             return why.error(f"source {target.source}: sha256 {actual} is not the pinned {pin}; not loaded")
         return None
 
-    def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "recipe": recipe.name,
-            "project_root": str(ctx.project.root),
-            "source": str(target.source),
-            "sha256": spec.pinned_sha256(),
-            "params": found["params"],
-            "declared": [str(target.source), str(recipe.file)],
-        }
+    def request(ctx: Context, found: dict[str, Any]) -> ExportRequest:
+        return ExportRequest(
+            recipe=recipe.name,
+            project_root=str(ctx.project.root),
+            source=str(target.source),
+            sha256=spec.pinned_sha256(),
+            params=found["params"],
+            declared=[str(target.source), str(recipe.file)],
+        )
 
     def verify(onnx_path: Path) -> None:
         problems = check_inputs(target, *read_onnx_inputs(onnx_path))
@@ -85,7 +86,6 @@ def export_step(target: ModelTarget, project: Project) -> Step:
         inputs=(target.source,),
         input_label="source",
         components=components,
-        child="trtbuild.export.child",
         request=request,
         log=".export",
         precheck=precheck,

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild import reasons as why
+from trtbuild.child_requests import AccuracyRequest, Fp16Request, Int8Request
 from trtbuild.errors import BuildError
 from trtbuild.isolation import Produced
 from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.onnx_inputs import onnx_input_dims
 from trtbuild.packages import installed_versions
+from trtbuild.reasons import Reason
 from trtbuild.state.keys import KEY_SCHEMA, key_of, profiles
 from trtbuild.state.onnx_digest import onnx_digest
 from trtbuild.state.statcache import StatCache
@@ -80,28 +82,31 @@ def _code(cache: StatCache, *modules: Any) -> str:
     return key_of({module.__name__.rsplit(".", 1)[-1]: cache.sha256(Path(module.__file__ or "")) for module in modules})
 
 
-def _feeding(target: ModelTarget, ctx: Context, field: str) -> dict[str, Any]:
-    """The request fields that say how ``field`` (``calibration`` / ``validation``) is fed.
-
-    Raises:
-        BuildError: the sample is ``images`` and the model has not exactly one image input
-            (``[N, C, H, W]``, or ``[N, H, W, C]`` with ``preprocess.layout: nhwc``).
-    """
-    inputs = feed_inputs(target)
-    if getattr(target.spec, field).images is not None:
-        layout = target.spec.preprocess.layout
-        shape = next(iter(inputs.values())) if len(inputs) == 1 else None
-        if shape is None or len(shape) != 4:
-            described = ", ".join(f"{name} {dims}" for name, dims in inputs.items())
-            raise BuildError(
-                f"{target.where(field)}: images feed one {layout.upper()} image input; {target.onnx.name} takes "
-                f"{described}: give {field}: {{npy: FILES}}" + (" or {random: {}}" if field == "validation" else "")
-            )
+def _feeding(target: ModelTarget, ctx: Context) -> dict[str, Any]:
+    """The ``PrecisionRequest`` fields that say how the model is fed."""
     return {
         "project_root": str(ctx.project.root),
         "preprocess": target.spec.preprocess.model_dump(mode="json"),
-        "inputs": inputs,
+        "inputs": feed_inputs(target),
     }
+
+
+def _feedable(target: ModelTarget, field: str) -> Reason | None:
+    """Why ``field`` (``calibration`` / ``validation``) cannot feed the model, or ``None``: its sample is
+    ``images`` and the model has not exactly one image input (``[N, C, H, W]``, or ``[N, H, W, C]`` with
+    ``preprocess.layout: nhwc``)."""
+    if getattr(target.spec, field).images is None:
+        return None
+    inputs = feed_inputs(target)
+    shape = next(iter(inputs.values())) if len(inputs) == 1 else None
+    if shape is not None and len(shape) == 4:
+        return None
+    described = ", ".join(f"{name} {dims}" for name, dims in inputs.items())
+    return why.error(
+        f"{target.where(field)}: images feed one {target.spec.preprocess.layout.upper()} image input; "
+        f"{target.onnx.name} takes {described}: give {field}: {{npy: FILES}}"
+        + (" or {random: {}}" if field == "validation" else "")
+    )
 
 
 def _step(
@@ -114,7 +119,6 @@ def _step(
         output=output,
         consumes=consumes,
         inputs=consumes,
-        child="trtbuild.precision.child",
         log=f".{kind}",
         tool="versions",
         **hooks,
@@ -155,19 +159,30 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
             "versions": versions,
         }
 
-    def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
-        if spec.fp16_converter != "autocast":
-            return {"step": "fp16", "onnx": str(target.onnx)}
-        assert spec.calibration is not None
-        return {
-            "step": "fp16",
-            "onnx": str(target.onnx),
-            "converter": "autocast",
-            "calibration": spec.calibration.model_dump(mode="json"),
-            **_feeding(target, ctx, "calibration"),
-        }
+    def precheck(ctx: Context) -> Reason | None:
+        return _feedable(target, "calibration") if spec.fp16_converter == "autocast" else None
 
-    return _step("fp16", target, project, target.fp16_onnx, (target.onnx,), components=components, request=request)
+    def request(ctx: Context, found: dict[str, Any]) -> Fp16Request:
+        if spec.fp16_converter != "autocast":
+            return Fp16Request(onnx=str(target.onnx))
+        assert spec.calibration is not None
+        return Fp16Request(
+            onnx=str(target.onnx),
+            converter="autocast",
+            calibration=spec.calibration.model_dump(mode="json"),
+            **_feeding(target, ctx),
+        )
+
+    return _step(
+        "fp16",
+        target,
+        project,
+        target.fp16_onnx,
+        (target.onnx,),
+        components=components,
+        precheck=precheck,
+        request=request,
+    )
 
 
 def int8_step(target: ModelTarget, project: Project) -> Step:
@@ -193,15 +208,24 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
             "versions": installed_versions(*int8.QUANTIZER_PACKAGES[calibration.quantizer], "pillow"),
         }
 
-    def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "step": "int8",
-            "onnx": str(target.onnx),
-            "calibration": calibration.model_dump(mode="json"),
-            **_feeding(target, ctx, "calibration"),
-        }
+    def precheck(ctx: Context) -> Reason | None:
+        return _feedable(target, "calibration")
 
-    return _step("int8", target, project, target.int8_onnx, (target.onnx,), components=components, request=request)
+    def request(ctx: Context, found: dict[str, Any]) -> Int8Request:
+        return Int8Request(
+            onnx=str(target.onnx), calibration=calibration.model_dump(mode="json"), **_feeding(target, ctx)
+        )
+
+    return _step(
+        "int8",
+        target,
+        project,
+        target.int8_onnx,
+        (target.onnx,),
+        components=components,
+        precheck=precheck,
+        request=request,
+    )
 
 
 def accuracy_step(target: ModelTarget, project: Project) -> Step:
@@ -234,28 +258,31 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
             "versions": installed_versions("onnxruntime", "pillow"),
         }
 
-    def request(ctx: Context, found: dict[str, Any]) -> dict[str, Any]:
+    def precheck(ctx: Context) -> Reason | None:
+        """Validation samples that are also calibration samples (by sha256), or images on no image input."""
         if spec.calibration is not None:
             root = ctx.project.root
             shared = set(sample_hashes(ctx.cache, spec.calibration, root).values()) & set(
                 sample_hashes(ctx.cache, validation, root).values()
             )
             if shared:
-                raise BuildError(
+                return why.error(
                     f"{target.where('validation')}: validation images must be kept apart from calibration "
                     f"images; {len(shared)} are in both"
                 )
-        return {
-            "step": "accuracy",
-            "model": target.name,
-            "precision": spec.precision,
-            "reference": str(target.onnx),
-            "reduced": str(reduced),
-            "validation": validation.model_dump(mode="json"),
-            "head": spec.head.model_dump(mode="json"),
-            "tolerance": spec.tolerance.model_dump(mode="json"),
-            **_feeding(target, ctx, "validation"),
-        }
+        return _feedable(target, "validation")
+
+    def request(ctx: Context, found: dict[str, Any]) -> AccuracyRequest:
+        return AccuracyRequest(
+            model=target.name,
+            precision=spec.precision,
+            onnx=str(target.onnx),
+            reduced=str(reduced),
+            validation=validation.model_dump(mode="json"),
+            head=spec.head.model_dump(mode="json"),
+            tolerance=spec.tolerance.model_dump(mode="json"),
+            **_feeding(target, ctx),
+        )
 
     def accept(ctx: Context, produced: Produced) -> Outcome | None:
         if produced.result["passed"]:
@@ -278,6 +305,7 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
         target.report,
         (target.onnx, reduced),
         components=components,
+        precheck=precheck,
         request=request,
         accept=accept,
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild import reasons as why
+from trtbuild.child_requests import ChildRequest
 from trtbuild.clock import utc_now
 from trtbuild.errors import BuildError
 from trtbuild.isolation import Produced, run_isolated
@@ -51,8 +52,8 @@ class Step:
             the word for them (``onnx``, ``source``).
         components: its key components now, given the lock's entry (exports re-hash the files they
             discovered last time).
-        child: the module run as ``python -m child`` to do the work.
-        request: the child's request, given the components.
+        request: the child's request (``child_requests``; its type names the child module), given the
+            components.
         log: the log file's suffix (``.export``: ``.trtbuild/logs/<model>.export.log``; ``""`` for engines).
         output_label: how reasons name the output (``engine``; default: the file's name).
         precheck: before the child runs: a reason to fail without running it, or ``None``.
@@ -78,8 +79,7 @@ class Step:
     inputs: tuple[Path, ...] = ()
     input_label: str = "onnx"
     components: Components | None = None
-    child: str = ""
-    request: Callable[[Context, dict[str, Any]], dict[str, Any]] | None = None
+    request: Callable[[Context, dict[str, Any]], ChildRequest] | None = None
     log: str = ""
     output_label: str = ""
     precheck: Callable[[Context], Reason | None] | None = None
@@ -188,7 +188,6 @@ def run(step: Step, ctx: Context) -> Outcome:
     started = time.monotonic()
     with step.slot(ctx):
         produced = run_isolated(
-            step.child,
             step.request(ctx, assessment.components),
             step.output,
             step.log_path(ctx),

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trtbuild.child_requests import InspectRequest
 from trtbuild.errors import BuildError, ManifestError
 from trtbuild.isolation import run_isolated
 from trtbuild.manifest.loader import Project
@@ -20,8 +21,7 @@ from trtbuild.state.lockfile import LockFile
 def _from_inspector(project: Project, name: str, engine: Path, flavour: str) -> dict[str, Any]:
     report = project.state_dir / "tmp" / f"{name}.inspect.json"
     run_isolated(
-        "trtbuild.builder.inspect_child",
-        {"engine": str(engine), "flavour": flavour},
+        InspectRequest(engine=str(engine), flavour=flavour),
         report,
         project.log_dir / f"{name}.inspect.log",
         project.state_dir / "tmp",

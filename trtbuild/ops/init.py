@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trtbuild.env.fingerprint import fingerprint
+from trtbuild.env.jetson import device_of
 from trtbuild.errors import ManifestError
 from trtbuild.files import write_atomic
 
@@ -47,9 +49,9 @@ reports/
 """
 
 
-def init(root: Path, device: str | None) -> list[Path]:
-    """Write the starter files into ``root`` for a machine detected as ``device``. ``None`` (a device tree
-    trtbuild does not know) writes no ``devices/`` overlay: a project without one is single-device
+def init(root: Path) -> list[Path]:
+    """Write the starter files into ``root`` for this machine, detected as a device (``env.jetson``). A
+    device tree trtbuild does not know writes no ``devices/`` overlay: a project without one is single-device
     (``builds.lock``), where a ``devices/None.yaml`` would make every command ask for ``--device``.
 
     Returns:
@@ -58,6 +60,7 @@ def init(root: Path, device: str | None) -> list[Path]:
     Raises:
         ManifestError: ``root`` already has a ``builds.yaml`` (nothing is written).
     """
+    device = device_of(fingerprint())
     files = {root / "builds.yaml": MANIFEST}
     if device is not None:
         files[root / "devices" / f"{device}.yaml"] = DEVICE.format(device=device)

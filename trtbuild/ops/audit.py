@@ -25,6 +25,7 @@ from trtbuild.builder.summary import differences
 from trtbuild.errors import BuildError, ManifestError
 from trtbuild.isolation import run_isolated
 from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.ops.project import device_context
 from trtbuild.reasons import diff, texts
 from trtbuild.state import keys
 from trtbuild.state.onnx_digest import onnx_digest
@@ -110,7 +111,6 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
         try:
             with step.slot(ctx):
                 produced = run_isolated(
-                    step.child,
                     step.request(ctx, recorded),
                     Path(folder) / f"{target.name}.engine",
                     ctx.project.log_dir / f"{target.name}.audit.log",
@@ -133,10 +133,9 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
         result.findings.append("rebuilt bytes differ (tactic choices), I/O, layers and precisions are identical")
 
 
-def audit(
-    project: Project, ctx: Context, rebuild: bool, progress: Callable[[str], None] | None = None
-) -> dict[str, AuditResult]:
-    """Audit every engine in the lock of ``project`` (see the module docstring).
+def audit(project: Project, rebuild: bool, progress: Callable[[str], None] | None = None) -> dict[str, AuditResult]:
+    """Audit every engine in the lock of ``project`` (see the module docstring), on its builder device
+    when it has one, hashing every file again (the stat cache is not trusted).
 
     Args:
         progress: called with a line before and after each rebuild (``rebuilding m0 (engines/m0.engine)``,
@@ -144,7 +143,17 @@ def audit(
 
     Raises:
         ManifestError: the lock records no engine at all.
+        DeviceError: the builder device did not answer.
     """
+    with device_context(project, trust_stat_cache=False) as ctx:
+        results = _audit(project, ctx, rebuild, progress)
+        ctx.cache.save()
+    return results
+
+
+def _audit(
+    project: Project, ctx: Context, rebuild: bool, progress: Callable[[str], None] | None
+) -> dict[str, AuditResult]:
     engines = {entry["model"]: entry for entry in ctx.lock.steps.values() if entry["kind"] == "engine"}
     if not engines:
         raise ManifestError(f"{project.relative(project.lock_path)}: no engine recorded; nothing to audit")
