@@ -160,37 +160,18 @@ def trtexec_flags(
     qdq_layers: bool,
 ) -> list[str]:
     """The arguments after the ``trtexec`` binary that build ``onnx`` into ``engine`` as trtbuild's Python
-    builder would (same ``compat`` decisions, same builder config), and stop without running inference.
+    builder would (same ``compat`` decisions), and stop without running inference; never ``--stronglyTyped``
+    (``precision_flags``) nor ``--verbose`` (tens of MB of log per build over SSH).
 
-    Args:
-        version: the TensorRT version on the device (``8.2.1.8``, ``10.3.0.30``); flavour ``tensorrt`` only
-            (TensorRT-RTX ships no trtexec for Jetson).
-        settings: ``state.keys.build_settings``: ``precision`` (``fp32``/``fp16``/``int8``), ``workspace``
-            (bytes), ``builder_optimization_level`` (0-5), ``dla_core`` (int or ``None``),
-            ``compute_capabilities`` (list or ``None``), ``fp16_via`` (not read: it chooses which ONNX the
-            caller passes as ``onnx``), ``profiles`` (list of ``{input: {"min", "opt", "max": [dims]}}``;
-            ``[{}]``: static shapes, no shape flags).
-        onnx: the engine ONNX's path on the device (``--onnx=``).
-        engine: where trtexec writes the plan (``--saveEngine=``).
-        timing_cache: the timing cache file (``--timingCacheFile=``; trtexec loads it when it exists and
-            writes it after the build), ``None`` for none; ignored where compat keeps no timing cache (< 8.0).
-        plugins: plugin libraries to load before parsing, in order (``--plugins=`` / ``--staticPlugins=``).
-        fp16_tensors: the ONNX carries FP16 tensors (decides ``precision: fp16`` on strongly typed releases).
-        qdq_layers: the ONNX carries Q/DQ nodes (``precision: int8`` needs them everywhere).
-
-    Returns:
-        ``["--onnx=...", "--saveEngine=...", shape flags, workspace, optimization level, precision,
-        "--noTF32", "--avgTiming=1", DLA, timing cache, plugins, skip-inference flag]``, each
-        ``--name`` or ``--name=value``; sources per flag in ``FLAG_SOURCES``, ``TrtexecFacts`` and
-        ``compat.Features``. Never ``--stronglyTyped`` (see ``precision_flags``) nor ``--verbose`` (trtexec's
-        INFO log already names the failing layer; its verbose log is tens of MB per build over SSH).
+    ``version``: the device's TensorRT (flavour ``tensorrt``: TensorRT-RTX ships no trtexec for Jetson);
+    ``settings``: ``state.keys.build_settings`` (``fp16_via`` is not read: it chose ``onnx``); paths are the
+    device's; ``timing_cache`` ``None`` for none; ``fp16_tensors`` / ``qdq_layers``: what the ONNX carries.
+    Each flag's source is in ``FLAG_SOURCES``, ``TrtexecFacts`` and ``compat.Features``.
 
     Raises:
-        BuildError: one line naming the setting and the version, for a setting this release cannot honour:
-            compat's refusals (builder optimization level before 8.6, precision without FP16 tensors / Q/DQ
-            layers, DLA where compat has none, compute capabilities on TensorRT) and trtexec's own (several
-            profiles before 10.0, a workspace not in whole MiB before 8.4, FP32 on DLA where trtexec adds FP16,
-            input names trtexec's shape syntax cannot spell, rank-0 inputs before 10.0, a version before 7.1).
+        BuildError: one line naming the setting and the version, for a setting this release cannot honour
+            (compat's refusals, and trtexec's own: several profiles before 10.0, a workspace not in whole MiB
+            before 8.4, FP32 on DLA, input names its shape syntax cannot spell, rank-0 inputs before 10.0).
         TrtbuildError: a version that does not start with a number.
     """
     features = compat.features_for("tensorrt", version)

@@ -315,28 +315,12 @@ def load_project(manifest: Path, device: str | None = None) -> Project:
         errors.append(f"{doc.where(('models',))}: models: must be a mapping of name -> model")
         raw_models = {}
     root = manifest.parent
+    defaults = raw_defaults if isinstance(raw_defaults, dict) else {}
     models: dict[str, ModelTarget] = {}
     for name, raw in raw_models.items():
-        if not is_valid_name(name):
-            errors.append(
-                f"{doc.where(('models', name))}: models.{name!r}: invalid name (letters, digits, '_', '.', '-'; "
-                f"at most {MAX_NAME_LENGTH} characters)"
-            )
-            continue
-        raw = raw if raw is not None else {}
-        if not isinstance(raw, dict):
-            errors.append(f"{doc.where(('models', name))}: models.{name}: must be a mapping")
-            continue
-        merged = {**(raw_defaults if isinstance(raw_defaults, dict) else {}), **raw}
-        origin: dict[str, tuple[str | int, ...]] = (
-            {key: ("defaults", key) for key in raw_defaults if key not in raw} if isinstance(raw_defaults, dict) else {}
-        )
-        try:
-            spec = ModelSpec.model_validate(merged)
-        except ValidationError as exc:
-            errors += _messages(exc, doc, ("models", name), origin)
-            continue
-        models[name] = _resolve_model(name, spec, doc, root, device, errors)
+        spec = _model_spec(doc, name, raw, defaults, errors)
+        if spec is not None:
+            models[name] = _resolve_model(name, spec, doc, root, device, errors)
     models = _share_exports(models)
     _check_outputs(models, manifest, root, errors)
     _check_derived_paths(models, root, errors)
@@ -345,6 +329,27 @@ def load_project(manifest: Path, device: str | None = None) -> Project:
         raise ManifestError(errors)
     confine(root)
     return Project(manifest=manifest, root=root, models=models, device=device, document=data)
+
+
+def _model_spec(doc: LocatedData, name: Any, raw: Any, defaults: dict[str, Any], errors: list[str]) -> ModelSpec | None:
+    """Model ``name``'s settings, ``defaults`` merged under its own (``raw``); ``None`` with the problems
+    appended to ``errors``, each naming the line of the model's field or of the default it came from."""
+    if not is_valid_name(name):
+        errors.append(
+            f"{doc.where(('models', name))}: models.{name!r}: invalid name (letters, digits, '_', '.', '-'; "
+            f"at most {MAX_NAME_LENGTH} characters)"
+        )
+        return None
+    raw = raw if raw is not None else {}
+    if not isinstance(raw, dict):
+        errors.append(f"{doc.where(('models', name))}: models.{name}: must be a mapping")
+        return None
+    origin: dict[str, tuple[str | int, ...]] = {key: ("defaults", key) for key in defaults if key not in raw}
+    try:
+        return ModelSpec.model_validate({**defaults, **raw})
+    except ValidationError as exc:
+        errors += _messages(exc, doc, ("models", name), origin)
+        return None
 
 
 def _share_exports(models: dict[str, ModelTarget]) -> dict[str, ModelTarget]:

@@ -191,21 +191,10 @@ def _broadcast(rewriter: _Rewriter, name: str, axis: int, rank: int | None, dtyp
 
 def _fake_quantize(model: Any) -> tuple[Any, bool]:
     """The model with every Q/DQ pair as FP32 fake quantization; (model, whether any Q/DQ was found)."""
-    import numpy as np
-    from onnx import numpy_helper
-
     graph = model.graph
     if not any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in graph.node):
         return model, False
-    outputs = {value.name for value in graph.output}
-    for node in graph.node:
-        if node.op_type == "QuantizeLinear":
-            users = [user.op_type for user in graph.node if node.output[0] in user.input]
-            if node.output[0] in outputs or any(user != "DequantizeLinear" for user in users):
-                raise BuildError(
-                    f"the accuracy gate cannot emulate QuantizeLinear {node.name!r}: its output feeds "
-                    "something other than a DequantizeLinear"
-                )
+    _check_pairs(graph)
     types, ranks = _elem_types(model), _ranks(model)
     rewriter = _Rewriter(model)
     float_coded: set[str] = set()  # QuantizeLinear outputs, now FP32 tensors holding integers
@@ -215,53 +204,91 @@ def _fake_quantize(model: Any) -> tuple[Any, bool]:
             continue
         if _attribute(node, "block_size", 0):
             raise BuildError(f"the accuracy gate cannot emulate blocked quantization (node {node.name!r})")
-        source, scale = node.input[0], node.input[1]
-        zero_point = node.input[2] if len(node.input) > 2 and node.input[2] else None
-        axis = _attribute(node, "axis", 1)
-        rank = ranks.get(source)
-        hint = node.name or node.output[0]
         if node.op_type == "QuantizeLinear":
-            element = types.get(zero_point, UINT8) if zero_point else _attribute(node, "output_dtype", 0) or UINT8
-            if element not in QUANT_RANGES:
-                raise BuildError(f"the accuracy gate cannot emulate QuantizeLinear {hint!r} to element type {element}")
-            low, high = QUANT_RANGES[element]
-            scaled = rewriter.add("Div", [source, _broadcast(rewriter, scale, axis, rank, np.float32, hint)], hint=hint)
-            rounded = rewriter.add("Round", [scaled], hint=hint)
-            zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint) if zero_point else None
-            if zero is not None:
-                rounded = rewriter.add("Add", [rounded, zero], hint=hint)
-            bounds = [
-                rewriter.constant(f"{hint}_min", np.array(low, np.float32)),
-                rewriter.constant(f"{hint}_max", np.array(high, np.float32)),
-            ]
-            rewriter.add("Clip", [rounded, *bounds], output=node.output[0], hint=hint)
+            _quantize(rewriter, node, types, ranks.get(node.input[0]))
             float_coded.add(node.output[0])
-        elif source in rewriter.arrays and source not in float_coded:  # int8 weights: fold to FP32
-            values = rewriter.arrays[source].astype(np.float64)
-            offset = rewriter.arrays[zero_point].astype(np.float64) if zero_point else 0.0
-            factor = rewriter.arrays[scale].astype(np.float64)
-            if np.ndim(factor) == 1 and np.size(factor) > 1:
-                shape = [1] * values.ndim
-                shape[axis % values.ndim] = factor.size
-                factor = factor.reshape(shape)
-                offset = np.reshape(offset, shape) if np.ndim(offset) == 1 else offset
-            dequantized = ((values - offset).astype(np.float32) * factor.astype(np.float32)).astype(np.float32)
-            rewriter.initializers[node.output[0]] = numpy_helper.from_array(dequantized, node.output[0])
-            rewriter.arrays[node.output[0]] = dequantized
+        elif node.input[0] in rewriter.arrays and node.input[0] not in float_coded:  # int8 weights: fold to FP32
+            _fold_dequantize(rewriter, node)
         else:
-            value = source if source in float_coded else rewriter.add("Cast", [source], hint=hint, to=FLOAT)
-            zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint) if zero_point else None
-            if zero is not None:
-                value = rewriter.add("Sub", [value, zero], hint=hint)
-            rewriter.add(
-                "Mul",
-                [value, _broadcast(rewriter, scale, axis, rank, np.float32, hint)],
-                output=node.output[0],
-                hint=hint,
-            )
+            _dequantize(rewriter, node, ranks.get(node.input[0]), coded=node.input[0] in float_coded)
     consumers = {name for node in rewriter.nodes for name in node.input} | {output.name for output in graph.output}
     still_used = {name for name in rewriter.initializers if name in consumers}
     return _assemble(model, rewriter, keep=still_used), True
+
+
+def _check_pairs(graph: Any) -> None:
+    """Raises ``BuildError`` for a QuantizeLinear whose output feeds anything but a DequantizeLinear."""
+    outputs = {value.name for value in graph.output}
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear":
+            users = [user.op_type for user in graph.node if node.output[0] in user.input]
+            if node.output[0] in outputs or any(user != "DequantizeLinear" for user in users):
+                raise BuildError(
+                    f"the accuracy gate cannot emulate QuantizeLinear {node.name!r}: its output feeds "
+                    "something other than a DequantizeLinear"
+                )
+
+
+def _zero_point(node: Any) -> str | None:
+    return node.input[2] if len(node.input) > 2 and node.input[2] else None
+
+
+def _quantize(rewriter: _Rewriter, node: Any, types: dict[str, int], rank: int | None) -> None:
+    """QuantizeLinear as ``Clip(Round(x / scale) + zero_point, low, high)`` in FP32, the integers it
+    would hold (ONNX's QuantizeLinear: round half to even, saturate to the element type's range)."""
+    import numpy as np
+
+    source, scale, zero_point = node.input[0], node.input[1], _zero_point(node)
+    axis, hint = _attribute(node, "axis", 1), node.name or node.output[0]
+    element = types.get(zero_point, UINT8) if zero_point else _attribute(node, "output_dtype", 0) or UINT8
+    if element not in QUANT_RANGES:
+        raise BuildError(f"the accuracy gate cannot emulate QuantizeLinear {hint!r} to element type {element}")
+    low, high = QUANT_RANGES[element]
+    scaled = rewriter.add("Div", [source, _broadcast(rewriter, scale, axis, rank, np.float32, hint)], hint=hint)
+    rounded = rewriter.add("Round", [scaled], hint=hint)
+    zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint) if zero_point else None
+    if zero is not None:
+        rounded = rewriter.add("Add", [rounded, zero], hint=hint)
+    bounds = [
+        rewriter.constant(f"{hint}_min", np.array(low, np.float32)),
+        rewriter.constant(f"{hint}_max", np.array(high, np.float32)),
+    ]
+    rewriter.add("Clip", [rounded, *bounds], output=node.output[0], hint=hint)
+
+
+def _fold_dequantize(rewriter: _Rewriter, node: Any) -> None:
+    """DequantizeLinear of a constant (INT8 weights) folded into an FP32 initializer: ``(q - zero) * scale``."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    source, scale, zero_point, axis = node.input[0], node.input[1], _zero_point(node), _attribute(node, "axis", 1)
+    values = rewriter.arrays[source].astype(np.float64)
+    offset = rewriter.arrays[zero_point].astype(np.float64) if zero_point else 0.0
+    factor = rewriter.arrays[scale].astype(np.float64)
+    if np.ndim(factor) == 1 and np.size(factor) > 1:
+        shape = [1] * values.ndim
+        shape[axis % values.ndim] = factor.size
+        factor = factor.reshape(shape)
+        offset = np.reshape(offset, shape) if np.ndim(offset) == 1 else offset
+    dequantized = ((values - offset).astype(np.float32) * factor.astype(np.float32)).astype(np.float32)
+    rewriter.initializers[node.output[0]] = numpy_helper.from_array(dequantized, node.output[0])
+    rewriter.arrays[node.output[0]] = dequantized
+
+
+def _dequantize(rewriter: _Rewriter, node: Any, rank: int | None, coded: bool) -> None:
+    """DequantizeLinear of a tensor as ``(x - zero_point) * scale`` in FP32; ``coded``: ``x`` is a
+    fake-quantized FP32 tensor already, else an integer one that is cast first."""
+    import numpy as np
+
+    source, scale, zero_point = node.input[0], node.input[1], _zero_point(node)
+    axis, hint = _attribute(node, "axis", 1), node.name or node.output[0]
+    value = source if coded else rewriter.add("Cast", [source], hint=hint, to=FLOAT)
+    zero = _broadcast(rewriter, zero_point, axis, rank, np.float32, hint) if zero_point else None
+    if zero is not None:
+        value = rewriter.add("Sub", [value, zero], hint=hint)
+    rewriter.add(
+        "Mul", [value, _broadcast(rewriter, scale, axis, rank, np.float32, hint)], output=node.output[0], hint=hint
+    )
 
 
 # ---------------------------------------------------------------------------------------------- FP16
@@ -289,63 +316,13 @@ def _fp16_storage(model: Any) -> tuple[Any, dict[str, tuple[str, str]]]:
         if rewriter.initializers[name].data_type == FLOAT16:
             rewriter.initializers[name] = _as_fp32_tensor(rewriter.initializers[name])
             rewriter.arrays[name] = rewriter.arrays[name].astype(np.float32)
-    probes: dict[str, tuple[str, str]] = {}
-    flat_shape = rewriter.constant("flat", np.array([-1], np.int64))
-    one = rewriter.constant("one", np.array([1], np.int64))
-    zero = rewriter.constant("zero", np.array(0, np.float32))
-
-    def round_to_half(raw: str, rounded: str, node_name: str) -> str:
-        as_half = rewriter.add("Cast", [raw], hint=rounded, to=FLOAT16)
-        rewriter.add("Cast", [as_half], output=rounded, hint=rounded, to=FLOAT)
-        flat_raw = rewriter.add("Reshape", [raw, flat_shape], hint=rounded)
-        flat = rewriter.add("Reshape", [rounded, flat_shape], hint=rounded)
-
-        def count(mask: str) -> str:
-            return rewriter.add(
-                "Reshape",
-                [
-                    rewriter.add(
-                        "ReduceSum", [rewriter.add("Cast", [mask], hint=rounded, to=FLOAT)], hint=rounded, keepdims=0
-                    ),
-                    one,
-                ],
-                hint=rounded,
-            )
-
-        peak = rewriter.add("ReduceMax", [rewriter.add("Abs", [flat_raw], hint=rounded)], hint=rounded, keepdims=0)
-        overflow = rewriter.add(
-            "And",
-            [
-                rewriter.add("IsInf", [flat], hint=rounded),
-                rewriter.add("Not", [rewriter.add("IsInf", [flat_raw], hint=rounded)], hint=rounded),
-            ],
-            hint=rounded,
-        )
-        underflow = rewriter.add(
-            "And",
-            [
-                rewriter.add("Equal", [flat, zero], hint=rounded),
-                rewriter.add("Not", [rewriter.add("Equal", [flat_raw, zero], hint=rounded)], hint=rounded),
-            ],
-            hint=rounded,
-        )
-        size = rewriter.add("Cast", [rewriter.add("Size", [flat], hint=rounded)], hint=rounded, to=FLOAT)
-        parts = [
-            rewriter.add("Reshape", [peak, one], hint=rounded),
-            count(overflow),
-            count(underflow),
-            rewriter.add("Reshape", [size, one], hint=rounded),
-        ]
-        probe = rewriter.add("Concat", parts, output=rewriter.fresh(f"{PROBE_PREFIX}{rounded}"), hint=rounded, axis=0)
-        probes[probe] = (node_name, rounded)
-        return probe
-
+    rounding = _HalfRounding(rewriter)
     half_inputs = [
         value.name for value in model.graph.input if value.name in half and value.name not in rewriter.initializers
     ]
     renamed = {name: rewriter.fresh(f"{name}_fp16") for name in half_inputs}
     for name, rounded_input in renamed.items():  # an FP16 input takes FP32 and is rounded where it enters
-        probes[round_to_half(name, rounded_input, GRAPH_INPUT)] = (GRAPH_INPUT, name)
+        rounding.probes[rounding.round(name, rounded_input, GRAPH_INPUT)] = (GRAPH_INPUT, name)
     for node in model.graph.node:
         node = _fp32_node(node)
         for index, name in enumerate(node.input):
@@ -357,14 +334,60 @@ def _fp16_storage(model: Any) -> tuple[Any, dict[str, tuple[str, str]]]:
             node.output[index] = rewriter.fresh(f"{outputs[index]}_fp32")
         rewriter.nodes.append(node)
         for index in rounded:
-            round_to_half(node.output[index], outputs[index], node.name or node.op_type)
+            rounding.round(node.output[index], outputs[index], node.name or node.op_type)
     emulated = _assemble(model, rewriter, keep=set(rewriter.initializers))
     for value in (*emulated.graph.input, *emulated.graph.output):
         if value.name not in rewriter.initializers and value.type.tensor_type.elem_type == FLOAT16:
             value.type.tensor_type.elem_type = FLOAT
-    for probe in probes:
+    for probe in rounding.probes:
         emulated.graph.output.append(helper.make_tensor_value_info(probe, TensorProto.FLOAT, [len(PROBE_FIELDS)]))
-    return emulated, probes
+    return emulated, rounding.probes
+
+
+class _HalfRounding:
+    """Adds, for one FP32 tensor, its rounding to FP16 and a probe output of ``PROBE_FIELDS``: the peak
+    |value| before rounding, how many values overflowed to inf, how many underflowed to 0, the count."""
+
+    def __init__(self, rewriter: _Rewriter) -> None:
+        import numpy as np
+
+        self.rewriter = rewriter
+        self.probes: dict[str, tuple[str, str]] = {}
+        self.flat_shape = rewriter.constant("flat", np.array([-1], np.int64))
+        self.one = rewriter.constant("one", np.array([1], np.int64))
+        self.zero = rewriter.constant("zero", np.array(0, np.float32))
+
+    def round(self, raw: str, rounded: str, node_name: str) -> str:
+        """``rounded`` := FP32(FP16(``raw``)); returns the probe's name (recorded in ``probes``)."""
+        add = self.rewriter.add
+        as_half = add("Cast", [raw], hint=rounded, to=FLOAT16)
+        add("Cast", [as_half], output=rounded, hint=rounded, to=FLOAT)
+        flat_raw = add("Reshape", [raw, self.flat_shape], hint=rounded)
+        flat = add("Reshape", [rounded, self.flat_shape], hint=rounded)
+        peak = add("ReduceMax", [add("Abs", [flat_raw], hint=rounded)], hint=rounded, keepdims=0)
+        overflow = self._became(flat, flat_raw, "IsInf", [], rounded)
+        underflow = self._became(flat, flat_raw, "Equal", [self.zero], rounded)
+        size = add("Cast", [add("Size", [flat], hint=rounded)], hint=rounded, to=FLOAT)
+        parts = [
+            add("Reshape", [peak, self.one], hint=rounded),
+            self._count(overflow, rounded),
+            self._count(underflow, rounded),
+            add("Reshape", [size, self.one], hint=rounded),
+        ]
+        probe = add("Concat", parts, output=self.rewriter.fresh(f"{PROBE_PREFIX}{rounded}"), hint=rounded, axis=0)
+        self.probes[probe] = (node_name, rounded)
+        return probe
+
+    def _became(self, flat: str, flat_raw: str, op: str, operands: list[str], hint: str) -> str:
+        """Where the rounded value is ``op`` (inf, 0) and the value before rounding was not."""
+        add = self.rewriter.add
+        raw_was = add("Not", [add(op, [flat_raw, *operands], hint=hint)], hint=hint)
+        return add("And", [add(op, [flat, *operands], hint=hint), raw_was], hint=hint)
+
+    def _count(self, mask: str, hint: str) -> str:
+        add = self.rewriter.add
+        total = add("ReduceSum", [add("Cast", [mask], hint=hint, to=FLOAT)], hint=hint, keepdims=0)
+        return add("Reshape", [total, self.one], hint=hint)
 
 
 def _fp32_node(node: Any) -> Any:

@@ -29,26 +29,33 @@ from trtbuild.steps.context import Context
 from trtbuild.steps.step import Step
 
 
+def _components(target: ModelTarget, ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
+    """The export's key: the source, the recipe's code, version and parameters, the exporters' versions and
+    the project files the last export read (``discovered``, re-hashed now)."""
+    recipe, recipe_spec = target.recipe, target.spec.recipe
+    assert recipe is not None and recipe_spec is not None
+    found: dict[str, Any] = {
+        "schema": KEY_SCHEMA,
+        "source": ctx.cache.sha256(target.source),
+        "recipe": recipe.name,
+        "code": ctx.cache.sha256(recipe.file),
+        "recipe_version": recipe.module.VERSION,
+        "params": recipe.module.Params.model_validate(recipe_spec.params()).model_dump(mode="json"),
+        "exporters": recipe.exporter_versions(),
+    }
+    discovered = (recorded or {}).get("components", {}).get("discovered")
+    if discovered is not None:  # entries written before discovered dependencies have none
+        found["discovered"] = ctx.cache.project_digests(ctx.project.root, sorted(discovered))
+    return found
+
+
 def export_step(target: ModelTarget, project: Project) -> Step:
     """``export:<onnx path>`` for a model with a recipe."""
     recipe, spec = target.recipe, target.spec
     assert recipe is not None and spec.recipe is not None
-    recipe_spec = spec.recipe
 
     def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
-        found: dict[str, Any] = {
-            "schema": KEY_SCHEMA,
-            "source": ctx.cache.sha256(target.source),
-            "recipe": recipe.name,
-            "code": ctx.cache.sha256(recipe.file),
-            "recipe_version": recipe.module.VERSION,
-            "params": recipe.module.Params.model_validate(recipe_spec.params()).model_dump(mode="json"),
-            "exporters": recipe.exporter_versions(),
-        }
-        discovered = (recorded or {}).get("components", {}).get("discovered")
-        if discovered is not None:  # entries written before discovered dependencies have none
-            found["discovered"] = ctx.cache.project_digests(ctx.project.root, sorted(discovered))
-        return found
+        return _components(target, ctx, recorded)
 
     def precheck(ctx: Context) -> Reason | None:
         missing = recipe.missing_modules()

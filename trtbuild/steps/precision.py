@@ -77,9 +77,22 @@ def sample_hashes(cache: StatCache, sample: Any, root: Path) -> dict[str, str]:
     return {path.name: cache.sha256(path) for path in samples.files(sample, root)}
 
 
-def _code(cache: StatCache, *modules: Any) -> str:
-    """The hash of the modules that do a step's work (``{module name: sha256}``, keyed)."""
-    return key_of({module.__name__.rsplit(".", 1)[-1]: cache.sha256(Path(module.__file__ or "")) for module in modules})
+def _code(cache: StatCache, *modules: Any, full_names: bool = False) -> str:
+    """The hash of the modules that do a step's work: ``{module name: sha256 of its file}``, keyed.
+
+    The one code-hash rule of the precision steps. The name is the module's last part
+    (``int8``), except for the accuracy step, whose locks have always spelt the full name
+    (``trtbuild.precision.accuracy``): ``full_names=True`` keeps that spelling so recorded gates stay
+    fresh; the hash is of the same files either way.
+    """
+    return key_of(
+        {
+            (module.__name__ if full_names else module.__name__.rsplit(".", 1)[-1]): cache.sha256(
+                Path(module.__file__ or "")
+            )
+            for module in modules
+        }
+    )
 
 
 def _feeding(target: ModelTarget, ctx: Context) -> dict[str, Any]:
@@ -231,46 +244,15 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
 def accuracy_step(target: ModelTarget, project: Project) -> Step:
     """``accuracy:<report path>``: judge the reduced ONNX against the FP32 ONNX; a breach fails the step
     with the figures and leaves the report for diagnosis, unrecorded."""
-    from trtbuild.precision import accuracy, emulate, images, samples
-
     spec, reduced = target.spec, reduced_onnx(target)
     validation = spec.validation
     assert validation is not None
 
     def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
-        return {
-            "schema": KEY_SCHEMA,
-            "onnx": key_of(
-                {"reference": onnx_digest(ctx.cache, target.onnx), "reduced": onnx_digest(ctx.cache, reduced)}
-            ),
-            "converter": "accuracy v3",
-            "code": key_of(
-                {m.__name__: ctx.cache.sha256(Path(m.__file__ or "")) for m in (accuracy, emulate, images, samples)}
-            ),
-            "params": {
-                "validation": validation.model_dump(mode="json"),
-                "preprocess": spec.preprocess.model_dump(mode="json"),
-                "head": spec.head.model_dump(mode="json"),
-                "tolerance": spec.tolerance.model_dump(mode="json"),
-                "inputs": profiles(target),
-                "images": sample_hashes(ctx.cache, validation, ctx.project.root),
-            },
-            "versions": installed_versions("onnxruntime", "pillow"),
-        }
+        return _accuracy_components(target, ctx)
 
     def precheck(ctx: Context) -> Reason | None:
-        """Validation samples that are also calibration samples (by sha256), or images on no image input."""
-        if spec.calibration is not None:
-            root = ctx.project.root
-            shared = set(sample_hashes(ctx.cache, spec.calibration, root).values()) & set(
-                sample_hashes(ctx.cache, validation, root).values()
-            )
-            if shared:
-                return why.error(
-                    f"{target.where('validation')}: validation images must be kept apart from calibration "
-                    f"images; {len(shared)} are in both"
-                )
-        return _feedable(target, "validation")
+        return _apart(target, ctx) or _feedable(target, "validation")
 
     def request(ctx: Context, found: dict[str, Any]) -> AccuracyRequest:
         return AccuracyRequest(
@@ -285,18 +267,7 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
         )
 
     def accept(ctx: Context, produced: Produced) -> Outcome | None:
-        if produced.result["passed"]:
-            return None
-        report = json.loads(target.report.read_text())  # kept for diagnosis, never recorded as passed
-        where = ctx.project.relative(target.report)
-        if report["failures"]:
-            text = f"accuracy gate failed ({where}): {'; '.join(report['failures'])}"
-        else:
-            text = (
-                f"accuracy gate cannot judge ({where}): {'; '.join(report['unjudged'])}; "
-                f"{target.where('gate')}: skip builds the engine unjudged"
-            )
-        return Outcome(FAILED, [why.error(text)])
+        return None if produced.result["passed"] else _breach(target, ctx)
 
     return _step(
         "accuracy",
@@ -309,3 +280,59 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
         request=request,
         accept=accept,
     )
+
+
+def _accuracy_components(target: ModelTarget, ctx: Context) -> dict[str, Any]:
+    """The gate's key: both ONNX, the code that judges, the settings and samples that decide the verdict."""
+    from trtbuild.precision import accuracy, emulate, images, samples
+
+    spec, validation = target.spec, target.spec.validation
+    assert validation is not None
+    reduced = reduced_onnx(target)
+    return {
+        "schema": KEY_SCHEMA,
+        "onnx": key_of({"reference": onnx_digest(ctx.cache, target.onnx), "reduced": onnx_digest(ctx.cache, reduced)}),
+        "converter": "accuracy v3",
+        "code": _code(ctx.cache, accuracy, emulate, images, samples, full_names=True),
+        "params": {
+            "validation": validation.model_dump(mode="json"),
+            "preprocess": spec.preprocess.model_dump(mode="json"),
+            "head": spec.head.model_dump(mode="json"),
+            "tolerance": spec.tolerance.model_dump(mode="json"),
+            "inputs": profiles(target),
+            "images": sample_hashes(ctx.cache, validation, ctx.project.root),
+        },
+        "versions": installed_versions("onnxruntime", "pillow"),
+    }
+
+
+def _apart(target: ModelTarget, ctx: Context) -> Reason | None:
+    """Why the gate cannot judge fairly: validation samples that are calibration samples too (by sha256)."""
+    calibration, validation = target.spec.calibration, target.spec.validation
+    if calibration is None or validation is None:
+        return None
+    root = ctx.project.root
+    shared = set(sample_hashes(ctx.cache, calibration, root).values()) & set(
+        sample_hashes(ctx.cache, validation, root).values()
+    )
+    if not shared:
+        return None
+    return why.error(
+        f"{target.where('validation')}: validation images must be kept apart from calibration "
+        f"images; {len(shared)} are in both"
+    )
+
+
+def _breach(target: ModelTarget, ctx: Context) -> Outcome:
+    """The failed outcome of a gate that did not pass: its failures, or why it cannot judge. The report
+    stays for diagnosis and is never recorded as passed."""
+    report = json.loads(target.report.read_text())
+    where = ctx.project.relative(target.report)
+    if report["failures"]:
+        text = f"accuracy gate failed ({where}): {'; '.join(report['failures'])}"
+    else:
+        text = (
+            f"accuracy gate cannot judge ({where}): {'; '.join(report['unjudged'])}; "
+            f"{target.where('gate')}: skip builds the engine unjudged"
+        )
+    return Outcome(FAILED, [why.error(text)])
