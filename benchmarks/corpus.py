@@ -8,16 +8,21 @@ The corpus (~40 models):
 - ``light``: the nine ``light_*.onnx`` models of the onnx wheel (``onnx/backend/test/data/light``);
 - ``node``: ONNX's node test models (``node/*/model.onnx``). The onnx wheel ships neither them nor their
   generators, so they are generated from the same version's sdist (``pip download --no-binary onnx``) with
-  its own ``onnx.backend.test.case.node`` cases. Rule: the model has exactly one graph input (initializers
-  excluded), float32 of rank 4 with static dims, only float32 outputs, and is not an ``_expanded``
-  variant; of those, the alphabetically first test of each operator set (Conv, BatchNormalization, Resize,
-  Relu ... take their weights or parameters as further graph inputs there, so the rule leaves them out);
+  its own ``onnx.backend.test.case.node`` cases. Rule: one to three graph inputs (initializers excluded),
+  all float32 with static dims, the first of rank 4; only float32 outputs; not an ``_expanded`` variant; of
+  those, the alphabetically first test of each operator set (Conv, ConvTranspose, MatMul, GridSample ...
+  take their weights or second operand as further graph inputs there);
 - ``ultralytics``: Ultralytics model YAMLs with random weights (seed 0), exported at imgsz 64, opset 17;
 - ``mediapipe``: three ``.tflite`` members of the mediapipe==0.10.21 wheel, through ``recipe: tflite``.
 
 Each model is declared three times in a scratch project under ``--work`` (never inside the repo): FP32;
-FP16 with ``fp16_via: onnx`` and ``validation:``; INT8 with ``calibration:`` and ``validation:``. FP16 and
-INT8 need one rank-4 NCHW float input of 1 or 3 channels (an image); other models get "not applicable".
+FP16 with ``fp16_via: onnx`` and ``validation:``; INT8 with ``calibration:`` and ``validation:``. A model with
+one rank-4 NCHW float input of 1 or 3 channels (an image) is calibrated on photos and validated on others
+(``CALIBRATION``, ``VALIDATION``); any other model is calibrated and validated on ``.npz`` files the
+script writes into the project (``calibration: {npy: ...}``, ``validation: {npy: ...}``), one array per
+input: the first input seeded uniform values in [0, 1) (seed 0 for calibration, 1 for validation), every
+further input of a node test the test's own values (``test_data_set_0``: they are weights, scales or a
+second operand, not data).
 One ``python -m trtbuild all -j 1 --json`` per corpus group; one row per model and precision is printed with
 the first line of its ``reasons``, then the counts per failure class (``CLASSES``: the first pattern that
 matches a reason). Results go to ``benchmarks/results/corpus-<date>.json`` and ``corpus-latest.md``.
@@ -58,6 +63,8 @@ CALIBRATION = {
     "crops": 2,
 }
 VALIDATION = {"images": {"package": "ultralytics", "glob": "assets/*.jpg"}, "count": 12, "crops": 6}
+#: Models that take no image: .npz files written by this script, per sample kind: (seed, how many).
+ARRAYS = {"calibration": (0, 8), "validation": (1, 12)}
 
 #: Caffe2 ImageNet models: BGR in [0, 255] less the ImageNet mean.
 CAFFE2 = {"color": "bgr", "scale": 1.0, "mean": [103.94, 116.78, 123.68], "std": [1.0]}
@@ -79,7 +86,7 @@ MEDIAPIPE_MEMBERS = {
         {},
     ),
 }
-NOT_IMAGE = "not applicable: input is not an image"
+NOT_IMAGE = "not applicable: takes no image and its float inputs are not known"
 
 #: Failure classes, by the first reason line; the first pattern that matches wins (checked in order).
 #: Verdicts behind each pattern (a plain Polygraphy build, the package that raised) are in docs/precision.md.
@@ -89,10 +96,20 @@ CLASSES: list[tuple[str, str]] = [
     ("cannot judge", r"^accuracy gate cannot judge"),
     # an error beyond its bound or an FP16 overflow, measured: the gate doing its job
     ("gate fail", r"^accuracy gate failed"),
-    # the plain `POLYGRAPHY_USE_TENSORRT_RTX=1 polygraphy convert X.onnx` fails the same way
-    ("TensorRT-RTX limit", r"ONNX parser rejected .*operator: (DFT|LpPool)"),
+    # the plain `POLYGRAPHY_USE_TENSORRT_RTX=1 polygraphy convert X.onnx` fails the same way: the parser has no
+    # importer or plugin (DFT, DeformConv, FlexAttention), refuses the node's form (LpPool p=4, LayerNormalization
+    # with 3 outputs, a float scales input of Resize/Upsample, Celu on an FP16 input), or Myelin has no kernel
+    (
+        "TensorRT-RTX limit",
+        r"ONNX parser rejected .*operator: (DFT|LpPool|DeformConv|FlexAttention|LayerNormalization"
+        r"|Resize|Upsample|Celu)",
+    ),
+    ("TensorRT-RTX limit", r"Attention operation was not supported by a dedicated kernel"),
     # tflite2onnx 0.4.1 has no HARD_SWISH (LiteRT runs the model)
     ("upstream", r"Unsupported TFLite OP"),
+    # onnxconverter-common converts MeanVarianceNormalization's input to FP16; ONNX Runtime's function body for
+    # it keeps FP32 constants (a plain convert_float_to_float16 + InferenceSession fails the same way)
+    ("upstream", r"Type parameter \(T\) of Optype \(Add\) bound to different types"),
     # the quantizer found nothing to quantize (single-op graphs): the INT8 step refuses, naming it
     ("nothing to quantize", r"placed no Q/DQ in this model"),
     # failures of trtbuild's own seen in earlier runs, fixed since; a match now is a regression:
@@ -199,6 +216,25 @@ def node_data(cache: Path) -> Path:
     return out / "node"
 
 
+def float_inputs(path: Path) -> dict[str, list[int]] | None:
+    """Input name -> static shape, if every graph input (initializers excluded) is float32 with static dims."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    shapes = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        if value.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            return None
+        dims = [dim.dim_value if dim.HasField("dim_value") else 0 for dim in value.type.tensor_type.shape.dim]
+        if not dims or min(dims) <= 0:
+            return None
+        shapes[value.name] = dims
+    return shapes
+
+
 def node_models(sources: Path, cache: Path) -> list[dict[str, Any]]:
     import onnx
 
@@ -206,14 +242,10 @@ def node_models(sources: Path, cache: Path) -> list[dict[str, Any]]:
     for path in sorted(node_data(cache).glob("*/model.onnx")):
         if path.parent.name.endswith("_expanded") or "_expanded_" in path.parent.name:
             continue
+        shapes = float_inputs(path)
+        if not shapes or len(shapes) > 3 or len(next(iter(shapes.values()))) != 4:
+            continue
         model = onnx.load(str(path))
-        initializers = {tensor.name for tensor in model.graph.initializer}
-        inputs = [value for value in model.graph.input if value.name not in initializers]
-        if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-            continue
-        dims = [dim.dim_value if dim.HasField("dim_value") else 0 for dim in inputs[0].type.tensor_type.shape.dim]
-        if len(dims) != 4 or min(dims) <= 0:
-            continue
         if any(output.type.tensor_type.elem_type != onnx.TensorProto.FLOAT for output in model.graph.output):
             continue
         chosen.setdefault(",".join(sorted({node.op_type for node in model.graph.node})), path)
@@ -223,7 +255,11 @@ def node_models(sources: Path, cache: Path) -> list[dict[str, Any]]:
         shutil.copyfile(path, target)
         image, color = onnx_image_input(target)
         name = "node-" + path.parent.name.removeprefix("test_").replace("_", "-")
-        found.append({"name": name, "source": target, "image": image, "preprocess": {"color": color} if image else {}})
+        model = {"name": name, "source": target, "image": image, "preprocess": {"color": color} if image else {}}
+        if not image:
+            model["inputs"] = float_inputs(target)
+            model["fixed"] = test_inputs(path.parent, model["inputs"])
+        found.append(model)
     return found
 
 
@@ -324,9 +360,47 @@ def mediapipe_models(cache: Path) -> list[dict[str, Any]]:
 # --- the run --------------------------------------------------------------------------------------
 
 
+def test_inputs(folder: Path, inputs: dict[str, list[int]]) -> dict[str, Any]:
+    """A node test's own values for every input after the first (``test_data_set_0/input_<i>.pb``)."""
+    import onnx
+    from onnx import numpy_helper
+
+    fixed = {}
+    for index, name in list(enumerate(inputs))[1:]:
+        tensor = onnx.TensorProto()
+        tensor.ParseFromString((folder / "test_data_set_0" / f"input_{index}.pb").read_bytes())
+        fixed[name] = numpy_helper.to_array(tensor)
+    return fixed
+
+
+def write_arrays(folder: Path, model: dict[str, Any], seed: int, count: int) -> None:
+    """``count`` ``.npz`` files in ``folder``, one array per input: the first uniform [0, 1) float32 (PCG64,
+    ``seed``), the others ``model["fixed"]``."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = np.random.Generator(np.random.PCG64(seed))
+    first, *_ = model["inputs"]
+    for index in range(count):
+        arrays = {**model["fixed"], first: generator.random(model["inputs"][first], dtype=np.float32)}
+        np.savez(folder / f"{index:02d}.npz", **arrays)
+
+
+def samples(model: dict[str, Any], project: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(calibration, validation) for ``model``: photos for an image input, else arrays written here."""
+    if model["image"]:
+        return CALIBRATION, VALIDATION
+    found = []
+    for kind, (seed, count) in ARRAYS.items():
+        folder = f"{kind}/{model['name']}"
+        write_arrays(project / folder, model, seed, count)
+        found.append({"npy": f"{folder}/*.npz", "count": count})
+    return found[0], found[1]
+
+
 def manifest(models: list[dict[str, Any]], project: Path) -> tuple[Path, dict[str, tuple[str, str]]]:
     """builds.yaml for ``models`` x PRECISIONS; returns it and entry name -> (model, precision) for those
-    declared (models that are not images get FP32 only)."""
+    declared (a model that takes no image and whose float inputs are not known gets FP32 only)."""
     entries: dict[str, Any] = {}
     declared: dict[str, tuple[str, str]] = {}
     for model in models:
@@ -339,17 +413,20 @@ def manifest(models: list[dict[str, Any]], project: Path) -> tuple[Path, dict[st
         base: dict[str, Any] = {"source": source}
         if model.get("recipe"):
             base["recipe"] = model["recipe"]
+        applicable = model["image"] or bool(model.get("inputs"))
+        calibration, validation = samples(model, project) if applicable else ({}, {})
         for precision in PRECISIONS:
-            if precision != "fp32" and not model["image"]:
+            if precision != "fp32" and not applicable:
                 continue
             entry = {**base, "precision": precision}
             if precision != "fp32":
-                entry["preprocess"] = model["preprocess"]
-                entry["validation"] = VALIDATION
+                if model["preprocess"]:
+                    entry["preprocess"] = model["preprocess"]
+                entry["validation"] = validation
             if precision == "fp16":
                 entry["fp16_via"] = "onnx"
             if precision == "int8":
-                entry["calibration"] = CALIBRATION
+                entry["calibration"] = calibration
             name = f"{model['name']}-{precision}"
             entries[name] = entry
             declared[name] = (model["name"], precision)
