@@ -15,7 +15,7 @@ from conftest import ProjectDir, entries
 from onnx import TensorProto, helper, numpy_helper
 from onnx_models import conv_net, save_graph
 
-from trtbuild.manifest.schema import Head, Tolerance
+from trtbuild.manifest.precision_fields import Head, Tolerance
 from trtbuild.precision import accuracy, emulate, fp16, int8
 
 STREET = "{package: ultralytics, glob: 'assets/*.jpg'}"

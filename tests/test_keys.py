@@ -185,3 +185,34 @@ def test_a_hand_edited_environment_file_is_never_believed(project: ProjectDir) -
     assert recorded == probe()["builder_version"] != "9.9.9"
     env = project.trtbuild("env", "--json")
     assert json.loads(env.stdout)["builder_version"] == recorded
+
+
+def _precision_imports(name: str) -> set[str]:
+    """The ``trtbuild.precision`` modules ``trtbuild/precision/<name>.py`` imports (any import, any depth
+    in the file), by their last name."""
+    import ast
+
+    tree = ast.parse((Path(__file__).parents[1] / "trtbuild" / "precision" / f"{name}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "trtbuild.precision":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trtbuild.precision."):
+            found.add(node.module.rsplit(".", 1)[-1])
+    return found
+
+
+def test_each_precision_step_keys_every_module_its_work_imports() -> None:
+    """An edit to any module a precision step's work runs makes the step stale: the step's code hash
+    (``steps.precision.CODE``) lists the whole ``trtbuild.precision`` import closure of its first module."""
+    from trtbuild.steps.precision import CODE
+
+    for work, modules in CODE.items():
+        closure, todo = set(), [modules[0]]
+        while todo:
+            name = todo.pop()
+            if name not in closure:
+                closure.add(name)
+                todo += _precision_imports(name)
+        assert closure <= set(modules), (work, sorted(closure - set(modules)))
+        assert "child" in modules, work  # the child module runs every step's work

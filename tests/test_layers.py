@@ -47,8 +47,11 @@ LAYERS: list[tuple[str, list[str]]] = [
             "trtbuild.recipes.*",
             "trtbuild.ssh.*",
             "trtbuild.manifest.schema",
+            "trtbuild.manifest.precision_fields",
+            "trtbuild.manifest.strict",
+            "trtbuild.manifest.remote_fields",
         ],
-    ),  # pure pydantic data, imports nothing of trtbuild: children parse requests with it
+    ),  # the schema modules: pure pydantic data, imports nothing else of trtbuild; children parse requests with it
     ("isolation", ["trtbuild.isolation"]),
     (
         "base",
@@ -67,14 +70,9 @@ LAYERS: list[tuple[str, list[str]]] = [
         ],
     ),
 ]
-#: The modules a child process runs (``python -m``); ``childside`` is their side of the protocol.
-CHILD_ENTRIES = [
-    "trtbuild.builder.child",
-    "trtbuild.builder.inspect_child",
-    "trtbuild.export.child",
-    "trtbuild.precision.child",
-    "trtbuild.ssh.child",
-]
+#: The naming rule that says which side of the process boundary a module is on: a module a child process
+#: runs (``python -m``, ``childside.child_main``) is named ``child`` or ``*_child``, and no other is.
+CHILD_ENTRY = re.compile(r"(^|_)child$")
 #: What a child may import, directly or not: its own layer and the base (not ``isolation``, the parent's side).
 CHILD_LAYERS = {"children", "base"}
 RANK = {name: index for index, (name, _) in enumerate(LAYERS)}
@@ -93,6 +91,8 @@ def module_files() -> dict[str, Path]:
 
 
 MODULES = module_files()
+#: The modules a child process runs, by the naming rule (``test_child_entries_follow_the_naming_rule``).
+CHILD_ENTRIES = sorted(module for module in MODULES if CHILD_ENTRY.search(module.rpartition(".")[2]))
 
 
 def layer_of(module: str) -> str | None:
@@ -186,6 +186,24 @@ def test_a_child_never_imports_the_parents_modules(entry: str) -> None:
     assert not parent, f"{entry} imports, directly or not: {parent}"
 
 
+def test_child_entries_follow_the_naming_rule() -> None:
+    """A module is named ``child`` / ``*_child`` exactly when it is a child process's entry (it runs
+    ``child_main`` under ``__main__``), and no parent-side module imports one: the parent starts children,
+    it never runs their code in its own process."""
+    runs_child_main = {
+        module
+        for module, path in MODULES.items()
+        if re.search(r'^if __name__ == "__main__":\n\s+sys\.exit\(child_main\(', path.read_text(), re.MULTILINE)
+    }
+    assert runs_child_main == set(CHILD_ENTRIES) and len(CHILD_ENTRIES) == 5, sorted(runs_child_main)
+    parent_imports = sorted(
+        f"{module} imports {imported}"
+        for module, imported in GRAPH.edges
+        if imported in CHILD_ENTRIES and layer_of(module) not in CHILD_LAYERS
+    )
+    assert not parent_imports, parent_imports
+
+
 def test_the_no_op_fast_path_reaches_only_the_standard_library() -> None:
     """What ``fastpath`` imports before it hands over to the CLI: trtbuild modules that import nothing but the
     standard library (tests/test_build.py checks a real no-op run's modules)."""
@@ -205,7 +223,7 @@ def test_the_no_op_fast_path_reaches_only_the_standard_library() -> None:
 def test_the_checks_see_imports_inside_functions() -> None:
     """The parser is not blind: lazy and aliased imports count as arrows."""
     assert "trtbuild.cli.main" in GRAPH.successors("trtbuild.fastpath")  # inside main()
-    assert "trtbuild.precision.images" in GRAPH.successors("trtbuild.steps.precision")  # inside a function
+    assert "trtbuild.precision.samples" in GRAPH.successors("trtbuild.steps.precision")  # inside a function
     assert "trtbuild.export.canonical" in GRAPH.successors("trtbuild.export.child")
     assert "trtbuild.precision.accuracy" in GRAPH.successors("trtbuild.precision.child")  # from P import M
 
@@ -216,3 +234,40 @@ def test_the_docs_mirror_the_table() -> None:
     rows = re.findall(r"^\| *(\w+) *\|([^|]*)\|", text.split("## Layers", 1)[1], flags=re.MULTILINE)
     documented = [(layer, re.findall(r"`([\w.*]+)`", entries)) for layer, entries in rows if layer != "layer"]
     assert documented == LAYERS
+
+
+def structure() -> str:
+    """The structure figures of today's tree, as docs/architecture.md states them."""
+    cycles = [c for c in nx.strongly_connected_components(GRAPH) if len(c) > 1]
+    upward = [1 for module, imported in GRAPH.edges if RANK[layer_of(imported) or ""] < RANK[layer_of(module) or ""]]
+    lines = [len(path.read_text().splitlines()) for path in MODULES.values()]
+    return (
+        f"{len(MODULES)} modules in {len(LAYERS)} layers, {GRAPH.number_of_edges()} imports between them; "
+        f"{len(cycles)} import cycles, {len(upward)} imports upward; {len(CHILD_ENTRIES)} child entries; "
+        f"the longest module {max(lines)} lines"
+    )
+
+
+def test_the_docs_state_todays_structure() -> None:
+    """The figures in docs/architecture.md are today's (printed here; update the docs when they change)."""
+    figures = structure()
+    print(figures)
+    assert f"Today: {figures}." in " ".join((REPO / "docs/architecture.md").read_text().split())
+
+
+
+#: Modules allowed past 400 lines: data tables (compat's feature table, with NVIDIA's source per decision).
+LONG_MODULES = {"trtbuild.builder.compat"}
+
+
+def test_no_function_over_60_lines_and_no_module_over_400() -> None:
+    """A function fits on a screen and a module is one concept (docs/architecture.md)."""
+    long = []
+    for module, path in MODULES.items():
+        text = path.read_text()
+        if len(text.splitlines()) > 400 and module not in LONG_MODULES:
+            long.append(f"{module}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not long, long

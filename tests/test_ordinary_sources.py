@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 from onnx_models import conv_net, mlp_net
 
 from trtbuild.errors import BuildError
-from trtbuild.manifest.schema import Preprocess, Sample
+from trtbuild.manifest.precision_fields import Preprocess, Sample
 from trtbuild.precision import emulate, images
 from trtbuild.precision.validate import check_produced
 

@@ -225,7 +225,7 @@ def test_audit_rebuild_names_the_engine_it_rebuilds(project: ProjectDir) -> None
 
 
 def test_accuracy_table_fits_the_terminal_or_becomes_blocks() -> None:
-    from trtbuild.cli.report import accuracy_table
+    from trtbuild.cli.render import accuracy_table
 
     report = {
         "precision": "int8",

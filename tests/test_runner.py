@@ -82,7 +82,7 @@ def graph_of(steps: list[Step], edges: list[tuple[str, str]], engines: dict[str,
 @pytest.fixture
 def ctx(tmp_path: Path) -> Context:
     return Context(
-        project=None, env={}, cache=StatCache(tmp_path / "statcache.json"), lock=LockFile(tmp_path / "builds.lock")
+        project=None, env={}, stats=StatCache(tmp_path / "statcache.json"), lock=LockFile(tmp_path / "builds.lock")
     )  # type: ignore[arg-type]
 
 

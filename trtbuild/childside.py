@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from trtbuild.child_requests import ChildRequest, read_request
 from trtbuild.errors import BuildError, TrtbuildError
+from trtbuild.files import pin_mismatch
 
 Request = TypeVar("Request", bound=ChildRequest)
 
@@ -50,9 +51,17 @@ def child_main(step: Callable[[Request], dict[str, Any]], argv: list[str]) -> in
     except Exception as exc:  # noqa: BLE001 - a library's or trtbuild's own bug: the traceback to the log
         traceback.print_exc(file=sys.stdout)
         text = " ".join(str(exc).split())[:300]
-        print(f"trtbuild: {type(exc).__name__} in {step.__module__}: {text} (traceback in the log)", flush=True)
+        print(f"trtbuild: {type(exc).__name__} in {_module_of(step)}: {text} (traceback in the log)", flush=True)
         return 1
     return 0
+
+
+def _module_of(step: Callable[..., Any]) -> str:
+    """The module ``step`` is defined in, by its import name: a child run as ``python -m trtbuild.x.child``
+    is ``__main__`` to itself, and its ``__spec__`` has the real name."""
+    module = sys.modules.get(step.__module__)
+    spec = getattr(module, "__spec__", None)
+    return spec.name if step.__module__ == "__main__" and spec is not None else step.__module__
 
 
 def private_copy(source: Path, folder: Path, pin: str, what: str = "source") -> Path:
@@ -71,7 +80,8 @@ def private_copy(source: Path, folder: Path, pin: str, what: str = "source") -> 
         while chunk := reader.read(1 << 20):
             digest.update(chunk)
             writer.write(chunk)
-    if digest.hexdigest() != pin:
+    problem = pin_mismatch(digest.hexdigest(), pin, f"{what} {source}", "not loaded")
+    if problem:
         shutil.rmtree(folder, ignore_errors=True)
-        raise BuildError(f"{what} {source}: sha256 {digest.hexdigest()} is not the pinned {pin}; not loaded")
+        raise BuildError(problem)
     return copy

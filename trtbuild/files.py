@@ -336,3 +336,17 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
         return digest.hexdigest()
+
+
+def pin_mismatch(actual: str, pin: str | None, name: object, refusal: str = "") -> str | None:
+    """The one pin check: ``None`` when there is no ``pin`` or the bytes' sha256 ``actual`` is it, else the
+    message. Two wordings, one per moment: a manifest check before anything runs (``NAME has sha256 A, not
+    the pinned P``, the caller prefixes ``file:line: field``), and a refusal at the moment of use, which
+    says what was not done (``NAME: sha256 A is not the pinned P; REFUSAL``, e.g. ``source X`` and ``not
+    loaded``).
+    """
+    if pin is None or actual == pin:
+        return None
+    if refusal:
+        return f"{name}: sha256 {actual} is not the pinned {pin}; {refusal}"
+    return f"{name} has sha256 {actual}, not the pinned {pin}"

@@ -10,7 +10,7 @@ Two builder *flavours*:
 
 Choosing a flavour and reading its version never imports TensorRT (that takes seconds). What a builder can
 do is one table, ``features_for(flavour, version)``: a pure function of the flavour and the version string,
-taken from NVIDIA's documented version history (the sources are on ``Features``), so every branch can be
+taken from NVIDIA's documented version history (the sources are beside each decision), so every branch can be
 tested without that release installed. Version differences are named features (``strongly_typed``,
 ``precision_flags``, ...), not ``if version >= ...`` spread through the code, the approach of Polygraphy's
 ``backend/trt/util.py``. The few functions that need the imported module (for its enum members) take it as
@@ -114,66 +114,22 @@ def import_trt(flavour: str) -> Any:
 
 @dataclass(frozen=True)
 class Features:
-    """What a builder flavour and version can do, as named decisions (see ``features_for``).
-
-    Each attribute is decided from NVIDIA's documented version history; the source is named beside it.
+    """What a builder flavour and version can do, as named decisions; ``features_for`` decides each, with
+    its source in NVIDIA's documentation beside it.
 
     Attributes:
-        flavour: ``tensorrt`` or ``tensorrt-rtx``.
-        version: the version string the decisions were made from (``10.3.0.30``, ``1.7.1.116``).
-        strongly_typed: every network is strongly typed: tensor types come from the network only and there
-            is no precision builder flag. TensorRT >= 11.0 ("Strongly typed networks are now the default
-            ... Weak typing is no longer supported", TensorRT 11.0.0 release notes,
-            https://docs.nvidia.com/deeplearning/tensorrt/11.0.0/getting-started/release-notes-11/11.0.0.html);
-            TensorRT-RTX always ("strongly typed networks required", TensorRT-RTX porting guide).
-        strongly_typed_flag: ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` exists, so a network *can*
-            be created strongly typed. Absent from TensorRT 8.x (8.4.3's flags are ``EXPLICIT_BATCH`` and
-            ``EXPLICIT_PRECISION``), present in TensorRT 10.0 (Python API, ``NetworkDefinitionCreationFlag``),
-            kept but ignored in 11.0 (11.0.0 Python API: "Deprecated in TensorRT 11.0. Strongly typed mode is
-            always enabled"), present in TensorRT-RTX. trtbuild does not opt in on 10.x: it builds 10.x
-            networks weakly typed with the precision flags, as before.
-        precision_flags: ``BuilderFlag.FP16`` / ``BuilderFlag.INT8`` exist. TensorRT < 11.0; removed in 11.0
-            ("BuilderFlag.FP16 — Strong typing with ModelOpt AutoCast; BuilderFlag.INT8 — Explicit
-            quantization with Q/DQ nodes", Removed Python APIs, TensorRT 10.x -> 11.x migration guide,
-            https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html);
-            never in TensorRT-RTX (its ``BuilderFlag`` has no ``FP16``/``INT8``; Polygraphy refuses precision
-            flags under ``POLYGRAPHY_USE_TENSORRT_RTX=1``). Weakly typed networks also need ``INT8`` set for
-            their Q/DQ layers to run in INT8 ("to enable any quantization operation, the INT8 flag must be
-            set in the builder config", TensorRT 8.x developer guide, "Working with INT8").
-        explicit_quantization: Q/DQ layers (``LayerType.QUANTIZE`` / ``DEQUANTIZE``, from ONNX
-            ``QuantizeLinear`` / ``DequantizeLinear``) are built as explicit quantization: TensorRT >= 8.0
-            (``IQuantizeLayer`` / ``IDequantizeLayer``, TensorRT 8.0.1 release notes; the old
-            ``EXPLICIT_PRECISION`` network flag "has no effect now", 8.4.3 Python API) and TensorRT-RTX.
-        builder_optimization_level: ``IBuilderConfig.builder_optimization_level`` (0-5, default 3) exists:
-            TensorRT >= 8.6 (added with hardware/version compatibility in 8.6.0 EA, "API Changes For
-            TensorRT 8.6.0 EA", TensorRT 8.6 API reference; Torch-TensorRT gates its ``optimization_level``
-            on ``trt.__version__ >= "8.6"``, pytorch/TensorRT#1935) and TensorRT-RTX
-            (``IBuilderConfig::getBuilderOptimizationLevel``, TensorRT-RTX C++ API).
-        memory_pool_limits: the workspace is set with ``IBuilderConfig.set_memory_pool_limit(
-            MemoryPoolType.WORKSPACE, bytes)``: TensorRT >= 8.4 (new in 8.4.0 EA, which deprecates
-            ``max_workspace_size``; "API Changes For TensorRT 8.4.0 EA",
-            https://docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-840-ea/api/index.html) and
-            TensorRT-RTX. Older TensorRT sets ``IBuilderConfig.max_workspace_size`` (removed in 10.0: "--workspace
-            flag replaced with --memPoolSize", 8.x -> 10.x trtexec migration).
-        timing_cache: tactic timings are loaded and saved (``ITimingCache``), so a rebuild on the same GPU
-            picks the same tactics (TensorRT developer guide, "Determinism and Reproducibility" and
-            "Optimizing Builder Performance: Timing Cache"): TensorRT >= 8.0 (``ITimingCache``, 8.0 C++
-            API). Not TensorRT-RTX: its timing cache "has no impact on the serialized engine; requires a
-            GPU during AOT" and is deprecated since 1.2
-            (TensorRT-RTX "Timing Cache Migration",
-            https://docs.nvidia.com/deeplearning/tensorrt-rtx/latest/inference-library/timing-cache-migration.html).
-        compute_capability_targets: the build config chooses the target compute capabilities
-            (``IBuilderConfig.set_compute_capability``, ``ComputeCapability``): TensorRT-RTX only, whose
-            ahead-of-time builder needs no GPU (TensorRT-RTX "CPU-Only AOT and TensorRT-RTX Engines",
-            https://docs.nvidia.com/deeplearning/tensorrt-rtx/latest/inference-library/cpu-engines.html).
-            TensorRT builds for the GPU it runs on.
-        dla: Deep Learning Accelerator cores can be targeted with GPU fallback (Jetson Xavier / Orin).
-            TensorRT 8.x to 10.7 ("TensorRT 10.7 was the last 10.x release that supported DLA"); not 10.8 to
-            11.4.0 ("DLA was unavailable in TensorRT 11.0 through 11.3 ... TensorRT 11.4.0 supported DLA only
-            on Windows on ARM", without GPU fallback); again from 11.4.1 (Jetson AGX Orin, JetPack >= 7.2.2,
-            "GPU fallback behaves as it did in TensorRT 10.x"), all from "Working with DLA", TensorRT 11.4.1,
-            https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/inference-library/work-with-dla.html.
-            Never TensorRT-RTX (Polygraphy: "DLA is not supported with USE_TENSORRT_RTX=1").
+        flavour, version: what the decisions were made from (``tensorrt-rtx``, ``1.7.1.116``).
+        strongly_typed: tensor types come from the network only; there is no precision builder flag.
+        strongly_typed_flag: ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` exists (trtbuild never opts
+            in on 10.x: it builds 10.x networks weakly typed with the precision flags).
+        precision_flags: ``BuilderFlag.FP16`` / ``INT8`` exist (weakly typed Q/DQ networks need ``INT8``).
+        explicit_quantization: Q/DQ layers are built as explicit quantization.
+        builder_optimization_level: ``IBuilderConfig.builder_optimization_level`` (0-5) exists.
+        memory_pool_limits: the workspace is ``set_memory_pool_limit(WORKSPACE, bytes)``, else
+            ``max_workspace_size``.
+        timing_cache: tactic timings are loaded and saved (``ITimingCache``): same GPU, same tactics.
+        compute_capability_targets: the build config chooses the target compute capabilities.
+        dla: DLA cores can be targeted with GPU fallback.
     """
 
     flavour: str
@@ -212,7 +168,7 @@ def features_for(flavour: str, version: str) -> Features:
             the distribution's version (``10.3.0.30``, ``1.7.1.116``); only major.minor.patch are read.
 
     Returns:
-        The decisions, each with its source in ``Features``' docstring.
+        The decisions, each with its source beside it.
 
     Raises:
         TrtbuildError: an unknown flavour, or a version that does not start with a number.
@@ -222,31 +178,60 @@ def features_for(flavour: str, version: str) -> Features:
     release = _release(version)
     if release is None:
         raise TrtbuildError(f"{flavour} version {version!r}: expected a version such as 10.3.0")
-    if flavour == "tensorrt-rtx":  # every TensorRT-RTX release so far (1.0 to 1.7) behaves the same here
-        return Features(
-            flavour=flavour,
-            version=version,
-            strongly_typed=True,
-            strongly_typed_flag=True,
-            precision_flags=False,
-            explicit_quantization=True,
-            builder_optimization_level=True,
-            memory_pool_limits=True,
-            timing_cache=False,
-            compute_capability_targets=True,
-            dla=False,
-        )
+    if flavour == "tensorrt-rtx":
+        return _rtx_features(version)
+    return _tensorrt_features(version, release)
+
+
+def _rtx_features(version: str) -> Features:
+    """TensorRT-RTX's decisions: every release so far (1.0 to 1.7) behaves the same here."""
     return Features(
-        flavour=flavour,
+        flavour="tensorrt-rtx",
         version=version,
+        strongly_typed=True,  # "strongly typed networks required" (TensorRT-RTX porting guide)
+        strongly_typed_flag=True,
+        # its BuilderFlag has no FP16/INT8; Polygraphy refuses precision flags under USE_TENSORRT_RTX=1
+        precision_flags=False,
+        explicit_quantization=True,
+        builder_optimization_level=True,  # IBuilderConfig::getBuilderOptimizationLevel (C++ API)
+        memory_pool_limits=True,
+        # its timing cache "has no impact on the serialized engine; requires a GPU during AOT", deprecated
+        # since 1.2 (https://docs.nvidia.com/deeplearning/tensorrt-rtx/latest/inference-library/timing-cache-migration.html)
+        timing_cache=False,
+        # the AOT builder needs no GPU (https://docs.nvidia.com/deeplearning/tensorrt-rtx/latest/inference-library/cpu-engines.html)
+        compute_capability_targets=True,
+        dla=False,  # Polygraphy: "DLA is not supported with USE_TENSORRT_RTX=1"
+    )
+
+
+def _tensorrt_features(version: str, release: tuple[int, int, int]) -> Features:
+    """TensorRT's decisions at ``release`` (major, minor, patch)."""
+    return Features(
+        flavour="tensorrt",
+        version=version,
+        # "Strongly typed networks are now the default ... Weak typing is no longer supported" (11.0.0 release
+        # notes, https://docs.nvidia.com/deeplearning/tensorrt/11.0.0/getting-started/release-notes-11/11.0.0.html)
         strongly_typed=release >= (11, 0, 0),
+        # absent from 8.x (8.4.3's flags: EXPLICIT_BATCH, EXPLICIT_PRECISION); 10.0 Python API; 11.0: "Deprecated
+        # in TensorRT 11.0. Strongly typed mode is always enabled"
         strongly_typed_flag=release >= (10, 0, 0),
+        # removed in 11.0 ("BuilderFlag.FP16 — Strong typing with ModelOpt AutoCast; BuilderFlag.INT8 — Explicit
+        # quantization with Q/DQ nodes", https://docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/tensorrt-10x-to-11x-python-api-reference.html);
+        # weakly typed Q/DQ needs INT8 ("the INT8 flag must be set", 8.x developer guide, "Working with INT8")
         precision_flags=release < (11, 0, 0),
+        # IQuantizeLayer / IDequantizeLayer (8.0.1 release notes); EXPLICIT_PRECISION "has no effect now" (8.4.3)
         explicit_quantization=release >= (8, 0, 0),
+        # added in 8.6.0 EA ("API Changes For TensorRT 8.6.0 EA"; Torch-TensorRT gates on it, pytorch/TensorRT#1935)
         builder_optimization_level=release >= (8, 6, 0),
+        # new in 8.4.0 EA, which deprecates max_workspace_size (removed in 10.0: "--workspace flag replaced with
+        # --memPoolSize"; https://docs.nvidia.com/deeplearning/tensorrt/archives/tensorrt-840-ea/api/index.html)
         memory_pool_limits=release >= (8, 4, 0),
+        # ITimingCache (8.0 C++ API; developer guide, "Determinism and Reproducibility", "Timing Cache")
         timing_cache=release >= (8, 0, 0),
-        compute_capability_targets=False,
+        compute_capability_targets=False,  # TensorRT builds for the GPU it runs on
+        # "TensorRT 10.7 was the last 10.x release that supported DLA"; "DLA was unavailable in TensorRT 11.0
+        # through 11.3 ... 11.4.0 supported DLA only on Windows on ARM"; 11.4.1: Jetson AGX Orin, JetPack >= 7.2.2,
+        # "GPU fallback behaves as it did in TensorRT 10.x" (https://docs.nvidia.com/deeplearning/tensorrt/11.4.1/inference-library/work-with-dla.html)
         dla=release < (10, 8, 0) or release >= (11, 4, 1),
     )
 

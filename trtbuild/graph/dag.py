@@ -14,7 +14,7 @@ from typing import Any
 import networkx as nx
 
 from trtbuild.errors import ManifestError
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.target import Project
 from trtbuild.steps.model import model_steps
 from trtbuild.steps.step import Step
 

@@ -6,10 +6,9 @@ together in one ``ManifestError`` (exit code 2).
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,9 @@ from pydantic import ValidationError
 from trtbuild.errors import ManifestError, did_you_mean
 from trtbuild.export.registry import Recipe, load_recipe
 from trtbuild.files import confine, inside_project, sha256_file
-from trtbuild.locate import cache_root, source_path
-from trtbuild.manifest.devices import DEVICE_DIR, LOCK_DIR, overlay_path
+from trtbuild.locate import source_path
+from trtbuild.manifest.devices import overlay_path
+from trtbuild.manifest.paths import check_derived_paths, check_outputs, check_state_folders
 from trtbuild.manifest.schema import (
     INPUT_KIND_TAGS,
     MAX_NAME_LENGTH,
@@ -33,9 +33,12 @@ from trtbuild.manifest.schema import (
     RemoteBuilder,
     is_valid_name,
 )
+from trtbuild.manifest.target import DEFAULT_ENGINE_DIR, EXPORT_DIR, REPORT_DIR, ModelTarget, Project
 from trtbuild.manifest.yamlsource import LocatedData, load_located, overlay
 
 TOP_LEVEL_KEYS = set(Manifest.model_fields)
+#: Top-level keys with this prefix are ignored: a place for YAML anchors shared by models (as in Compose files).
+EXTENSION_PREFIX = "x-"
 #: Every field name the manifest's models know, for "did you mean" on unknown fields.
 FIELD_NAMES = sorted(
     {
@@ -44,123 +47,6 @@ FIELD_NAMES = sorted(
         for name in model.model_fields
     }
 )
-DEFAULT_ENGINE_DIR = "engines"
-EXPORT_DIR = "exports"
-#: Top-level keys with this prefix are ignored: a place for YAML anchors shared by models (as in Compose files).
-EXTENSION_PREFIX = "x-"
-REPORT_DIR = "reports"
-
-
-@dataclass(frozen=True)
-class ModelTarget:
-    """One model with everything resolved: absolute paths and where its fields were written.
-
-    Attributes:
-        name: the model's name in the manifest.
-        spec: its validated settings, defaults merged.
-        source: absolute path of the source file: the local path, or the pin's entry in the source cache.
-        recipe: the recipe that exports the source to ONNX; ``None`` when the source is the ONNX.
-        onnx: absolute path of the model's FP32 ONNX (the source, or ``exports/<name>.onnx`` after a recipe).
-        fp16_onnx: where its FP16 conversion goes (``exports/<name>.fp16.onnx``) when one is needed.
-        int8_onnx: where its Q/DQ INT8 ONNX goes (``exports/<name>.int8.onnx``) for ``precision: int8``.
-        report: its accuracy-gate report (``reports/<name>.accuracy.json``) for reduced precision.
-        export_owner: the model whose export this one shares: models with the same source and recipe
-            (precision variants of one network) are exported once, to the first one's ``exports/`` file.
-        engine: absolute path of the engine (plan) file.
-        plugins: absolute paths of the plugin libraries.
-        plugin_sha256: each plugin's sha256 pin, or ``None`` (same order as ``plugins``).
-        field_lines: field name -> ``file:line`` where its value was written (model or defaults).
-    """
-
-    name: str
-    spec: ModelSpec
-    source: Path
-    recipe: Recipe | None
-    onnx: Path
-    fp16_onnx: Path
-    int8_onnx: Path
-    report: Path
-    engine: Path
-    plugins: tuple[Path, ...]
-    field_lines: dict[str, str] = field(default_factory=dict, compare=False)
-    export_owner: str = ""
-    plugin_sha256: tuple[str | None, ...] = ()
-
-    def where(self, *path: str | int) -> str:
-        """``file:line: models.NAME.path`` for error messages about this model's field ``path``."""
-        location = self.field_lines.get(str(path[0])) if path else None
-        location = location or self.field_lines.get("", "")
-        dotted = ".".join(str(part) for part in ("models", self.name, *path))
-        return f"{location}: {dotted}"
-
-
-@dataclass(frozen=True)
-class Project:
-    """A loaded manifest.
-
-    Attributes:
-        manifest: the builds.yaml path (absolute).
-        root: the folder relative paths are resolved against (the manifest's folder).
-        models: name -> ``ModelTarget``, in manifest order.
-        device: the device overlay applied (``devices/<device>.yaml``), or ``None``.
-        document: the merged manifest as plain data (what ``trtbuild config`` prints).
-    """
-
-    manifest: Path
-    root: Path
-    models: dict[str, ModelTarget]
-    device: str | None = None
-    document: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def remote_cache(self) -> str | None:
-        """The manifest's (or the device overlay's) ``remote_cache`` URL, or ``None``."""
-        url = self.document.get("remote_cache")
-        return url if isinstance(url, str) else None
-
-    @property
-    def remote_cache_trusted_keys(self) -> list[Path] | None:
-        """The manifest's ``remote_cache_trusted_keys``, as absolute paths, or ``None``."""
-        keys = self.document.get("remote_cache_trusted_keys")
-        return [self.root / key for key in keys] if isinstance(keys, list) else None
-
-    @property
-    def remote_builder(self) -> dict[str, Any] | None:
-        """The overlay's ``remote:`` builder device with every default filled in (``schema.RemoteBuilder``),
-        or ``None``: the engines are built on this machine."""
-        spec = self.document.get("remote")
-        return RemoteBuilder.model_validate(spec).model_dump() if isinstance(spec, dict) else None
-
-    @property
-    def state_dir(self) -> Path:
-        """``.trtbuild/`` beside the manifest: stat cache, environment probe, logs."""
-        return self.root / ".trtbuild"
-
-    @property
-    def log_dir(self) -> Path:
-        """Where the steps' logs go: ``.trtbuild/logs/``, ``.trtbuild/logs/<device>/`` for a device (the
-        devices of one run build side by side)."""
-        logs = self.state_dir / "logs"
-        return logs / self.device if self.device else logs
-
-    @property
-    def lock_path(self) -> Path:
-        """``builds.lock`` beside ``builds.yaml`` (``<stem>.lock``); ``locks/<device>.lock`` for a device."""
-        if self.device:
-            return self.root / LOCK_DIR / f"{self.device}.lock"
-        return self.manifest.with_suffix(".lock")
-
-    @property
-    def timing_cache(self) -> Path:
-        """The builder's timing cache for this project (and device): ``.trtbuild/timing[-device].cache``."""
-        return self.state_dir / (f"timing-{self.device}.cache" if self.device else "timing.cache")
-
-    def relative(self, path: Path) -> str:
-        """``path`` relative to the project root, with forward slashes, for the lock and reports."""
-        try:
-            return path.relative_to(self.root).as_posix()
-        except ValueError:
-            return path.as_posix()
 
 
 def _format_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
@@ -322,9 +208,9 @@ def load_project(manifest: Path, device: str | None = None) -> Project:
         if spec is not None:
             models[name] = _resolve_model(name, spec, doc, root, device, errors)
     models = _share_exports(models)
-    _check_outputs(models, manifest, root, errors)
-    _check_derived_paths(models, root, errors)
-    _check_state_folders(manifest, root, device, errors)
+    check_outputs(models, manifest, root, errors)
+    check_derived_paths(models, root, errors)
+    check_state_folders(manifest, root, device, errors)
     if errors:
         raise ManifestError(errors)
     confine(root)
@@ -370,127 +256,3 @@ def _share_exports(models: dict[str, ModelTarget]) -> dict[str, ModelTarget]:
         owner = owners.setdefault(identity, target)
         shared[name] = replace(target, export_owner=owner.name, onnx=owner.onnx)
     return shared
-
-
-#: trtbuild's own folders in a project: no engine output may lie in them.
-OWN_FOLDERS = {
-    ".trtbuild": "trtbuild's state folder .trtbuild/",
-    EXPORT_DIR: f"trtbuild's exports folder {EXPORT_DIR}/",
-    REPORT_DIR: f"trtbuild's reports folder {REPORT_DIR}/",
-    LOCK_DIR: f"the device locks folder {LOCK_DIR}/",
-    DEVICE_DIR: f"the device manifests folder {DEVICE_DIR}/",
-    "recipes": "the project recipes folder recipes/",
-}
-
-
-def _is_or_under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def _check_outputs(models: dict[str, ModelTarget], manifest: Path, root: Path, errors: list[str]) -> None:
-    """Engine outputs must be disjoint from each other, from every input (sources, plugins, image globs)
-    and from trtbuild's own files (manifest, device overlays, locks, state, exports, reports, recipes, the
-    source cache), compared with symlinks resolved."""
-    real = os.path.realpath
-    files = {
-        real(manifest): f"the manifest {manifest.name}",
-        real(manifest.with_suffix(".lock")): f"the lock {manifest.with_suffix('.lock').name}",
-    }
-    folders = {real(root / folder): what for folder, what in OWN_FOLDERS.items()}
-    folders[real(cache_root())] = "the source cache"
-    for target in models.values():
-        files.setdefault(real(target.source), f"the source of model {target.name!r}")
-        for plugin in target.plugins:
-            files.setdefault(real(plugin), f"a plugin of model {target.name!r}")
-    globs = [
-        (pattern, noun, name)
-        for name, target in models.items()
-        for sample in (target.spec.calibration, target.spec.validation)
-        for pattern, noun in _project_globs(sample)
-    ]
-    seen: dict[str, str] = {}
-    for target in models.values():
-        engine = real(target.engine)
-        output = target.spec.output or target.engine.relative_to(root).as_posix()
-        what = files.get(engine) or next(
-            (what for folder, what in folders.items() if _is_or_under(engine, folder)), None
-        )
-        if what is None and inside_project(root, engine):
-            relative = Path(engine).relative_to(real(root)).as_posix()
-            what = next(
-                (
-                    f"{noun} of model {name!r} ({pattern})"
-                    for pattern, noun, name in globs
-                    if fnmatch.fnmatch(relative, pattern)
-                ),
-                None,
-            )
-        other = seen.setdefault(engine, target.name)
-        if other != target.name:
-            errors.append(
-                f"{target.where('output')}: engine path {target.engine.name} is also the output of model {other!r}"
-            )
-        elif what:
-            errors.append(
-                f"{target.where('output')}: {output!r} is {what}; "
-                "an engine must not overwrite an input or trtbuild's own files"
-            )
-
-
-def _project_globs(sample: Any) -> list[tuple[str, str]]:
-    """(glob, "an image" / "an array") of a calibration or validation sample's files that lie in the
-    project (images not inside a package, arrays); none for ``random``."""
-    if sample is None or sample.random is not None or (sample.images and sample.images.package):
-        return []
-    found, noun = (sample.images, "an image") if sample.images else (sample.npy, "an array")
-    return [(pattern, noun) for pattern in ([found.glob] if isinstance(found.glob, str) else found.glob)]
-
-
-def _derived_paths(target: ModelTarget, root: Path) -> dict[str, str]:
-    """Every file ``target``'s steps may write besides its engine (export, conversions, report, logs),
-    as normalised path -> what it is."""
-    spec, logs = target.spec, root / ".trtbuild" / "logs"
-    paths = {
-        logs / f"{target.name}.log": "engine log",
-        logs / f"{target.name}.audit.log": "audit log",
-        logs / f"{target.name}.inspect.log": "inspect log",
-    }
-    if target.recipe is not None and target.export_owner == target.name:
-        paths |= {target.onnx: "export", logs / f"{target.name}.export.log": "export log"}
-    if spec.precision in ("fp16", "int8"):
-        step = spec.precision
-        paths |= {
-            target.fp16_onnx if step == "fp16" else target.int8_onnx: f"{step} ONNX",
-            logs / f"{target.name}.{step}.log": f"{step} log",
-            target.report: "accuracy report",
-            logs / f"{target.name}.accuracy.log": "accuracy log",
-        }
-    return {os.path.normpath(path): what for path, what in paths.items()}
-
-
-def _check_derived_paths(models: dict[str, ModelTarget], root: Path, errors: list[str]) -> None:
-    """The files trtbuild derives from model names must differ between models (``a.fp16``'s export is
-    ``exports/a.fp16.onnx``, model ``a``'s FP16 conversion too): one model would be built from another's."""
-    owners: dict[str, tuple[str, str]] = {}
-    for target in models.values():
-        for path, what in _derived_paths(target, root).items():
-            other, other_what = owners.setdefault(path, (target.name, what))
-            if other != target.name:
-                relative = Path(path).relative_to(root).as_posix()
-                errors.append(
-                    f"{target.where()}: its {what} {relative} is also the {other_what} of model {other!r}; "
-                    "rename one of the models"
-                )
-
-
-def _check_state_folders(manifest: Path, root: Path, device: str | None, errors: list[str]) -> None:
-    """trtbuild's state (``.trtbuild/``: run lock, stat cache, stamps, logs) and the lock's folder must
-    resolve inside the project: they are written before any step runs."""
-    lock_folder = root / LOCK_DIR if device else root
-    for folder in (root / ".trtbuild", lock_folder):
-        if not inside_project(root, folder):
-            errors.append(
-                f"{manifest.name}: {folder.relative_to(root).as_posix() or '.'}/ "
-                f"resolves to {os.path.realpath(folder)}, "
-                f"outside the project folder {root}; trtbuild writes only inside it"
-            )

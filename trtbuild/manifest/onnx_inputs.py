@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trtbuild.errors import ManifestError
-from trtbuild.manifest.loader import ModelTarget
+from trtbuild.manifest.target import ModelTarget
 
 #: op type -> indices of the inputs TensorRT reads as shape tensors (values, not data).
 SHAPE_OPERANDS = {

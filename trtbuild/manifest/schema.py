@@ -21,9 +21,21 @@ from pydantic import (
     Tag,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 from typing_extensions import TypeIs
+
+from trtbuild.manifest.precision_fields import (
+    ArraySet,
+    Calibration,
+    Head,
+    ImageSet,
+    Preprocess,
+    RandomSet,
+    Sample,
+    Tolerance,
+)
+from trtbuild.manifest.remote_fields import RemoteBuilder, RemoteCacheURL
+from trtbuild.manifest.strict import Strict as _Strict
 
 #: Largest single dimension: TensorRT's ``Dims`` hold int32 (``nvinfer1::Dims::d`` is ``int64_t`` from 10, but
 #: TensorRT 8.x and the ONNX parser's shape tensors are int32). A typo like 6400000 is caught by MAX_VOLUME.
@@ -55,10 +67,6 @@ def _workspace_bound(value: ByteSize) -> ByteSize:
             "the workspace is the builder's memory-pool limit, e.g. 1GiB"
         )
     return value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _volume(shape: list[int]) -> int:
@@ -218,159 +226,6 @@ def _recipe_from_string(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-class ImageSet(_Strict):
-    """Images: one glob or a list of globs, relative to the manifest or inside an installed package
-    (``{package: skimage, glob: [data/astronaut.png, data/coffee.png]}``: photos that ship with a
-    package, no download)."""
-
-    glob: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]]
-    package: str | None = None
-
-
-def _glob_set(value: Any) -> Any:
-    return {"glob": value} if isinstance(value, (str, list)) else value
-
-
-class ArraySet(_Strict):
-    """Input arrays for a model that takes no image, relative to the manifest (``npy: val/*.npz``): each
-    file is one sample, a ``.npy`` (the model's single input) or an ``.npz`` holding one array per input
-    name. An array has the input's shape with batch 1, or that shape without its batch dim."""
-
-    glob: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]]
-
-
-class RandomSet(_Strict):
-    """Uniform random inputs for a model that takes no image (``random: {seed: 0, low: -1, high: 1}``):
-    every input's values are drawn from ``[low, high)`` (whole numbers for an integer input, ``low <
-    high``) by numpy's PCG64 generator seeded with ``seed``, so the same settings give the same arrays."""
-
-    seed: int = Field(0, ge=0)
-    low: float = 0.0
-    high: float = 1.0
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RandomSet:
-        if not self.low < self.high:
-            raise ValueError(f"low {self.low} must be below high {self.high}")
-        return self
-
-
-class Sample(_Strict):
-    """What calibration or the accuracy gate feeds the model, the first ``count`` kept; one of:
-
-    - ``images``: real photos for a model with one image input: sorted files, each cut into ``crops``
-      fixed crops (whole image, then the centre and the four corners at 80 %), made tensors by
-      ``preprocess``;
-    - ``npy``: declared arrays for any inputs (``ArraySet``), sorted files;
-    - ``random``: seeded uniform values for every input (``RandomSet``; validation only: calibrating on
-      noise gives INT8 scales for noise).
-    """
-
-    images: ImageSet | None = None
-    npy: Annotated[ArraySet | None, BeforeValidator(_glob_set)] = None
-    random: RandomSet | None = None
-    count: int = Field(16, ge=1, le=4096)
-    crops: int = Field(1, ge=1, le=6)
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Sample:
-        given = [kind for kind in SAMPLE_KINDS if getattr(self, kind) is not None]
-        if len(given) != 1:
-            named = f", not {' and '.join(given)}" if given else ""
-            raise ValueError(f"give one of {', '.join(SAMPLE_KINDS)}{named}")
-        return self
-
-
-#: The kinds of sample, in the order messages name them.
-SAMPLE_KINDS = ("images", "npy", "random")
-
-
-class Calibration(Sample):
-    """INT8 calibration: a sample of real images, the quantizer that places Q/DQ and computes scales, and
-    its range algorithm.
-
-    ``quantizer``: ``modelopt`` (NVIDIA ModelOpt's ONNX PTQ, NVIDIA's path for strongly typed TensorRT;
-    the default) or ``onnxruntime`` (ONNX Runtime's ``quantize_static`` configured for TensorRT; the
-    fallback where ModelOpt cannot be installed). ``algorithm``: ``minmax`` or ``entropy`` (KL divergence,
-    as TensorRT's entropy calibrator) for both, ``percentile`` for ``onnxruntime`` only. Unset, it is
-    ``entropy`` for ModelOpt and ``minmax`` for ONNX Runtime (whose entropy calibrator, with its default
-    128 bins, gives the same scales as minmax: docs/precision.md).
-    """
-
-    quantizer: Literal["modelopt", "onnxruntime"] = "modelopt"
-    algorithm: Literal["minmax", "entropy", "percentile"] = "minmax"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_algorithm(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "algorithm" not in data:
-            data = {**data, "algorithm": "minmax" if data.get("quantizer") == "onnxruntime" else "entropy"}
-        return data
-
-    @model_validator(mode="after")
-    def _supported(self) -> Calibration:
-        if self.random is not None:
-            raise ValueError(
-                "calibration from random values gives INT8 scales for noise, not for the model's data; "
-                "give images: or npy: (random: is for validation)"
-            )
-        if self.quantizer == "modelopt" and self.algorithm == "percentile":
-            raise ValueError(
-                "quantizer modelopt calibrates with minmax or entropy; percentile needs quantizer: onnxruntime"
-            )
-        return self
-
-
-class Preprocess(_Strict):
-    """Image -> input tensor, applied in this order: resize (``stretch``, or ``letterbox`` keeping the
-    aspect ratio with grey 114 padding as Ultralytics does) to the input's opt height/width, colour order,
-    ``x * scale``, ``(x - mean) / std`` per channel, layout. The defaults give RGB NCHW in [0, 1]."""
-
-    resize: Literal["stretch", "letterbox"] = "stretch"
-    color: Literal["rgb", "bgr", "gray"] = "rgb"
-    layout: Literal["nchw", "nhwc"] = "nchw"
-    scale: float = 1.0 / 255.0
-    mean: list[float] = [0.0]
-    std: list[Annotated[float, Field(gt=0)]] = [1.0]
-
-
-class Head(_Strict):
-    """What the first output means, for the accuracy gate's task figures:
-
-    - ``classifier``: ``[N, classes]`` scores: top-1 agreement;
-    - ``yolo``: ``[N, 4 + classes + extra, anchors]`` raw heads (centre x, centre y, width, height, class
-      scores; ``keypoints: 17`` reads the extra channels as x, y, visibility per keypoint): detection
-      agreement after IoU matching, and keypoint error in pixels;
-    - ``detections``: ``[N, K, 6 + extra]`` rows of x1, y1, x2, y2, score, class in any order (one-to-one
-      heads such as YOLOv10 / RT-DETR, NMS outputs): detection agreement after IoU matching;
-    - ``landmarks``: ``[N, points * dims]`` coordinates in input pixels (FaceMesh): landmark error in pixels;
-    - ``none``: error figures only.
-    """
-
-    kind: Literal["none", "classifier", "yolo", "detections", "landmarks"] = "none"
-    classes: int | None = Field(None, ge=1)
-    threshold: float = Field(0.25, gt=0, lt=1)
-    keypoints: int | None = Field(None, ge=1)
-    dims: int = Field(3, ge=2, le=4)
-
-
-class Tolerance(_Strict):
-    """Accuracy-gate bounds; a reduced-precision model outside them fails its build (unset: not checked).
-
-    ``relative_error_max`` (``||reduced - fp32|| / ||fp32||`` per output, which sees scale and offset) is
-    always checked: unset, it is 0.01 for FP16 and 0.2 for INT8 (docs/precision.md).
-    ``keypoint_px_max`` bounds the keypoint / landmark error in pixels at the model's input size.
-    """
-
-    cosine_min: float | None = Field(None, ge=-1, le=1)
-    relative_error_max: float | None = Field(None, gt=0)
-    max_abs: float | None = Field(None, ge=0)
-    mean_abs: float | None = Field(None, ge=0)
-    top1_min: float | None = Field(None, ge=0, le=1)
-    detection_min: float | None = Field(None, ge=0, le=1)
-    keypoint_px_max: float | None = Field(None, gt=0)
-
-
 Precision = Literal["fp32", "fp16", "int8"]
 
 
@@ -510,66 +365,6 @@ SCHEMA_MODELS = (
     Head,
     Tolerance,
 )
-
-
-#: ``oci://HOST[:PORT]/REPO``, ``oci+http://HOST[:PORT]/REPO`` or ``oci-layout:PATH`` (``remote.store``).
-RemoteCacheURL = Annotated[str, Field(pattern=r"^(oci://|oci\+http://|oci-layout:)\S+$", max_length=2048)]
-
-
-class RemoteBuilder(_Strict):
-    """A device overlay's ``remote:``: the engines are built on this device over SSH (docs/devices.md).
-
-    Attributes:
-        host: the ssh destination (``jetson@nano-lab-01`` or a ``~/.ssh/config`` alias; never starting
-            with ``-``).
-        port: its SSH port (default: ssh's, 22 or the config's ``Port``).
-        builder: ``trtexec`` (JetPack's ``/usr/src/tensorrt/bin/trtexec``; any JetPack from 4.6) or
-            ``polygraphy`` (a Python >= 3.10 on the device with ``tensorrt`` or ``tensorrt_rtx`` and
-            ``polygraphy``: trtbuild's own builder runs there).
-        trtexec: trtexec's path on the device.
-        python: the device's Python for ``builder: polygraphy``.
-        env: environment variables for every command on the device (``TRTBUILD_SYSROOT``, ``PATH``, ...),
-            literal: they are quoted, so ``$PATH`` in a value is not expanded (give the whole value).
-        workdir: the device's work folder, relative to its home (``~/`` in front is the same: commands
-            start there and are quoted, so the device's shell never expands ``~``), or absolute: ONNX and
-            plugins by digest, the timing cache, scratch folders. Never starting with ``-``; no ``:`` (the
-            builder's zip goes on ``PYTHONPATH``, which ``:`` splits).
-        ssh_options: OpenSSH client options, ``{IdentityFile: ~/.ssh/lab}`` -> ``-o IdentityFile=...``.
-        connect_timeout: seconds before a device that does not answer fails (``ConnectTimeout``).
-    """
-
-    host: Annotated[str, Field(pattern=r"^[^\s-]\S*$", max_length=255)]
-    port: Annotated[int, Field(ge=1, le=65535, strict=True)] | None = None
-    builder: Literal["trtexec", "polygraphy"] = "trtexec"
-    trtexec: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\n\x00]+$")] = (
-        "/usr/src/tensorrt/bin/trtexec"
-    )
-    python: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\n\x00]+$")] = "python3"
-    env: dict[
-        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)],
-        Annotated[str, Field(max_length=65536, pattern=r"^[^\n\x00]*$")],
-    ] = {}
-    workdir: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\s\x00:-][^\s\x00:]*$")] = (
-        ".cache/trtbuild"
-    )
-    ssh_options: dict[
-        Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9]*$", max_length=64)],
-        Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\n\x00]+$")],
-    ] = {}
-    connect_timeout: Annotated[int, Field(ge=1, le=600, strict=True)] = 10
-
-    @field_validator("workdir")
-    @classmethod
-    def _home_relative(cls, value: str) -> str:
-        """``~`` and ``~/x`` are the home and ``x`` in it; ``~user`` is refused. Quoted, a ``~`` would name a
-        folder called ``~`` in the home."""
-        if value == "~":
-            return "."
-        if value.startswith("~/"):
-            return value[2:].lstrip("/") or "."
-        if value.startswith("~"):
-            raise ValueError("~user is not expanded on the device: give the folder relative to the home, or absolute")
-        return value
 
 
 class Manifest(_Strict):

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.target import Project
 from trtbuild.results import report_problem
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from trtbuild.builder.summary import differences
 from trtbuild.errors import BuildError, ManifestError
 from trtbuild.isolation import run_isolated
-from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.manifest.target import ModelTarget, Project
 from trtbuild.ops.project import device_context
 from trtbuild.reasons import diff, texts
 from trtbuild.state import keys
@@ -69,7 +69,7 @@ def _check_file(project: Project, entry: dict[str, Any], ctx: Context, result: A
     if not engine.is_file():
         result.fail(f"engine {recorded['path']} is missing")
         return False
-    size, digest = engine.stat().st_size, ctx.cache.sha256(engine)
+    size, digest = engine.stat().st_size, ctx.stats.sha256(engine)
     if digest != recorded["sha256"]:
         result.fail(f"engine sha256 {digest} differs from the lock's {recorded['sha256']}")
     if size != recorded["size"]:
@@ -101,7 +101,7 @@ def _rebuild(target: ModelTarget, entry: dict[str, Any], ctx: Context, result: A
         result.rebuild = f"not attempted: this machine is not the one recorded ({drift})"
         return
     onnx = engine_onnx(target, ctx.env)
-    if not onnx.is_file() or onnx_digest(ctx.cache, onnx) != recorded["onnx"]:
+    if not onnx.is_file() or onnx_digest(ctx.stats, onnx) != recorded["onnx"]:
         result.fail(f"cannot rebuild: {ctx.project.relative(onnx)} is not the ONNX the engine was built from")
         result.rebuild = "not attempted: ONNX differs"
         return
@@ -147,7 +147,7 @@ def audit(project: Project, rebuild: bool, progress: Callable[[str], None] | Non
     """
     with device_context(project, trust_stat_cache=False) as ctx:
         results = _audit(project, ctx, rebuild, progress)
-        ctx.cache.save()
+        ctx.stats.save()
     return results
 
 

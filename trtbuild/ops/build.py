@@ -15,7 +15,7 @@ from trtbuild.env.jetson import device_of
 from trtbuild.files import remove_partials
 from trtbuild.graph.dag import build_graph, select, step_of
 from trtbuild.graph.runner import Reporter, run_graph
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.target import Project
 from trtbuild.ops.preflight import preflight
 from trtbuild.ops.project import RemoteOptions, check_names, device_context, open_remote, run_lock, unreachable
 from trtbuild.ops.summary import model_result
@@ -64,21 +64,21 @@ def build(
     with run_lock(first, wait_seconds):
         remove_stamps(first)
         _remove_leftovers(first)
-        cache = StatCache(first.state_dir / "statcache.json")
-        for warning in cache.warnings:
+        stats = StatCache(first.state_dir / "statcache.json")
+        for warning in stats.warnings:
             runs[0][1].warn(warning)
         try:
             if len(runs) == 1:
                 project, reporter = runs[0]
-                return [_build_device(project, names, jobs, reporter, stamp_device, remote, cache)]
+                return [_build_device(project, names, jobs, reporter, stamp_device, remote, stats)]
             with ThreadPoolExecutor(max_workers=min(jobs, len(runs))) as pool:
                 futures = [
-                    pool.submit(_build_device, project, names, jobs, reporter, project.device, remote, cache)
+                    pool.submit(_build_device, project, names, jobs, reporter, project.device, remote, stats)
                     for project, reporter in runs
                 ]
                 return [future.result() for future in futures]
         finally:
-            cache.save()
+            stats.save()
 
 
 def _build_device(
@@ -88,14 +88,14 @@ def _build_device(
     reporter: Reporter,
     stamp_device: str | None | Literal[False],
     remote: RemoteOptions | None,
-    cache: StatCache,
+    stats: StatCache,
 ) -> RunSummary:
     """One device's part of ``build``, with the run lock held."""
     names = names or list(project.models)
     remove_partials(project.lock_path.parent, project.lock_path.name)
     with contextlib.ExitStack() as stack:
         try:
-            ctx = stack.enter_context(device_context(project, cache=cache))
+            ctx = stack.enter_context(device_context(project, stats=stats))
         except DeviceError as exc:
             reporter.warn(str(exc))
             return RunSummary(unreachable(project, names, str(exc)), project.device, {}, _seconds())
@@ -127,7 +127,7 @@ def _stamp_if_fresh(graph: nx.DiGraph, ctx: Context, device: str | None) -> None
     collects the stamp's file list: every file a key depends on passes through the stat cache
     (``StatCache.consulted``), discovered dependencies and external data included."""
     if not any(assess(step_of(graph, node_id), ctx).reasons for node_id in graph.nodes):
-        write_stamp(ctx.project, device, ctx.cache.consulted)
+        write_stamp(ctx.project, device, ctx.stats.consulted)
 
 
 def _remove_leftovers(project: Project) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trtbuild.files import remove_partials
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.target import Project
 from trtbuild.ops.project import check_names, run_lock
 from trtbuild.state.freshstamp import remove_stamps
 from trtbuild.state.lockfile import LockFile

@@ -14,7 +14,7 @@ from typing import Any
 from trtbuild.child_requests import InspectRequest
 from trtbuild.errors import BuildError, ManifestError
 from trtbuild.isolation import run_isolated
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.target import Project
 from trtbuild.state.lockfile import LockFile
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from trtbuild import reasons as why
 from trtbuild.env.jetson import device_of
 from trtbuild.graph.dag import build_graph, select, step_of, steps_of
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.target import Project
 from trtbuild.ops.preflight import preflight
 from trtbuild.ops.project import RemoteOptions, check_names, device_context, open_remote, unreachable
 from trtbuild.ops.summary import gate_notes
@@ -16,7 +16,8 @@ from trtbuild.reasons import INPUT_MISSING, Reason
 from trtbuild.results import FRESH, STALE, ModelResult, RunSummary
 from trtbuild.ssh.transport import DeviceError
 from trtbuild.steps.context import Context
-from trtbuild.steps.remote import Remote, lookup_key
+from trtbuild.steps.remote import Remote
+from trtbuild.steps.remote_keys import lookup_key
 from trtbuild.steps.step import Step, assess, never
 
 
@@ -50,7 +51,7 @@ def plan(project: Project, names: list[str] | None = None, remote: RemoteOptions
 def _plan(project: Project, names: list[str], ctx: Context, remote: RemoteOptions | None) -> dict[str, ModelResult]:
     graph = select(build_graph(project, ctx.env), names)
     preflight(graph, ctx)
-    cache = open_remote(project, remote, lambda message: None)
+    remote_cache = open_remote(project, remote, lambda message: None)
     results = {}
     stale: set[str] = set()
     for name in names:
@@ -62,8 +63,8 @@ def _plan(project: Project, names: list[str], ctx: Context, remote: RemoteOption
                 own = never(step, ctx)
             if own:
                 stale.add(node_id)
-                if cache is not None:
-                    own = own + _would_pull(cache, assess(step, ctx).components, step)
+                if remote_cache is not None:
+                    own = own + _would_pull(remote_cache, assess(step, ctx).components, step)
                 if step.on_device and ctx.device is not None:
                     own = own + [Reason(why.DEVICE, step.kind, ctx.device.host, new=f"on {ctx.device.describe()}")]
             reasons += own
@@ -71,17 +72,21 @@ def _plan(project: Project, names: list[str], ctx: Context, remote: RemoteOption
         results[name] = ModelResult(
             STALE if reasons else FRESH, reasons, project.relative(target.engine), notes=gate_notes(target)
         )
-    ctx.cache.save()
+    ctx.stats.save()
     return results
 
 
-def _would_pull(cache: Remote, components: dict[str, Any] | None, step: Step) -> list[Reason]:
+def _would_pull(remote_cache: Remote, components: dict[str, Any] | None, step: Step) -> list[Reason]:
     """``pull from STORE`` or ``build: not in STORE`` for a stale step with ``components``; nothing when its
     key cannot be computed yet, or the store does not answer (``plan`` then says so once per step)."""
     if components is None:
         return []
-    found = None if cache.broken else cache.lookup(lookup_key(components, step.tool)[0])
-    if cache.broken:
-        return [Reason(why.REMOTE, step.kind, cache.store.display, new=f"build: {cache.broken}")]
-    words = f"pull from {cache.store.display}" if found is not None else f"build: not in {cache.store.display}"
-    return [Reason(why.REMOTE, step.kind, cache.store.display, new=words)]
+    found = None if remote_cache.broken else remote_cache.lookup(lookup_key(components, step.tool)[0])
+    if remote_cache.broken:
+        return [Reason(why.REMOTE, step.kind, remote_cache.store.display, new=f"build: {remote_cache.broken}")]
+    words = (
+        f"pull from {remote_cache.store.display}"
+        if found is not None
+        else f"build: not in {remote_cache.store.display}"
+    )
+    return [Reason(why.REMOTE, step.kind, remote_cache.store.display, new=words)]

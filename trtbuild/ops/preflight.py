@@ -7,10 +7,10 @@ from __future__ import annotations
 import networkx as nx
 
 from trtbuild.errors import ManifestError
-from trtbuild.files import sha256_file
+from trtbuild.files import pin_mismatch, sha256_file
 from trtbuild.graph.dag import step_of
-from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.onnx_inputs import verify_inputs
+from trtbuild.manifest.target import ModelTarget, Project
 from trtbuild.steps.context import Context
 from trtbuild.steps.step import Step, assess
 
@@ -41,9 +41,8 @@ def _source_problems(project: Project, step: Step, target: ModelTarget) -> list[
     where, pin = project.relative(step.output), target.spec.pinned_sha256()
     if not step.output.is_file():
         return [f"{target.where('source')}: {where} does not exist"]
-    if pin is not None and (actual := sha256_file(step.output)) != pin:
-        return [f"{target.where('source')}: {where} has sha256 {actual}, not the pinned {pin}"]
-    return []
+    problem = pin_mismatch(sha256_file(step.output), pin, where) if pin is not None else None
+    return [f"{target.where('source')}: {problem}"] if problem else []
 
 
 def _engine_problems(step: Step, target: ModelTarget, ctx: Context) -> list[str]:
@@ -53,8 +52,8 @@ def _engine_problems(step: Step, target: ModelTarget, ctx: Context) -> list[str]
         if pin is not None and not plugin.is_file():
             problems.append(f"{target.where('plugins', index)}: {plugin} does not exist")
             missing = True
-        elif pin is not None and (actual := sha256_file(plugin)) != pin:
-            problems.append(f"{target.where('plugins', index)}: {plugin} has sha256 {actual}, not the pinned {pin}")
+        elif pin is not None and (problem := pin_mismatch(sha256_file(plugin), pin, plugin)):
+            problems.append(f"{target.where('plugins', index)}: {problem}")
     if target.recipe is None and target.onnx.is_file() and not missing:
         try:
             if assess(step, ctx).reasons:

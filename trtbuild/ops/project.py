@@ -21,7 +21,8 @@ from trtbuild.env.fingerprint import fingerprint
 from trtbuild.env.jetson import device_of
 from trtbuild.errors import BusyError, ManifestError, TrtbuildError, WriteError, did_you_mean, os_error_line
 from trtbuild.manifest.devices import known_devices
-from trtbuild.manifest.loader import Project, load_project
+from trtbuild.manifest.loader import load_project
+from trtbuild.manifest.target import Project
 from trtbuild.results import FAILED, ModelResult
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
@@ -66,13 +67,13 @@ def check_names(project: Project, names: list[str]) -> None:
 
 
 def open_context(
-    project: Project, trust_stat_cache: bool = True, device: BuilderDevice | None = None, cache: StatCache | None = None
+    project: Project, trust_stat_cache: bool = True, device: BuilderDevice | None = None, stats: StatCache | None = None
 ) -> Context:
     """The state a run needs: environment fingerprint, stat cache, lock.
 
     ``trust_stat_cache=False`` (audits) hashes every file again instead of trusting unchanged stats.
     ``device``: the builder device the engines are built on (``device_context``); the fingerprint is then
-    the device's, probed over SSH. ``cache``: a stat cache shared with the other devices of the run.
+    the device's, probed over SSH. ``stats``: a stat cache shared with the other devices of the run.
 
     Raises:
         StateError: the lock file is corrupt.
@@ -82,7 +83,7 @@ def open_context(
     return Context(
         project=project,
         env=device.probe() if device is not None else fingerprint(),
-        cache=cache or StatCache(project.state_dir / "statcache.json", trust=trust_stat_cache),
+        stats=stats or StatCache(project.state_dir / "statcache.json", trust=trust_stat_cache),
         lock=LockFile(project.lock_path),
         device=device,
     )
@@ -90,7 +91,7 @@ def open_context(
 
 @contextlib.contextmanager
 def device_context(
-    project: Project, trust_stat_cache: bool = True, cache: StatCache | None = None
+    project: Project, trust_stat_cache: bool = True, stats: StatCache | None = None
 ) -> Iterator[Context]:
     """``open_context`` with the project's builder device (a device overlay's ``remote:``, ``env.device``)
     connected for as long as the context is used: what every operation that judges or builds a device's
@@ -102,12 +103,12 @@ def device_context(
     """
     spec = project.remote_builder
     if spec is None:
-        yield open_context(project, trust_stat_cache, cache=cache)
+        yield open_context(project, trust_stat_cache, stats=stats)
         return
     from trtbuild.env.device import open_device
 
     with open_device(project.device or spec["host"], spec) as device:
-        yield open_context(project, trust_stat_cache, device=device, cache=cache)
+        yield open_context(project, trust_stat_cache, device=device, stats=stats)
 
 
 def unreachable(project: Project, names: list[str], problem: str) -> dict[str, ModelResult]:

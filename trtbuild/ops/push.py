@@ -8,12 +8,12 @@ import networkx as nx
 
 from trtbuild.errors import ManifestError
 from trtbuild.graph.dag import build_graph, select, step_of
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.target import Project
 from trtbuild.ops.project import RemoteOptions, check_names, device_context, open_remote
 from trtbuild.steps.context import Context
-from trtbuild.steps.remote import Remote, remote_key
+from trtbuild.steps.remote import Remote
+from trtbuild.steps.remote_keys import remote_key
 from trtbuild.steps.step import assess
-from trtbuild.steps.step import push as push_step
 
 
 @dataclass
@@ -22,7 +22,7 @@ class PushResult:
 
     Attributes:
         pushed: pushed now.
-        present: already in the cache under the same key.
+        present: already in the remote cache under the same key.
         stale: not fresh here (never built, or changed since: build first).
     """
 
@@ -36,23 +36,23 @@ def push(project: Project, names: list[str] | None, remote: RemoteOptions) -> Pu
 
     Raises:
         ManifestError: unknown names; no remote cache given (``--remote-cache`` or ``remote_cache``).
-        CacheError: the cache failed.
+        CacheError: the remote cache failed.
         DeviceError: the project's builder device (``remote:``) did not answer: only it knows its facts.
     """
     names = names or list(project.models)
     check_names(project, names)
-    cache = open_remote(project, remote, lambda message: None)
-    if cache is None:
+    remote_cache = open_remote(project, remote, lambda message: None)
+    if remote_cache is None:
         raise ManifestError(
             f"{project.manifest.name}: no remote cache to push to: pass --remote-cache URL or set remote_cache"
         )
-    cache.required = True
+    remote_cache.required = True
     with device_context(project) as ctx:  # a builder device's engines are keyed with its facts
-        return _push(project, names, ctx, cache)
+        return _push(project, names, ctx, remote_cache)
 
 
-def _push(project: Project, names: list[str], ctx: Context, cache: Remote) -> PushResult:
-    """``push`` with the context and the cache open."""
+def _push(project: Project, names: list[str], ctx: Context, remote_cache: Remote) -> PushResult:
+    """``push`` with the context and the remote cache open."""
     graph = select(build_graph(project, ctx.env), names)
     done = PushResult()
     for node_id in nx.lexicographical_topological_sort(graph):
@@ -63,11 +63,11 @@ def _push(project: Project, names: list[str], ctx: Context, cache: Remote) -> Pu
         entry = ctx.lock.step(step.id)
         if not assessment.fresh or entry is None:
             done.stale.append(step.id)
-        elif cache.lookup(remote_key(entry["components"])) is not None:
+        elif remote_cache.lookup(remote_key(entry["components"])) is not None:
             done.present.append(step.id)
         else:
-            ctx.remote = cache
-            push_step(step, ctx, entry)
+            ctx.remote = remote_cache
+            remote_cache.push_step(step, ctx, entry)
             done.pushed.append(step.id)
-    ctx.cache.save()
+    ctx.stats.save()
     return done

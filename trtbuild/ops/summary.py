@@ -9,7 +9,7 @@ from typing import Any
 import networkx as nx
 
 from trtbuild.graph.dag import engine_node_id, step_of, steps_of
-from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.manifest.target import ModelTarget, Project
 from trtbuild.results import FRESH, ModelResult, StepRun, accuracy_figures
 from trtbuild.steps.context import BUILT, FAILED, INTERRUPTED, PULLED, Outcome
 from trtbuild.steps.step import Step

@@ -19,7 +19,7 @@ from typing import Any
 from trtbuild.child_requests import AccuracyRequest, Fp16Request, Int8Request, PrecisionRequest
 from trtbuild.childside import child_main
 from trtbuild.errors import BuildError
-from trtbuild.manifest.schema import Calibration, Head, Preprocess, Sample, Tolerance
+from trtbuild.manifest.precision_fields import Calibration, Head, Preprocess, Sample, Tolerance
 from trtbuild.precision import accuracy, emulate, fp16, fp16_values, int8, samples, validate
 
 
@@ -149,27 +149,54 @@ def _per_image(reference: list[Any], reduced: list[Any], batch: int, real: int) 
     ]
 
 
+#: What a gate that cannot run the model says, before the reason (ONNX Runtime's message).
+CANNOT_RUN = "accuracy gate cannot judge: ONNX Runtime cannot run {what}"
+
+
+def _session(model: Any, what: str) -> Any:
+    """``emulate.session(model)``; an ONNX Runtime that cannot load it (an op it has no kernel for) is the
+    gate's own verdict, ``BuildError`` ``accuracy gate cannot judge: ...``."""
+    try:
+        return emulate.session(model)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes (Fail, InvalidGraph, ...)
+        raise BuildError(
+            f"{CANNOT_RUN.format(what=what)}: {validate.one_line(str(exc))}; gate: skip builds the engine unjudged"
+        ) from None
+
+
+def _run(session: Any, feed: dict[str, Any], what: str, index: int) -> list[Any]:
+    """The session's outputs on ``feed``, validation sample ``index``; an ONNX Runtime error (e.g. a sample
+    of values the model refuses) is ``BuildError`` ``accuracy gate cannot judge: ...``."""
+    try:
+        return list(session.run(None, feed))
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes (Fail, InvalidArgument, ...)
+        raise BuildError(
+            f"{CANNOT_RUN.format(what=what)} on validation sample {index + 1}: {validate.one_line(str(exc))}"
+        ) from None
+
+
 def _accuracy(request: AccuracyRequest) -> dict[str, Any]:
     import numpy as np
     import onnx
     import onnxruntime as ort
 
     feeds, rows = _feeds(request, Sample.model_validate(request.validation), request.onnx)
-    reference = emulate.session(request.onnx)
+    reference = _session(request.onnx, "the FP32 ONNX")
     already = fp16.already_fp16(onnx.load_model(request.onnx, load_external_data=False))
     emulated = emulate.emulate(onnx.load_model(request.reduced))
-    reduced = emulate.session(emulated.model)
+    reduced = _session(emulated.model, f"the emulated {request.precision.upper()} ONNX")
     names = [output.name for output in reference.get_outputs()]
     reference_outputs, reduced_outputs = [], []
     probes: dict[str, Any] = {}
     batch = _batch(request)
     fp16_inputs = [value.name for value in reference.get_inputs() if value.type == "tensor(float16)"]
-    for feed, real in zip(feeds, rows):
+    for index, (feed, real) in enumerate(zip(feeds, rows)):
         # an FP16 input (a source converted without FP32 I/O) takes the images cast to FP16; the emulation
         # takes them FP32 and rounds them to FP16 where they enter, the same values
         typed = {name: value.astype(np.float16) if name in fp16_inputs else value for name, value in feed.items()}
-        expected = reference.run(None, typed)
-        produced = dict(zip([output.name for output in reduced.get_outputs()], reduced.run(None, feed)))
+        expected = _run(reference, typed, "the FP32 ONNX", index)
+        outputs = _run(reduced, feed, "the emulated ONNX", index)
+        produced = dict(zip([output.name for output in reduced.get_outputs()], outputs))
         for ref, red in _per_image(expected, [produced[name] for name in names], batch, real):
             reference_outputs.append(ref)
             reduced_outputs.append(red)

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 from trtbuild.errors import BuildError
 from trtbuild.precision import fp16_values, validate
+from trtbuild.precision.float_types import blocks, repair_float_types
 
 #: Ops kept in FP32, on top of onnxconverter-common's DEFAULT_OP_BLOCK_LIST.
 SENSITIVE_OPS = ("Pow", "Sqrt", "ReduceMean", "ReduceSum", "ReduceL2", "Exp", "Log", "Range", "CumSum")
@@ -93,11 +94,6 @@ def already_fp16(model: Any) -> str:
     return ", ".join(found)
 
 
-def _blocks(node: Any, blocked: set[str], nodes: set[str]) -> bool:
-    """Whether ``node`` stays FP32: its op type is in ``blocked`` or its name in ``nodes``."""
-    return node.op_type in blocked or node.name in nodes
-
-
 def _retarget_internal_casts(model: Any, blocked: set[str], nodes: set[str]) -> int:
     graph = model.graph
     outputs = {output.name for output in graph.output}
@@ -114,8 +110,8 @@ def _retarget_internal_casts(model: Any, blocked: set[str], nodes: set[str]) -> 
         if (
             to.i == FLOAT
             and users
-            and not _blocks(node, blocked, nodes)
-            and not any(_blocks(user, blocked, nodes) for user in users)
+            and not blocks(node, blocked, nodes)
+            and not any(blocks(user, blocked, nodes) for user in users)
         ):
             to.i = FLOAT16
             changed += 1
@@ -150,207 +146,6 @@ def _skip_fp16_round_trips(model: Any, nodes: set[str]) -> int:
     for node in unread:  # the casts to FP16 nothing reads any more
         graph.node.remove(node)
     return skipped
-
-
-class _Types:
-    """Element types and shapes of the graph's tensors, as known so far."""
-
-    def __init__(self, model: Any) -> None:
-        from onnx import TypeProto
-
-        graph = model.graph
-        self.known: dict[str, Any] = {}  # name -> TypeProto
-        self.hints = {value.name: value.type for value in graph.value_info}  # the converter's, possibly wrong
-        for value in graph.input:
-            self.known[value.name] = value.type
-        for tensor in graph.initializer:
-            proto = TypeProto()
-            proto.tensor_type.elem_type = tensor.data_type
-            for dim in tensor.dims:
-                proto.tensor_type.shape.dim.add().dim_value = dim
-            self.known[tensor.name] = proto
-
-    def elem(self, name: str) -> int | None:
-        proto = self.known.get(name)
-        if proto is None or not proto.HasField("tensor_type"):
-            return None
-        return proto.tensor_type.elem_type
-
-    def retyped(self, name: str, elem: int) -> Any:
-        """A TypeProto for ``name`` with element type ``elem`` and its known (or hinted) shape."""
-        from onnx import TypeProto
-
-        proto = TypeProto()
-        source = self.known.get(name, self.hints.get(name))
-        if source is not None and source.HasField("tensor_type"):
-            proto.CopyFrom(source)
-        proto.tensor_type.elem_type = elem
-        return proto
-
-
-def _schema(node: Any, opsets: dict[str, int]) -> Any:
-    from onnx import defs
-
-    try:
-        return defs.get_schema(node.op_type, opsets.get(node.domain, opsets.get("", 1)), node.domain)
-    except defs.SchemaError:
-        return None  # a custom domain's op: no constraints known
-
-
-def _constrained_groups(node: Any, schema: Any) -> dict[str, list[int]]:
-    """Type parameter (``T``) -> the indices of the node's inputs that the schema binds to it."""
-    from onnx.defs import OpSchema
-
-    params = {constraint.type_param_str for constraint in schema.type_constraints}
-    formals = list(schema.inputs)
-    groups: dict[str, list[int]] = {}
-    for index, name in enumerate(node.input):
-        if not name or not formals:
-            continue
-        formal = formals[min(index, len(formals) - 1)]
-        if index >= len(formals) and formal.option != OpSchema.FormalParameterOption.Variadic:
-            continue
-        if formal.option == OpSchema.FormalParameterOption.Variadic and not formal.is_homogeneous:
-            continue
-        if formal.type_str in params:
-            groups.setdefault(formal.type_str, []).append(index)
-    return groups
-
-
-def _infer_outputs(node: Any, schema: Any, types: _Types, opset_imports: Any, ir_version: int) -> dict[str, Any]:
-    """ONNX's own inference for one node (``onnx.shape_inference.infer_node_outputs``); {} when it fails."""
-    from onnx import shape_inference
-
-    if schema is None or any(name and name not in types.known for name in node.input):
-        return {}
-    inputs = {name: types.known[name] for name in node.input if name}
-    try:
-        return shape_inference.infer_node_outputs(
-            schema, node, inputs, opset_imports=list(opset_imports), ir_version=ir_version
-        )
-    except Exception:  # noqa: BLE001 - inference errors of every kind mean "not known here"
-        return {}
-
-
-def _fallback_outputs(node: Any, schema: Any, types: _Types, groups: dict[str, list[int]]) -> dict[str, Any]:
-    """Output types by the schema's type parameters when ONNX's inference could not run."""
-    found = {}
-    formals = list(schema.outputs) if schema is not None else []
-    for index, name in enumerate(node.output):
-        if not name:
-            continue
-        formal = formals[min(index, len(formals) - 1)] if formals else None
-        bound = groups.get(formal.type_str, []) if formal is not None else []
-        elems = {elem for i in bound if (elem := types.elem(node.input[i])) is not None}
-        if len(elems) == 1:
-            found[name] = types.retyped(name, elems.pop())
-        elif name in types.hints:
-            found[name] = types.hints[name]
-    return found
-
-
-def repair_float_types(model: Any, blocked: set[str], kept: frozenset[str] = frozenset()) -> int:
-    """Make every node's FP32/FP16 inputs agree with its schema's type constraints; returns the fixes made.
-
-    Walks the main graph in node order (ONNX requires topological order) recomputing each tensor's type
-    with ``onnx.shape_inference.infer_node_outputs``. Where inputs bound to one type parameter mix FLOAT
-    and FLOAT16, the inputs of the other type are converted: to FLOAT for ops in ``blocked``, else to
-    FLOAT16 (the choice the converter made for the node itself); ``kept`` names nodes kept FP32 like
-    ``blocked`` op types. An FP32 initializer gets an FP16 copy (stored as the converter stores it,
-    ``fp16_values.as_converter_stores``); anything else a ``Cast`` inserted before the node. Graph
-    outputs whose computed type differs from the declared FLOAT/FLOAT16 get a final ``Cast``.
-    ``value_info`` is corrected to the computed types.
-    Subgraph bodies are not entered (their nodes are left as the converter made them).
-    """
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    opsets = {entry.domain or "": entry.version for entry in model.opset_import}
-    opsets.setdefault("ai.onnx", opsets.get("", 1))
-    types = _Types(model)
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
-    taken = {name for node in graph.node for name in (*node.input, *node.output)} | set(initializers)
-    taken |= {value.name for value in graph.input} | {node.name for node in graph.node}  # new tensors' and nodes' names
-    converted: dict[tuple[str, int], str] = {}
-    nodes: list[Any] = []
-    fixes = 0
-
-    def fresh(base: str) -> str:
-        name, suffix = base, 0
-        while name in taken:
-            suffix += 1
-            name = f"{base}_{suffix}"
-        taken.add(name)
-        return name
-
-    def as_type(name: str, elem: int, before: str) -> str:
-        if (name, elem) in converted:
-            return converted[(name, elem)]
-        label = "fp16" if elem == FLOAT16 else "fp32"
-        source = initializers.get(name)
-        if source is not None and source.data_type == FLOAT and elem == FLOAT16:
-            stored = fp16_values.as_converter_stores(numpy_helper.to_array(source))
-            copy = numpy_helper.from_array(stored, fresh(f"{name}_{label}"))
-            graph.initializer.append(copy)
-            initializers[copy.name] = copy
-            types.known[copy.name] = types.retyped(name, elem)
-            target = copy.name
-        else:
-            target = fresh(f"{name}_{label}")
-            nodes.append(helper.make_node("Cast", [name], [target], to=elem, name=fresh(f"{before}_cast_{label}")))
-            types.known[target] = types.retyped(name, elem)
-        converted[(name, elem)] = target
-        return target
-
-    for node in list(graph.node):
-        schema = _schema(node, opsets)
-        groups = _constrained_groups(node, schema) if schema is not None else {}
-        for indices in groups.values():
-            elems = {types.elem(node.input[i]) for i in indices}
-            if not {FLOAT, FLOAT16} <= elems:
-                continue
-            wanted = FLOAT if _blocks(node, blocked, set(kept)) else FLOAT16
-            for i in indices:
-                if types.elem(node.input[i]) in (FLOAT, FLOAT16) and types.elem(node.input[i]) != wanted:
-                    node.input[i] = as_type(node.input[i], wanted, node.name)
-                    fixes += 1
-        nodes.append(node)
-        inferred = _infer_outputs(node, schema, types, model.opset_import, model.ir_version)
-        if not inferred:
-            inferred = _fallback_outputs(node, schema, types, groups)
-        for name in node.output:
-            if name in inferred:
-                types.known[name] = inferred[name]
-
-    producers = {name: node for node in nodes for name in node.output}
-    for output in graph.output:
-        declared, actual = output.type.tensor_type.elem_type, types.elem(output.name)
-        if (
-            declared in (FLOAT, FLOAT16)
-            and actual in (FLOAT, FLOAT16)
-            and actual != declared
-            and output.name in producers
-        ):
-            producer = producers[output.name]
-            inner = fresh(f"{output.name}_{'fp16' if actual == FLOAT16 else 'fp32'}")
-            producer.output[list(producer.output).index(output.name)] = inner
-            for node in nodes:
-                for i, name in enumerate(node.input):
-                    if name == output.name:
-                        node.input[i] = inner
-            nodes.append(
-                helper.make_node("Cast", [inner], [output.name], to=declared, name=fresh(f"{output.name}_cast"))
-            )
-            types.known[inner] = types.retyped(output.name, actual)
-            fixes += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
-
-    for value in graph.value_info:
-        actual = types.elem(value.name)
-        if actual and value.type.HasField("tensor_type") and value.type.tensor_type.elem_type != actual:
-            value.type.tensor_type.elem_type = actual
-    return fixes
 
 
 class Conversion(NamedTuple):

@@ -10,18 +10,14 @@ without a digest check, its ``upload_blob`` reads the whole file into memory, an
 and retries about two minutes on a refused connection and cannot answer a ``Basic`` challenge with the
 token backend. Every request has a timeout (``RegistryStore.timeout``, seconds).
 
-Credentials, first found wins: ``user:password@`` in the URL; ``TRTBUILD_REGISTRY_USERNAME`` and
-``TRTBUILD_REGISTRY_PASSWORD``; the Docker config (``$DOCKER_CONFIG/config.json``, else
-``~/.docker/config.json``), looked up as ``HOST[:PORT]``, ``https://HOST[:PORT]`` and ``http://HOST[:PORT]``.
-They are sent only after the registry asks (HTTP 401), never logged and never put in an error message.
+Credentials (``remote.credentials``: the URL's, the environment's, the Docker config's, first found wins)
+are sent only after the registry asks (HTTP 401), never logged and never put in an error message.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
-import os
 import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
@@ -366,42 +362,3 @@ class RegistryStore(SignedStore):
                 detail = f" {errors[0].get('code', '')}: {str(errors[0].get('message', ''))[:200]}"
         status = f"HTTP {response.status_code} {response.reason or ''}".rstrip()
         raise CacheError(f"remote cache {self.display}: {doing}: {status}{detail}".replace("\n", " "))
-
-
-def credentials_for(host: str, userinfo: tuple[str, str] | None, env: Mapping[str, str]) -> str | None:
-    """Base64 ``user:password`` for ``host`` (``HOST[:PORT]``), or ``None`` (order: the module docstring).
-
-    Raises:
-        CacheError: the Docker config exists but is not a JSON object (the message names the file only).
-    """
-    if userinfo is not None:
-        return base64.b64encode(f"{userinfo[0]}:{userinfo[1]}".encode()).decode()
-    user, password = env.get("TRTBUILD_REGISTRY_USERNAME"), env.get("TRTBUILD_REGISTRY_PASSWORD")
-    if user and password:
-        return base64.b64encode(f"{user}:{password}".encode()).decode()
-    folder = env.get("DOCKER_CONFIG") or os.path.join(env.get("HOME") or os.path.expanduser("~"), ".docker")
-    path = Path(folder) / "config.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise CacheError(f"remote cache: cannot read the Docker config {path}: {exc.strerror}") from None
-    try:
-        config = json.loads(text)
-    except ValueError:
-        config = None
-    if not isinstance(config, dict):
-        raise CacheError(f"remote cache: the Docker config {path} is not a JSON object")
-    lookup = oras.auth.base.AuthBackend()
-    lookup._auth_config = {
-        "auths": config.get("auths") or {},
-        "credsStore": config.get("credsStore"),
-        "credHelpers": config.get("credHelpers") or {},
-    }
-    for name in oras.utils.iter_localhosts(host):
-        for candidate in (name, f"https://{name}", f"http://{name}"):
-            if lookup._load_auth(candidate):
-                found: str = lookup._basic_auth
-                return found
-    return None

@@ -90,7 +90,8 @@ def open_store(
 
         return LayoutStore(Path(path), url, signer=signer, verifier=verifier)
     parts = _split(url)
-    from trtbuild.remote.registry import RegistryStore, credentials_for
+    from trtbuild.remote.credentials import credentials_for
+    from trtbuild.remote.registry import RegistryStore
 
     userinfo = (
         (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))

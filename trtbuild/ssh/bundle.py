@@ -23,6 +23,8 @@ MEMBERS = (
     "errors.py",
     "childside.py",
     "child_requests.py",
+    "files.py",
+    "locate.py",
     "builder/__init__.py",
     "builder/child.py",
     "builder/compat.py",

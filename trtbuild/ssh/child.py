@@ -30,7 +30,7 @@ from trtbuild.builder.trtexec import trtexec_flags
 from trtbuild.child_requests import DeviceEngineRequest, EngineRequest
 from trtbuild.childside import child_main
 from trtbuild.errors import BuildError
-from trtbuild.files import sha256_file
+from trtbuild.files import pin_mismatch, sha256_file
 from trtbuild.ssh.bundle import remote_bundle
 from trtbuild.ssh.transport import Connection, DeviceError, ensure_files
 
@@ -57,8 +57,9 @@ def _inputs(request: DeviceEngineRequest) -> tuple[list[tuple[Path | bytes, str,
     pins = request.plugin_sha256 or [None] * len(request.plugins)
     for local, pin in zip(request.plugins, pins):
         digest = sha256_file(Path(local))
-        if pin is not None and digest != pin:
-            raise BuildError(f"plugin {local}: sha256 {digest} is not the pinned {pin}; not sent")
+        problem = pin_mismatch(digest, pin, f"plugin {local}", "not sent")
+        if problem:
+            raise BuildError(problem)
         plugins.append(f"{work}/plugins/{digest}/{Path(local).name}")
         files.append((Path(local), plugins[-1], digest))
     return files, f"{folder}/{request.onnx_files[0][1]}", plugins

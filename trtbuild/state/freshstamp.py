@@ -23,7 +23,7 @@ from trtbuild.env.fingerprint import probe_inputs
 from trtbuild.errors import os_error_line
 from trtbuild.files import write_atomic
 from trtbuild.manifest.devices import DEVICE_DIR
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.target import Project
 from trtbuild.stampfile import STAMP_SCHEMA, environment, stamp_name, stamp_path
 from trtbuild.statsig import signature
 

@@ -20,7 +20,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only for annotations: this module stays free of pydantic
-    from trtbuild.manifest.loader import ModelTarget
+    from trtbuild.manifest.target import ModelTarget
 
 KEY_SCHEMA = 1
 

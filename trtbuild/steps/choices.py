@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trtbuild.builder.compat import strongly_typed
-from trtbuild.manifest.loader import ModelTarget
+from trtbuild.manifest.target import ModelTarget
 
 
 def uses_fp16_onnx(target: ModelTarget, env: dict[str, Any]) -> bool:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from trtbuild.manifest.loader import Project
+from trtbuild.manifest.target import Project
 from trtbuild.reasons import Reason
 from trtbuild.results import BUILT, FAILED, FRESH, INTERRUPTED, PULLED, SKIPPED  # noqa: F401  (the step outcomes, defined once)
 from trtbuild.state.lockfile import LockFile
@@ -14,7 +14,6 @@ from trtbuild.state.statcache import StatCache
 
 if TYPE_CHECKING:
     from trtbuild.env.device import BuilderDevice
-    from trtbuild.steps.remote import Remote
 
 
 @dataclass
@@ -54,11 +53,22 @@ class Assessment:
         return not self.reasons
 
 
+class RemoteCache(Protocol):
+    """What a run asks of its remote cache (``steps.remote.Remote``, which imports this module)."""
+
+    push: bool
+
+    def pull_step(self, step: Any, ctx: Context, assessment: Assessment) -> Outcome | None: ...
+
+    def push_step(self, step: Any, ctx: Context, entry: dict[str, Any]) -> None: ...
+
+
 @dataclass
 class Context:
     """What steps share during one run: the project, the environment fingerprint and the state files.
 
     Attributes:
+        stats: the stat cache (file stat -> sha256: ``state.statcache``); the remote cache is ``remote``.
         lock_mutex: serializes lock-file updates from parallel steps.
         assessments: step id -> its assessment in this run (``steps.step.assess``): a step is assessed
             once however often ``plan``, the pre-flight checks, the runner and the stamp ask; the memo is
@@ -69,11 +79,11 @@ class Context:
 
     project: Project
     env: dict[str, Any]
-    cache: StatCache
+    stats: StatCache
     lock: LockFile
     lock_mutex: threading.Lock = field(default_factory=threading.Lock)
     assessments: dict[str, Assessment] = field(default_factory=dict)
-    remote: Remote | None = None
+    remote: RemoteCache | None = None
     device: BuilderDevice | None = None
 
     def save_entry(self, step_id: str, entry: dict[str, Any]) -> None:

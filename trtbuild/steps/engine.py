@@ -13,7 +13,7 @@ from typing import Any
 
 from trtbuild.child_requests import ChildRequest, DeviceEngineRequest, EngineRequest
 from trtbuild.isolation import Produced
-from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.manifest.target import ModelTarget, Project
 from trtbuild.state.keys import KEY_SCHEMA, build_settings
 from trtbuild.state.onnx_digest import external_data_files, onnx_digest
 from trtbuild.state.statcache import StatCache
@@ -85,9 +85,9 @@ def engine_step(target: ModelTarget, project: Project, env: dict[str, Any], gate
     def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "schema": KEY_SCHEMA,
-            "onnx": onnx_digest(ctx.cache, onnx),
+            "onnx": onnx_digest(ctx.stats, onnx),
             "settings": build_settings(target),
-            "plugins": plugin_digests(ctx.cache, target.plugins, ctx.project.root),
+            "plugins": plugin_digests(ctx.stats, target.plugins, ctx.project.root),
             "env": ctx.env,
         }
 

@@ -19,10 +19,10 @@ from typing import Any
 from trtbuild import reasons as why
 from trtbuild.child_requests import ExportRequest
 from trtbuild.errors import BuildError
-from trtbuild.files import sha256_file
+from trtbuild.files import pin_mismatch, sha256_file
 from trtbuild.isolation import Produced
-from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.onnx_inputs import check_inputs, read_onnx_inputs
+from trtbuild.manifest.target import ModelTarget, Project
 from trtbuild.reasons import Reason
 from trtbuild.state.keys import KEY_SCHEMA
 from trtbuild.steps.context import Context
@@ -36,16 +36,16 @@ def _components(target: ModelTarget, ctx: Context, recorded: dict[str, Any] | No
     assert recipe is not None and recipe_spec is not None
     found: dict[str, Any] = {
         "schema": KEY_SCHEMA,
-        "source": ctx.cache.sha256(target.source),
+        "source": ctx.stats.sha256(target.source),
         "recipe": recipe.name,
-        "code": ctx.cache.sha256(recipe.file),
+        "code": ctx.stats.sha256(recipe.file),
         "recipe_version": recipe.module.VERSION,
         "params": recipe.module.Params.model_validate(recipe_spec.params()).model_dump(mode="json"),
         "exporters": recipe.exporter_versions(),
     }
     discovered = (recorded or {}).get("components", {}).get("discovered")
     if discovered is not None:  # entries written before discovered dependencies have none
-        found["discovered"] = ctx.cache.project_digests(ctx.project.root, sorted(discovered))
+        found["discovered"] = ctx.stats.project_digests(ctx.project.root, sorted(discovered))
     return found
 
 
@@ -62,9 +62,10 @@ def export_step(target: ModelTarget, project: Project) -> Step:
         if missing:
             return why.error(f"recipe {recipe.name} needs {', '.join(missing)}: {recipe.install_hint()}")
         pin = spec.pinned_sha256()
-        if pin is not None and (actual := sha256_file(target.source)) != pin:
-            return why.error(f"source {target.source}: sha256 {actual} is not the pinned {pin}; not loaded")
-        return None
+        if pin is None:
+            return None
+        problem = pin_mismatch(sha256_file(target.source), pin, f"source {target.source}", "not loaded")
+        return why.error(problem) if problem else None
 
     def request(ctx: Context, found: dict[str, Any]) -> ExportRequest:
         return ExportRequest(
@@ -82,7 +83,7 @@ def export_step(target: ModelTarget, project: Project) -> Step:
             raise BuildError("; ".join(problems))
 
     def complete(ctx: Context, found: dict[str, Any], produced: Produced) -> dict[str, Any]:
-        return {**found, "discovered": ctx.cache.project_digests(ctx.project.root, produced.result["discovered"])}
+        return {**found, "discovered": ctx.stats.project_digests(ctx.project.root, produced.result["discovered"])}
 
     return Step(
         id=f"export:{project.relative(target.onnx)}",

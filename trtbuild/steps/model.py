@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.schema import PypiSource
+from trtbuild.manifest.target import ModelTarget, Project
 from trtbuild.steps import choices
 from trtbuild.steps.engine import engine_step
 from trtbuild.steps.export import export_step

@@ -14,6 +14,7 @@ the work), ``params`` (settings, and every image's sha256) and ``versions`` (the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from trtbuild import reasons as why
 from trtbuild.child_requests import AccuracyRequest, Fp16Request, Int8Request
 from trtbuild.errors import BuildError
 from trtbuild.isolation import Produced
-from trtbuild.manifest.loader import ModelTarget, Project
 from trtbuild.manifest.onnx_inputs import onnx_input_dims
+from trtbuild.manifest.target import ModelTarget, Project
 from trtbuild.packages import installed_versions
 from trtbuild.reasons import Reason
 from trtbuild.state.keys import KEY_SCHEMA, key_of, profiles
@@ -77,22 +78,32 @@ def sample_hashes(cache: StatCache, sample: Any, root: Path) -> dict[str, str]:
     return {path.name: cache.sha256(path) for path in samples.files(sample, root)}
 
 
-def _code(cache: StatCache, *modules: Any, full_names: bool = False) -> str:
-    """The hash of the modules that do a step's work: ``{module name: sha256 of its file}``, keyed.
+#: The modules whose code does each precision step's work (``trtbuild.precision.<name>``); a step's key holds
+#: their files' sha256 (``_code``), so an edit to one makes the step stale. ``tests/test_keys.py`` checks that
+#: each list holds every module its first one imports from ``trtbuild.precision``, transitively.
+CODE = {
+    "fp16": ("fp16", "child", "fp16_values", "float_types", "validate"),
+    "fp16-autocast": ("fp16", "child", "fp16_values", "float_types", "validate", "images", "samples"),
+    "int8": ("int8", "child", "validate", "images", "samples"),
+    "accuracy": ("accuracy", "child", "emulate", "emulate_fp16", "emulate_int8", "rewrite", "images", "samples"),
+}
 
-    The one code-hash rule of the precision steps. The name is the module's last part
-    (``int8``), except for the accuracy step, whose locks have always spelt the full name
-    (``trtbuild.precision.accuracy``): ``full_names=True`` keeps that spelling so recorded gates stay
-    fresh; the hash is of the same files either way.
+
+def _code(cache: StatCache, work: str) -> str:
+    """The hash of the modules that do the ``work`` of ``CODE``: ``{module name: sha256 of its file}``, keyed;
+    the files are found without importing them.
+
+    The one code-hash rule of the precision steps. The name is the module's last part (``int8``), except
+    for the accuracy step, whose locks have always spelt the full name (``trtbuild.precision.accuracy``):
+    that spelling is kept so the keys are read as they were written.
     """
-    return key_of(
-        {
-            (module.__name__ if full_names else module.__name__.rsplit(".", 1)[-1]): cache.sha256(
-                Path(module.__file__ or "")
-            )
-            for module in modules
-        }
-    )
+    digests = {}
+    for name in CODE[work]:
+        module = f"trtbuild.precision.{name}"
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and spec.origin is not None, module
+        digests[module if work == "accuracy" else name] = cache.sha256(Path(spec.origin))
+    return key_of(digests)
 
 
 def _feeding(target: ModelTarget, ctx: Context) -> dict[str, Any]:
@@ -142,7 +153,7 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
     """``fp16:<fp16 onnx path>``: onnxconverter-common (default, sensitive ops blocked) or ModelOpt AutoCast
     (``fp16_converter: autocast``, which also reads the calibration images). A source that is FP16 already
     (``precision.fp16.already_fp16``) is written unchanged, whichever the converter."""
-    from trtbuild.precision import fp16, fp16_values, images, samples
+    from trtbuild.precision import fp16
 
     spec = target.spec
 
@@ -154,18 +165,18 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
                 calibration=spec.calibration.model_dump(mode="json"),
                 inputs=profiles(target),
                 preprocess=spec.preprocess.model_dump(mode="json"),
-                images=sample_hashes(ctx.cache, spec.calibration, ctx.project.root),
+                images=sample_hashes(ctx.stats, spec.calibration, ctx.project.root),
             )
             code, versions = (
-                _code(ctx.cache, fp16, fp16_values, images, samples),
+                _code(ctx.stats, "fp16-autocast"),
                 installed_versions("nvidia-modelopt", "onnx", "onnxruntime"),
             )
         else:
             params["block_list"] = list(fp16.SENSITIVE_OPS)
-            code, versions = _code(ctx.cache, fp16, fp16_values), installed_versions("onnxconverter-common", "onnx")
+            code, versions = _code(ctx.stats, "fp16"), installed_versions("onnxconverter-common", "onnx")
         return {
             "schema": KEY_SCHEMA,
-            "onnx": onnx_digest(ctx.cache, target.onnx),
+            "onnx": onnx_digest(ctx.stats, target.onnx),
             "converter": f"fp16 v{fp16.VERSION}",
             "code": code,
             "params": params,
@@ -200,7 +211,7 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
 
 def int8_step(target: ModelTarget, project: Project) -> Step:
     """``int8:<int8 onnx path>``: symmetric Q/DQ from the calibration images (ModelOpt or ONNX Runtime)."""
-    from trtbuild.precision import images, int8, samples
+    from trtbuild.precision import int8
 
     spec = target.spec
     calibration = spec.calibration
@@ -209,14 +220,14 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
     def components(ctx: Context, recorded: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "schema": KEY_SCHEMA,
-            "onnx": onnx_digest(ctx.cache, target.onnx),
+            "onnx": onnx_digest(ctx.stats, target.onnx),
             "converter": f"int8 v{int8.VERSION}",
-            "code": _code(ctx.cache, int8, images, samples),
+            "code": _code(ctx.stats, "int8"),
             "params": {
                 "calibration": calibration.model_dump(mode="json"),
                 "preprocess": spec.preprocess.model_dump(mode="json"),
                 "inputs": profiles(target),
-                "images": sample_hashes(ctx.cache, calibration, ctx.project.root),
+                "images": sample_hashes(ctx.stats, calibration, ctx.project.root),
             },
             "versions": installed_versions(*int8.QUANTIZER_PACKAGES[calibration.quantizer], "pillow"),
         }
@@ -284,23 +295,21 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
 
 def _accuracy_components(target: ModelTarget, ctx: Context) -> dict[str, Any]:
     """The gate's key: both ONNX, the code that judges, the settings and samples that decide the verdict."""
-    from trtbuild.precision import accuracy, emulate, images, samples
-
     spec, validation = target.spec, target.spec.validation
     assert validation is not None
     reduced = reduced_onnx(target)
     return {
         "schema": KEY_SCHEMA,
-        "onnx": key_of({"reference": onnx_digest(ctx.cache, target.onnx), "reduced": onnx_digest(ctx.cache, reduced)}),
+        "onnx": key_of({"reference": onnx_digest(ctx.stats, target.onnx), "reduced": onnx_digest(ctx.stats, reduced)}),
         "converter": "accuracy v3",
-        "code": _code(ctx.cache, accuracy, emulate, images, samples, full_names=True),
+        "code": _code(ctx.stats, "accuracy"),
         "params": {
             "validation": validation.model_dump(mode="json"),
             "preprocess": spec.preprocess.model_dump(mode="json"),
             "head": spec.head.model_dump(mode="json"),
             "tolerance": spec.tolerance.model_dump(mode="json"),
             "inputs": profiles(target),
-            "images": sample_hashes(ctx.cache, validation, ctx.project.root),
+            "images": sample_hashes(ctx.stats, validation, ctx.project.root),
         },
         "versions": installed_versions("onnxruntime", "pillow"),
     }
@@ -312,8 +321,8 @@ def _apart(target: ModelTarget, ctx: Context) -> Reason | None:
     if calibration is None or validation is None:
         return None
     root = ctx.project.root
-    shared = set(sample_hashes(ctx.cache, calibration, root).values()) & set(
-        sample_hashes(ctx.cache, validation, root).values()
+    shared = set(sample_hashes(ctx.stats, calibration, root).values()) & set(
+        sample_hashes(ctx.stats, validation, root).values()
     )
     if not shared:
         return None

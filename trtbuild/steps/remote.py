@@ -1,4 +1,5 @@
-"""A remote cache in the life of a step: pull a stale step's outputs by its key, push what was built.
+"""A remote cache in the life of a step: pull a stale step's outputs by its key, push what was built
+(``Remote.pull_step``, ``Remote.push_step``: the one object that does both, as DVC's ``stage/cache.py``).
 
 The store (``trtbuild.remote``: an OCI registry or an OCI image-layout folder) maps a step key to the
 step's lock record and output files. A cache is an accelerator, like Bazel's remote cache: when the
@@ -24,44 +25,20 @@ the whole environment fingerprint), every blob's sha256 is checked before it is 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trtbuild.clock import utc_now
+from trtbuild.errors import BuildError
 from trtbuild.state.keys import key_of
+from trtbuild.steps.context import PULLED, Assessment, Context, Outcome
+from trtbuild.steps.remote_keys import discovered_problem, intact, lookup_key, remote_key
 
 if TYPE_CHECKING:
     from trtbuild.remote.store import RemoteEntry, Store
-    from trtbuild.state.statcache import StatCache
-
-
-#: The environment fields a TensorRT-RTX ahead-of-time engine depends on when its targets are explicit.
-AOT_ENV = ("builder", "builder_version", "cuda")
-
-
-def remote_key(components: dict[str, Any], without: str = "") -> str:
-    """The key a step is stored under: its components' key without ``discovered`` (see the module docstring).
-
-    A TensorRT-RTX engine built ahead of time for explicit ``compute_capabilities`` does not depend on the
-    machine that built it (TensorRT-RTX "CPU-only AOT" builds: the plan is made for the targets, not the
-    host): its environment counts only as the builder, its version and its CUDA major (``AOT_ENV``), so a
-    CPU-only CI machine builds for a fleet of RTX machines and they pull. Every other engine keeps the
-    whole environment fingerprint: it belongs to the exact device model and software stack.
-
-    ``without``: a component left out as well: the tool versions, for the key a device without the tool
-    looks up (``lookup_key``).
-    """
-    declared = {name: value for name, value in components.items() if name not in ("discovered", without)}
-    env, settings = declared.get("env"), declared.get("settings")
-    if (
-        isinstance(env, dict)
-        and env.get("builder") == "tensorrt-rtx"
-        and isinstance(settings, dict)
-        and settings.get("compute_capabilities")
-    ):
-        declared["env"] = {name: env.get(name) for name in AOT_ENV}
-    return key_of(declared)
+    from trtbuild.steps.step import Step
 
 
 @dataclass
@@ -118,63 +95,77 @@ class Remote:
                 raise
             return None
 
+    def pull_step(self, step: Step, ctx: Context, assessment: Assessment) -> Outcome | None:
+        """Pull ``step``'s outputs by its declared key and record it as ``pulled``; ``None`` when the cache has
+        no usable entry (the caller builds).
 
-def toolless(components: dict[str, Any], tool: str) -> bool:
-    """Whether this machine lacks the tool a step runs (an exporter, ModelOpt, ONNX Runtime): one of the
-    library versions in its ``tool`` component is ``None``. Such a step cannot run here; the fleet's
-    builder ran it. (A Jetson that builds engines only has no torch, no Ultralytics, no ModelOpt.)"""
-    versions = components.get(tool) if tool else None
-    return isinstance(versions, dict) and any(version is None for version in versions.values())
+        Raises:
+            CacheError: the cache failed and ``required`` is set.
+        """
+        from trtbuild.remote.store import CacheError
 
+        assert assessment.components is not None
+        declared, without = lookup_key(assessment.components, step.tool)
+        started = time.monotonic()
+        entry = self.lookup(declared)
+        if entry is None:
+            return None
+        digest = entry.layers[0].digest.removeprefix("sha256:") if len(entry.layers) == 1 else ""
+        problem = intact(entry.record, declared, step.kind, digest, without)
+        if problem is None:
+            problem = discovered_problem(ctx.stats, ctx.project.root, entry.record["components"])
+        if problem is not None:
+            self.warn(f"{self.named(problem, step.id)}; building locally")
+            return None
+        try:
+            self.store.pull(entry, [step.output])
+            if step.verify is not None:
+                step.verify(step.output)
+        except CacheError as exc:  # this entry (a blob that does not match, or missing): this step builds here
+            if self.required:
+                raise
+            self.warn(f"{self.named(str(exc), step.id)}; building locally")
+            return None
+        except BuildError as exc:  # the step's own check refused the pulled file
+            step.output.unlink(missing_ok=True)
+            self.warn(f"{self.named(str(exc), step.id)}; building locally")
+            return None
+        ctx.assessments.clear()  # a new file: any verdict downstream may change
+        recorded = entry.record["outputs"][0]
+        output = {
+            "path": ctx.project.relative(step.output),
+            "sha256": recorded["sha256"],
+            "size": step.output.stat().st_size,
+        }
+        origin = {"store": self.store.display, "manifest": entry.manifest_digest}
+        # the lock holds this machine's inputs (equal to the record's but for a host-independent engine's
+        # environment) and the files the export discovered, as the record lists them and as checked above
+        components = dict(assessment.components)
+        for taken in ("discovered", without):  # what only the builder could know: the files it read, its tools
+            if taken and taken in entry.record["components"]:
+                components[taken] = entry.record["components"][taken]
+        pulled = {**entry.record, "model": step.model, "key": key_of(components), "components": components}
+        ctx.save_entry(step.id, {**pulled, "outputs": [output], "when": utc_now(), "origin": origin})
+        return Outcome(PULLED, assessment.reasons, time.monotonic() - started)
 
-def lookup_key(components: dict[str, Any], tool: str) -> tuple[str, str]:
-    """(the key to look ``components`` up under, the component it leaves out): the declared key, or, on a
-    machine without the step's tool, the key without the tool versions — every entry is pushed under both,
-    so a device that cannot run the tool finds what the builder made with it."""
-    if toolless(components, tool):
-        return remote_key(components, without=tool), tool
-    return remote_key(components), ""
+    def push_step(self, step: Step, ctx: Context, entry: dict[str, Any]) -> None:
+        """Push ``step``'s lock ``entry`` and output to the cache under its declared key (``push`` on).
 
+        Raises:
+            CacheError: the cache failed and ``required`` is set.
+        """
+        from trtbuild.remote.store import CacheError
 
-def observed(local: dict[str, Any], recorded: dict[str, Any], tool: str) -> dict[str, Any] | None:
-    """``local`` components with the tool versions the lock recorded, when this machine cannot observe them
-    (``None``) and agrees on every one it can; else ``None``. A step pulled onto a machine without its tool
-    stays fresh there: what it could check still holds, and the rest is the builder's record."""
-    mine, theirs = local.get(tool), recorded.get(tool)
-    if not (tool and toolless(local, tool) and isinstance(mine, dict) and isinstance(theirs, dict)):
-        return None
-    if set(mine) != set(theirs) or any(
-        version is not None and theirs[name] != version for name, version in mine.items()
-    ):
-        return None
-    return {**local, tool: theirs}
-
-
-def intact(record: Any, declared: str, kind: str, digest: str, without: str = "") -> str | None:
-    """What is wrong with a pulled step record, or ``None``: it must be a lock entry of step ``kind``
-    whose key is the sha256 of its own components, whose declared key (``without`` a component: see
-    ``lookup_key``) is ``declared`` and whose one output has the sha256 of the layer pulled (``digest``,
-    hex)."""
-    if not isinstance(record, dict) or not isinstance(record.get("components"), dict):
-        return "its record is not a lock entry"
-    if record.get("kind") != kind:
-        return f"its record is a {record.get('kind')!r} step, not {kind!r}"
-    if record.get("key") != key_of(record["components"]) or remote_key(record["components"], without) != declared:
-        return "its record's key is not the sha256 of its components"
-    outputs = record.get("outputs")
-    if not (isinstance(outputs, list) and len(outputs) == 1 and isinstance(outputs[0], dict)):
-        return "its record does not list one output"
-    if outputs[0].get("sha256") != digest:
-        return "its record's output is not the file stored with it"
-    return None
-
-
-def discovered_problem(cache: StatCache, root: Path, components: dict[str, Any]) -> str | None:
-    """Whether the files an export discovered (recorded by the device that built it) have the same sha256
-    under ``root`` here; ``None`` when they do (or there are none)."""
-    recorded = components.get("discovered")
-    if not recorded:
-        return None
-    here = cache.project_digests(root, sorted(recorded))
-    changed = sorted(name for name in recorded if here.get(name) != recorded[name])
-    return f"{', '.join(changed)} differ here from the build that was stored" if changed else None
+        if self.broken:
+            return
+        record = {name: value for name, value in entry.items() if name not in ("origin",)}
+        keys = [remote_key(entry["components"])]
+        if step.tool and isinstance(entry["components"].get(step.tool), dict):  # for devices without the tool
+            keys.append(remote_key(entry["components"], without=step.tool))
+        try:
+            for key in keys:
+                self.store.push(key, record, [step.output])
+        except CacheError as exc:
+            self.failed(str(exc))
+            if self.required:
+                raise

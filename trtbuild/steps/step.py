@@ -26,12 +26,11 @@ from typing import Any
 from trtbuild import reasons as why
 from trtbuild.child_requests import ChildRequest
 from trtbuild.clock import utc_now
-from trtbuild.errors import BuildError
 from trtbuild.isolation import Produced, run_isolated
 from trtbuild.reasons import Reason
 from trtbuild.state.keys import key_of
-from trtbuild.steps import remote
-from trtbuild.steps.context import BUILT, FAILED, FRESH, PULLED, Assessment, Context, Outcome
+from trtbuild.steps import remote_keys
+from trtbuild.steps.context import BUILT, FAILED, FRESH, Assessment, Context, Outcome
 
 #: ``components(ctx, recorded entry or None) -> components``
 Components = Callable[[Context, "dict[str, Any] | None"], "dict[str, Any]"]
@@ -64,7 +63,7 @@ class Step:
         facts: after the child: what to keep in the lock besides the outputs (the engine's builder and
             network summary).
         tool: the component holding the versions of the libraries that do the work (``exporters``,
-            ``versions``): a machine without them can still pull the step (``steps.remote.toolless``).
+            ``versions``): a machine without them can still pull the step (``steps.remote_keys.toolless``).
         check: for source steps, the reasons it is not there (instead of a key).
         act: for source steps, the work (instead of a child).
         on_device: its child works on the run's builder device (``Context.device``), one such step at a
@@ -136,10 +135,10 @@ def _assess(step: Step, ctx: Context) -> Assessment:
     recorded = entry["outputs"][0]
     if not step.output.is_file():
         found.append(Reason(why.OUTPUT_MISSING, step.kind, label))
-    elif ctx.cache.sha256(step.output) != recorded.get("sha256"):
+    elif ctx.stats.sha256(step.output) != recorded.get("sha256"):
         found.append(Reason(why.OUTPUT_MODIFIED, step.kind, label, recorded.get("sha256")))
     if entry["key"] != key and entry.get("origin") and step.tool:
-        seen = remote.observed(components, entry["components"], step.tool)
+        seen = remote_keys.observed(components, entry["components"], step.tool)
         if seen is not None and key_of(seen) == entry["key"]:
             components, key = seen, entry["key"]
     if entry["key"] != key:
@@ -178,7 +177,7 @@ def run(step: Step, ctx: Context) -> Outcome:
     if assessment.components is None:
         return Outcome(FAILED, assessment.reasons)
     if ctx.remote is not None:
-        pulled = _pull(step, ctx, assessment)
+        pulled = ctx.remote.pull_step(step, ctx, assessment)
         if pulled is not None:
             return pulled
     refusal = step.precheck(ctx) if step.precheck is not None else None
@@ -203,7 +202,7 @@ def run(step: Step, ctx: Context) -> Outcome:
     components = step.complete(ctx, assessment.components, produced) if step.complete else assessment.components
     entry = record(step, ctx, components, produced)
     if ctx.remote is not None and ctx.remote.push:
-        push(step, ctx, entry)
+        ctx.remote.push_step(step, ctx, entry)
     return Outcome(BUILT, assessment.reasons, seconds)
 
 
@@ -222,83 +221,3 @@ def record(step: Step, ctx: Context, components: dict[str, Any], produced: Produ
     }
     ctx.save_entry(step.id, entry)
     return entry
-
-
-def _pull(step: Step, ctx: Context, assessment: Assessment) -> Outcome | None:
-    """Pull ``step``'s outputs by its declared key and record it as ``pulled``; ``None`` when the cache has
-    no usable entry (the caller builds).
-
-    Raises:
-        CacheError: the cache failed and ``ctx.remote.required`` is set.
-    """
-    from trtbuild.remote.store import CacheError
-
-    cache = ctx.remote
-    assert cache is not None and assessment.components is not None
-    declared, without = remote.lookup_key(assessment.components, step.tool)
-    started = time.monotonic()
-    entry = cache.lookup(declared)
-    if entry is None:
-        return None
-    digest = entry.layers[0].digest.removeprefix("sha256:") if len(entry.layers) == 1 else ""
-    problem = remote.intact(entry.record, declared, step.kind, digest, without)
-    if problem is None:
-        problem = remote.discovered_problem(ctx.cache, ctx.project.root, entry.record["components"])
-    if problem is not None:
-        cache.warn(f"{cache.named(problem, step.id)}; building locally")
-        return None
-    try:
-        cache.store.pull(entry, [step.output])
-        if step.verify is not None:
-            step.verify(step.output)
-    except CacheError as exc:  # this entry (a blob that does not match, or missing): this step builds here
-        if cache.required:
-            raise
-        cache.warn(f"{cache.named(str(exc), step.id)}; building locally")
-        return None
-    except BuildError as exc:  # the step's own check refused the pulled file
-        step.output.unlink(missing_ok=True)
-        cache.warn(f"{cache.named(str(exc), step.id)}; building locally")
-        return None
-    ctx.assessments.clear()  # a new file: any verdict downstream may change
-    recorded = entry.record["outputs"][0]
-    output = {
-        "path": ctx.project.relative(step.output),
-        "sha256": recorded["sha256"],
-        "size": step.output.stat().st_size,
-    }
-    origin = {"store": cache.store.display, "manifest": entry.manifest_digest}
-    # the lock holds this machine's inputs (equal to the record's but for a host-independent engine's
-    # environment) and the files the export discovered, as the record lists them and as checked above
-    components = dict(assessment.components)
-    for taken in ("discovered", without):  # what only the builder could know: the files it read, its tools
-        if taken and taken in entry.record["components"]:
-            components[taken] = entry.record["components"][taken]
-    pulled = {**entry.record, "model": step.model, "key": key_of(components), "components": components}
-    ctx.save_entry(step.id, {**pulled, "outputs": [output], "when": utc_now(), "origin": origin})
-    return Outcome(PULLED, assessment.reasons, time.monotonic() - started)
-
-
-def push(step: Step, ctx: Context, entry: dict[str, Any]) -> None:
-    """Push ``step``'s lock ``entry`` and output to the cache under its declared key (``push`` on).
-
-    Raises:
-        CacheError: the cache failed and ``ctx.remote.required`` is set.
-    """
-    from trtbuild.remote.store import CacheError
-
-    cache = ctx.remote
-    assert cache is not None
-    if cache.broken:
-        return
-    record = {name: value for name, value in entry.items() if name not in ("origin",)}
-    keys = [remote.remote_key(entry["components"])]
-    if step.tool and isinstance(entry["components"].get(step.tool), dict):  # for devices without the tool
-        keys.append(remote.remote_key(entry["components"], without=step.tool))
-    try:
-        for key in keys:
-            cache.store.push(key, record, [step.output])
-    except CacheError as exc:
-        cache.failed(str(exc))
-        if cache.required:
-            raise

@@ -1,4 +1,4 @@
-"""How runs are shown: a rich progress display on a terminal, plain lines otherwise; tables that fit.
+"""How a run's progress is shown: a rich progress display on a terminal, plain lines otherwise.
 
 Progress names the step and the model of every piece of work: a line when it starts (with why), a line
 when it ends (with its time); steps that are fresh are silent, and the dependents of a failed step are
@@ -12,7 +12,7 @@ import threading
 from typing import Any, TextIO
 
 from trtbuild.reasons import Reason
-from trtbuild.results import columns, duration
+from trtbuild.results import duration
 from trtbuild.steps.context import BUILT, FAILED, FRESH, INTERRUPTED, PULLED, SKIPPED, Outcome
 from trtbuild.steps.step import Step
 
@@ -151,122 +151,3 @@ def for_device(shared: PlainReporter | RichReporter, device: str | None) -> Devi
 def make_reporter(stream: TextIO, total: int) -> PlainReporter | RichReporter:
     """Rich progress when ``stream`` is a terminal, plain lines otherwise."""
     return RichReporter(stream, total) if stream.isatty() else PlainReporter(stream)
-
-
-def fit_table(
-    headers: list[str], rows: list[list[str]], width: int | None = None, right: frozenset[int] = frozenset()
-) -> list[str]:
-    """Rows as aligned columns sized to their content when that fits ``width`` (default: ``columns()``);
-    otherwise each row as its first cell followed by indented ``header: value`` lines, which any width
-    can show.
-
-    Args:
-        right: the indexes of right-aligned columns (numbers).
-    """
-    width = width or columns()
-    sizes = [max([len(header)] + [len(row[index]) for row in rows]) for index, header in enumerate(headers)]
-    if sum(sizes) + 2 * (len(sizes) - 1) <= width:
-
-        def line(cells: list[str]) -> str:
-            return "  ".join(
-                cell.rjust(size) if index in right else cell.ljust(size)
-                for index, (cell, size) in enumerate(zip(cells, sizes))
-            ).rstrip()
-
-        return [line(headers)] + [line(row) for row in rows]
-    label = max(len(header) for header in headers[1:])
-    lines = []
-    for row in rows:
-        lines.append(row[0])
-        lines += [f"  {header + ':':<{label + 1}} {cell}" for header, cell in zip(headers[1:], row[1:]) if cell]
-    return lines
-
-
-def _bound(report: dict[str, Any], figure: str, output: str | None) -> str:
-    """`` <= 0.01`` / `` >= 0.99`` for the bound the gate checked ``figure`` against, else ``""``."""
-    for check in report.get("checks", []):
-        if check["figure"] == figure and check["output"] == output:
-            relation = "<=" if check.get("upper") else ">="
-            mark = "" if check["ok"] else " !"
-            return f" {relation} {check['bound']:g}{mark}"
-    return ""
-
-
-def _agreement(report: dict[str, Any]) -> str:
-    parts = []
-    if "top1_agreement" in report:
-        count = f" ({report['top1_samples']})" if "top1_samples" in report else ""
-        parts.append(f"top-1 {report['top1_agreement']:.3f}{count}{_bound(report, 'top1_agreement', None)}")
-    if "detection_agreement" in report:
-        value = report["detection_agreement"]
-        shown = f"{value:.3f} ({report['detections']})" if value is not None else "undefined (0)"
-        parts.append(f"det {shown}{_bound(report, 'detection_agreement', None)}")
-    if report.get("keypoint_error_px") is not None:
-        parts.append(f"kpt {report['keypoint_error_px']:.3g} px{_bound(report, 'keypoint_error_px', None)}")
-    return ", ".join(parts)
-
-
-def _relative(report: dict[str, Any], output: str, figures: dict[str, Any]) -> str:
-    value = figures.get("relative_error")
-    if value is None:
-        return "undefined" if "relative_error" in figures else "-"
-    return f"{value:.3g} ({figures['sqnr_db']:.1f} dB){_bound(report, 'relative_error', output)}"
-
-
-VERDICTS = {"pass": "pass", "fail": "FAIL", "cannot judge": "CANNOT JUDGE"}
-
-
-def accuracy_table(reports: dict[str, dict[str, Any]], width: int | None = None) -> str:
-    """One row per model output: precision, emulation, images, relative error (SQNR) and cosine with
-    their bounds, max abs error against the FP32 output's peak, agreement, verdict (``pass``, ``FAIL``,
-    ``CANNOT JUDGE``); failures and the reasons the gate cannot judge follow on their own lines. Columns
-    are sized to their content and fit ``width`` (default: the terminal's); on a narrower terminal each
-    row becomes a block of ``column: value`` lines (``fit_table``)."""
-    from trtbuild.precision.accuracy import format_cosine
-
-    if not reports:
-        return "no accuracy reports (models in fp32, or not built yet)"
-    headers = [
-        "model",
-        "prec",
-        "emulation",
-        "imgs",
-        "output",
-        "rel err",
-        "cosine",
-        "max|err| / peak",
-        "agreement",
-        "verdict",
-    ]
-    rows, failures = [], []
-    for name, report in reports.items():
-        emulation = "+".join(report.get("emulation", {}).get("kinds", [])) or "none (old report)"
-        verdict = VERDICTS.get(report.get("verdict", ""), "pass" if report["passed"] else "FAIL")
-        for output, figures in report["outputs"].items():
-            if "shape_mismatch" in figures:
-                rows.append(
-                    [name, report["precision"], emulation, str(report["images"]), output, "-", "-", "-", "", verdict]
-                )
-                continue
-            peak = (
-                f"{figures['max_abs']:.3g} / {figures['peak']:.3g}"
-                if "peak" in figures
-                else f"{figures['max_abs']:.4g}"
-            )
-            rows.append(
-                [
-                    name,
-                    report["precision"],
-                    emulation,
-                    str(report["images"]),
-                    output,
-                    _relative(report, output, figures),
-                    format_cosine(figures["cosine"]) + _bound(report, "cosine", output),
-                    peak,
-                    _agreement(report),
-                    verdict,
-                ]
-            )
-        failures += [f"  {name}: {failure}" for failure in report["failures"]]
-        failures += [f"  {name}: cannot judge: {reason}" for reason in report.get("unjudged", [])]
-    return "\n".join(fit_table(headers, rows, width, right=frozenset({3, 6, 7})) + failures)
