@@ -51,6 +51,23 @@ def test_an_edited_lock_is_caught(two_models: ProjectDir) -> None:
     assert "lock entry edited: its key is not the sha256 of its recorded components" in report["static"]["findings"]
 
 
+def test_a_rebuild_from_recorded_settings_that_lack_one_fails_that_engine_in_words(two_models: ProjectDir) -> None:
+    """A hand-edited entry whose settings lack a field the builder needs: the rebuild is a finding, not a
+    traceback (the builder's request is typed and checked before any child starts)."""
+    assert two_models.trtbuild("all").code == 0
+    path = two_models.root / "builds.lock"
+    lock = json.loads(path.read_text())
+    entry = entries(lock)["static"]
+    del entry["components"]["settings"]["dla_core"]
+    entry["key"] = keys.key_of(entry["components"])
+    path.write_text(json.dumps(lock))
+    code, report = audit(two_models, "--rebuild")
+    assert code == 1
+    assert report["static"]["rebuild"] == "failed"
+    assert "rebuild failed: the build settings lack dla_core" in report["static"]["findings"]
+    assert report["dynamic"] == {"ok": True, "findings": [], "rebuild": "byte-identical"}
+
+
 def test_a_forged_lock_entry_shows_as_drift_and_fails_the_rebuild(two_models: ProjectDir) -> None:
     assert two_models.trtbuild("all").code == 0
     path = two_models.root / "builds.lock"

@@ -202,13 +202,41 @@ def _precision_imports(name: str) -> set[str]:
     return found
 
 
+#: Each precision step's function in ``trtbuild/precision/child.py``.
+CHILD_FUNCTIONS = {"fp16": "_fp16", "fp16-autocast": "_fp16", "int8": "_int8", "accuracy": "_accuracy"}
+
+
+def _child_uses(function: str) -> set[str]:
+    """The ``trtbuild.precision`` modules that ``function`` of ``precision/child.py`` uses (``fp16.x``), with
+    the child's own functions it calls, transitively."""
+    import ast
+
+    tree = ast.parse((Path(__file__).parents[1] / "trtbuild" / "precision" / "child.py").read_text())
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    modules = _precision_imports("child")
+    used, seen, todo = set(), set(), [function]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(functions[name]):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+                used.add(node.value.id)
+            elif isinstance(node, ast.Name) and node.id in functions:
+                todo.append(node.id)
+    return used
+
+
 def test_each_precision_step_keys_every_module_its_work_imports() -> None:
     """An edit to any module a precision step's work runs makes the step stale: the step's code hash
-    (``steps.precision.CODE``) lists the whole ``trtbuild.precision`` import closure of its first module."""
+    (``steps.precision.CODE``) lists the whole ``trtbuild.precision`` import closure of its first module and
+    of the modules its function in ``child.py`` uses."""
     from trtbuild.steps.precision import CODE
 
+    assert set(CHILD_FUNCTIONS) == set(CODE)
     for work, modules in CODE.items():
-        closure, todo = set(), [modules[0]]
+        closure, todo = set(), [modules[0], *_child_uses(CHILD_FUNCTIONS[work])]
         while todo:
             name = todo.pop()
             if name not in closure:

@@ -255,7 +255,6 @@ def test_the_docs_state_todays_structure() -> None:
     assert f"Today: {figures}." in " ".join((REPO / "docs/architecture.md").read_text().split())
 
 
-
 #: Modules allowed past 400 lines: data tables (compat's feature table, with NVIDIA's source per decision).
 LONG_MODULES = {"trtbuild.builder.compat"}
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from trtbuild.errors import BuildError
+
 
 @dataclass(frozen=True, kw_only=True)
 class ChildRequest:
@@ -78,7 +80,14 @@ class EngineRequest(ChildRequest):
 
     @classmethod
     def of(cls, settings: dict[str, Any], **fields: Any) -> EngineRequest:
-        """The request with the builder's part of ``settings`` (a key's ``settings`` component)."""
+        """The request with the builder's part of ``settings`` (a key's ``settings`` component).
+
+        Raises:
+            BuildError: ``settings`` lacks one (a lock entry edited by hand, which an audit rebuild reads).
+        """
+        missing = [name for name in cls.SETTINGS if name not in settings]
+        if missing:
+            raise BuildError(f"the build settings lack {', '.join(missing)}")
         return cls(**{name: settings[name] for name in cls.SETTINGS}, **fields)
 
 

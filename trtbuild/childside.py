@@ -6,7 +6,8 @@ descriptor), ``result`` a JSON file for a small result dict and ``target`` where
 messages. ``child_main`` implements the child's side: exit 0 done, 1 failed with a ``trtbuild: message``
 last line.
 
-A child imports this module, ``errors`` and its own layer (``builder``, ``export``, ``precision``), never
+A child imports this module, ``child_requests``, ``errors``, ``files`` (the pin check) and its own layer
+(``builder``, ``export``, ``precision``), never
 the parent's modules (``isolation``, ``state``, ``graph``, ``ops``, the CLI): ``tests/test_layers.py``
 checks it.
 """

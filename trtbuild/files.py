@@ -2,7 +2,8 @@
 containment rule and content hashes (stat signatures and git's racily-clean window: ``statsig``).
 
 Standard library only and cheap to import (no ``secrets``, ``threading`` or ``hashlib`` at import). A child
-needs none of it: it writes through the descriptor it inherited (``childside``).
+uses only ``sha256_file`` and ``pin_mismatch`` (the one pin check); it writes through the descriptor it
+inherited (``childside``).
 
 Crash-safe replacement: write a temporary file in the target's folder, fsync, rename. ``os.replace`` is
 atomic on POSIX within one file system, so a reader sees either the old file or the complete new one;

@@ -70,15 +70,20 @@ def build(
         try:
             if len(runs) == 1:
                 project, reporter = runs[0]
-                return [_build_device(project, names, jobs, reporter, stamp_device, remote, stats)]
-            with ThreadPoolExecutor(max_workers=min(jobs, len(runs))) as pool:
-                futures = [
-                    pool.submit(_build_device, project, names, jobs, reporter, project.device, remote, stats)
-                    for project, reporter in runs
-                ]
-                return [future.result() for future in futures]
+                summaries = [_build_device(project, names, jobs, reporter, stamp_device, remote, stats)]
+            else:
+                with ThreadPoolExecutor(max_workers=min(jobs, len(runs))) as pool:
+                    futures = [
+                        pool.submit(_build_device, project, names, jobs, reporter, project.device, remote, stats)
+                        for project, reporter in runs
+                    ]
+                    summaries = [future.result() for future in futures]
         finally:
             stats.save()
+    seconds = time.monotonic() - STARTED  # the whole command's, the same for every device
+    for summary in summaries:
+        summary.seconds = seconds
+    return summaries
 
 
 def _build_device(
@@ -98,7 +103,7 @@ def _build_device(
             ctx = stack.enter_context(device_context(project, stats=stats))
         except DeviceError as exc:
             reporter.warn(str(exc))
-            return RunSummary(unreachable(project, names, str(exc)), project.device, {}, _seconds())
+            return RunSummary(unreachable(project, names, str(exc)), project.device or device_of({}), {})
         if ctx.lock.migrated:  # a schema-1 lock: written as schema 2 now, its keys unchanged
             ctx.lock.save()
         if ctx.device is None and project.device and project.device != device_of(ctx.env):
@@ -114,12 +119,7 @@ def _build_device(
         done = (BUILT, FRESH, PULLED)
         if stamp_device is not False and ctx.device is None and all(r.status in done for r in results.values()):
             _stamp_if_fresh(graph, ctx, stamp_device or None)
-        return RunSummary(results, project.device or device_of(ctx.env), ctx.env, _seconds())
-
-
-def _seconds() -> float:
-    """Wall time of the command so far (``clock.STARTED``: when trtbuild was imported)."""
-    return time.monotonic() - STARTED
+        return RunSummary(results, project.device or device_of(ctx.env), ctx.env)
 
 
 def _stamp_if_fresh(graph: nx.DiGraph, ctx: Context, device: str | None) -> None:

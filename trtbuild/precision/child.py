@@ -171,7 +171,8 @@ def _run(session: Any, feed: dict[str, Any], what: str, index: int) -> list[Any]
         return list(session.run(None, feed))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception classes (Fail, InvalidArgument, ...)
         raise BuildError(
-            f"{CANNOT_RUN.format(what=what)} on validation sample {index + 1}: {validate.one_line(str(exc))}"
+            f"{CANNOT_RUN.format(what=what)} on validation sample {index + 1}: {validate.one_line(str(exc))}; "
+            "gate: skip builds the engine unjudged"
         ) from None
 
 
@@ -195,7 +196,7 @@ def _accuracy(request: AccuracyRequest) -> dict[str, Any]:
         # takes them FP32 and rounds them to FP16 where they enter, the same values
         typed = {name: value.astype(np.float16) if name in fp16_inputs else value for name, value in feed.items()}
         expected = _run(reference, typed, "the FP32 ONNX", index)
-        outputs = _run(reduced, feed, "the emulated ONNX", index)
+        outputs = _run(reduced, feed, f"the emulated {request.precision.upper()} ONNX", index)
         produced = dict(zip([output.name for output in reduced.get_outputs()], outputs))
         for ref, red in _per_image(expected, [produced[name] for name in names], batch, real):
             reference_outputs.append(ref)

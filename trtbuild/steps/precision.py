@@ -80,12 +80,25 @@ def sample_hashes(cache: StatCache, sample: Any, root: Path) -> dict[str, str]:
 
 #: The modules whose code does each precision step's work (``trtbuild.precision.<name>``); a step's key holds
 #: their files' sha256 (``_code``), so an edit to one makes the step stale. ``tests/test_keys.py`` checks that
-#: each list holds every module its first one imports from ``trtbuild.precision``, transitively.
+#: each list holds every module its first one and its function in ``child.py`` use, transitively.
 CODE = {
-    "fp16": ("fp16", "child", "fp16_values", "float_types", "validate"),
+    "fp16": ("fp16", "child", "fp16_values", "float_types", "validate", "images", "samples"),
     "fp16-autocast": ("fp16", "child", "fp16_values", "float_types", "validate", "images", "samples"),
     "int8": ("int8", "child", "validate", "images", "samples"),
-    "accuracy": ("accuracy", "child", "emulate", "emulate_fp16", "emulate_int8", "rewrite", "images", "samples"),
+    "accuracy": (
+        "accuracy",
+        "child",
+        "emulate",
+        "emulate_fp16",
+        "emulate_int8",
+        "rewrite",
+        "images",
+        "samples",
+        "fp16",  # already_fp16 names the gate's reference
+        "fp16_values",
+        "float_types",
+        "validate",
+    ),
 }
 
 
