@@ -7,9 +7,8 @@ messages. ``child_main`` implements the child's side: exit 0 done, 1 failed with
 last line.
 
 A child imports this module, ``child_requests``, ``errors``, ``files`` (the pin check) and its own layer
-(``builder``, ``export``, ``precision``), never
-the parent's modules (``isolation``, ``state``, ``graph``, ``ops``, the CLI): ``tests/test_layers.py``
-checks it.
+(``builder``, ``export``, ``precision``), never the parent's modules (``isolation``, ``state``, ``graph``,
+``ops``, the CLI): ``tests/test_layers.py`` checks it.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def _build_device(
             ctx = stack.enter_context(device_context(project, stats=stats))
         except DeviceError as exc:
             reporter.warn(str(exc))
-            return RunSummary(unreachable(project, names, str(exc)), project.device or device_of({}), {})
+            return unreachable(project, names, str(exc))
         if ctx.lock.migrated:  # a schema-1 lock: written as schema 2 now, its keys unchanged
             ctx.lock.save()
         if ctx.device is None and project.device and project.device != device_of(ctx.env):

@@ -44,7 +44,7 @@ def plan(project: Project, names: list[str] | None = None, remote: RemoteOptions
         try:
             ctx = stack.enter_context(device_context(project))
         except DeviceError as exc:
-            return RunSummary(unreachable(project, names, str(exc)), project.device or device_of({}), {})
+            return unreachable(project, names, str(exc))
         return RunSummary(_plan(project, names, ctx, remote), project.device or device_of(ctx.env), ctx.env)
 
 

@@ -23,7 +23,7 @@ from trtbuild.errors import BusyError, ManifestError, TrtbuildError, WriteError,
 from trtbuild.manifest.devices import known_devices
 from trtbuild.manifest.loader import load_project
 from trtbuild.manifest.target import Project
-from trtbuild.results import FAILED, ModelResult
+from trtbuild.results import FAILED, ModelResult, RunSummary
 from trtbuild.state.lockfile import LockFile
 from trtbuild.state.statcache import StatCache
 from trtbuild.steps.context import Context
@@ -111,11 +111,13 @@ def device_context(
         yield open_context(project, trust_stat_cache, device=device, stats=stats)
 
 
-def unreachable(project: Project, names: list[str], problem: str) -> dict[str, ModelResult]:
-    """Every model of ``names`` failed with the one line saying why its builder device cannot build."""
-    return {
+def unreachable(project: Project, names: list[str], problem: str) -> RunSummary:
+    """The summary of a run whose builder device did not answer: every model of ``names`` failed with the
+    one line saying why, and no fingerprint (the device gave none)."""
+    failed = {
         name: ModelResult(FAILED, [why.error(problem)], project.relative(project.models[name].engine)) for name in names
     }
+    return RunSummary(failed, project.device or device_of({}), {})
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ the work), ``params`` (settings, and every image's sha256) and ``versions`` (the
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -110,40 +111,44 @@ def _code(cache: StatCache, work: str) -> str:
     for the accuracy step, whose locks have always spelt the full name (``trtbuild.precision.accuracy``):
     that spelling is kept so the keys are read as they were written.
     """
-    digests = {}
-    for name in CODE[work]:
-        module = f"trtbuild.precision.{name}"
-        spec = importlib.util.find_spec(module)
-        assert spec is not None and spec.origin is not None, module
-        digests[module if work == "accuracy" else name] = cache.sha256(Path(spec.origin))
-    return key_of(digests)
+    return key_of(
+        {
+            (f"trtbuild.precision.{name}" if work == "accuracy" else name): cache.sha256(_module_file(name))
+            for name in CODE[work]
+        }
+    )
 
 
-def _feeding(target: ModelTarget, ctx: Context) -> dict[str, Any]:
-    """The ``PrecisionRequest`` fields that say how the model is fed."""
+@functools.cache
+def _module_file(name: str) -> Path:
+    """``trtbuild/precision/<name>.py``, found once per process without importing it (every step's key asks)."""
+    spec = importlib.util.find_spec(f"trtbuild.precision.{name}")
+    assert spec is not None and spec.origin is not None, name
+    return Path(spec.origin)
+
+
+def _feeding(target: ModelTarget, ctx: Context, field: str) -> dict[str, Any]:
+    """The ``PrecisionRequest`` fields that say how ``field`` (``calibration`` / ``validation``) is fed; the
+    ONNX's inputs are read once, for the feed shapes and for this check.
+
+    Raises:
+        BuildError: the sample is ``images`` and the model has not exactly one image input
+            (``[N, C, H, W]``, or ``[N, H, W, C]`` with ``preprocess.layout: nhwc``).
+    """
+    inputs = feed_inputs(target)
+    shape = next(iter(inputs.values())) if len(inputs) == 1 else None
+    if getattr(target.spec, field).images is not None and (shape is None or len(shape) != 4):
+        described = ", ".join(f"{name} {dims}" for name, dims in inputs.items())
+        raise BuildError(
+            f"{target.where(field)}: images feed one {target.spec.preprocess.layout.upper()} image input; "
+            f"{target.onnx.name} takes {described}: give {field}: {{npy: FILES}}"
+            + (" or {random: {}}" if field == "validation" else "")
+        )
     return {
         "project_root": str(ctx.project.root),
         "preprocess": target.spec.preprocess.model_dump(mode="json"),
-        "inputs": feed_inputs(target),
+        "inputs": inputs,
     }
-
-
-def _feedable(target: ModelTarget, field: str) -> Reason | None:
-    """Why ``field`` (``calibration`` / ``validation``) cannot feed the model, or ``None``: its sample is
-    ``images`` and the model has not exactly one image input (``[N, C, H, W]``, or ``[N, H, W, C]`` with
-    ``preprocess.layout: nhwc``)."""
-    if getattr(target.spec, field).images is None:
-        return None
-    inputs = feed_inputs(target)
-    shape = next(iter(inputs.values())) if len(inputs) == 1 else None
-    if shape is not None and len(shape) == 4:
-        return None
-    described = ", ".join(f"{name} {dims}" for name, dims in inputs.items())
-    return why.error(
-        f"{target.where(field)}: images feed one {target.spec.preprocess.layout.upper()} image input; "
-        f"{target.onnx.name} takes {described}: give {field}: {{npy: FILES}}"
-        + (" or {random: {}}" if field == "validation" else "")
-    )
 
 
 def _step(
@@ -196,9 +201,6 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
             "versions": versions,
         }
 
-    def precheck(ctx: Context) -> Reason | None:
-        return _feedable(target, "calibration") if spec.fp16_converter == "autocast" else None
-
     def request(ctx: Context, found: dict[str, Any]) -> Fp16Request:
         if spec.fp16_converter != "autocast":
             return Fp16Request(onnx=str(target.onnx))
@@ -207,7 +209,7 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
             onnx=str(target.onnx),
             converter="autocast",
             calibration=spec.calibration.model_dump(mode="json"),
-            **_feeding(target, ctx),
+            **_feeding(target, ctx, "calibration"),
         )
 
     return _step(
@@ -217,7 +219,6 @@ def fp16_step(target: ModelTarget, project: Project) -> Step:
         target.fp16_onnx,
         (target.onnx,),
         components=components,
-        precheck=precheck,
         request=request,
     )
 
@@ -245,12 +246,11 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
             "versions": installed_versions(*int8.QUANTIZER_PACKAGES[calibration.quantizer], "pillow"),
         }
 
-    def precheck(ctx: Context) -> Reason | None:
-        return _feedable(target, "calibration")
-
     def request(ctx: Context, found: dict[str, Any]) -> Int8Request:
         return Int8Request(
-            onnx=str(target.onnx), calibration=calibration.model_dump(mode="json"), **_feeding(target, ctx)
+            onnx=str(target.onnx),
+            calibration=calibration.model_dump(mode="json"),
+            **_feeding(target, ctx, "calibration"),
         )
 
     return _step(
@@ -260,7 +260,6 @@ def int8_step(target: ModelTarget, project: Project) -> Step:
         target.int8_onnx,
         (target.onnx,),
         components=components,
-        precheck=precheck,
         request=request,
     )
 
@@ -276,7 +275,7 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
         return _accuracy_components(target, ctx)
 
     def precheck(ctx: Context) -> Reason | None:
-        return _apart(target, ctx) or _feedable(target, "validation")
+        return _apart(target, ctx)
 
     def request(ctx: Context, found: dict[str, Any]) -> AccuracyRequest:
         return AccuracyRequest(
@@ -287,7 +286,7 @@ def accuracy_step(target: ModelTarget, project: Project) -> Step:
             validation=validation.model_dump(mode="json"),
             head=spec.head.model_dump(mode="json"),
             tolerance=spec.tolerance.model_dump(mode="json"),
-            **_feeding(target, ctx),
+            **_feeding(target, ctx, "validation"),
         )
 
     def accept(ctx: Context, produced: Produced) -> Outcome | None:
