@@ -32,6 +32,10 @@ class Run:
     def statuses(self) -> dict[str, str]:
         return {name: model["status"] for name, model in self.json()["models"].items()}
 
+    def lines(self) -> list[str]:
+        """stderr's lines without the ``trtbuild: `` prefix: one per problem."""
+        return [line.removeprefix("trtbuild: ") for line in self.stderr.strip().splitlines()]
+
 
 @dataclass
 class ProjectDir:
@@ -44,12 +48,10 @@ class ProjectDir:
 
     def trtbuild(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Run:
         """Run ``python -m trtbuild ARGS`` in the project folder, as a user would."""
-        full_env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
-        full_env.update(env or {})
         done = subprocess.run(
             [sys.executable, "-m", "trtbuild", *args],
             cwd=self.root,
-            env=full_env,
+            env=_user_env(env),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -57,8 +59,92 @@ class ProjectDir:
         )
         return Run(done.returncode, done.stdout, done.stderr)
 
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start ``python -m trtbuild ARGS`` in its own session (a test may kill its process group)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "trtbuild", *args],
+            cwd=self.root,
+            env=_user_env(None),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    def refuses(self, manifest: str, *expected: str) -> Run:
+        """``trtbuild all`` on ``manifest`` exits 2 without a traceback, names each ``expected`` text and
+        writes nothing: every path under the project, the manifest included, is as it was."""
+        self.write_manifest(manifest)
+        before = tree(self.root)
+        run = self.trtbuild("all")
+        assert run.code == 2, (run.stdout, run.stderr)
+        no_traceback(run)
+        for text in expected:
+            assert text in run.stderr, run.stderr
+        assert tree(self.root) == before
+        return run
+
     def lock(self) -> dict[str, Any]:
         return json.loads((self.root / "builds.lock").read_text())
+
+
+def _user_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """This process's environment without the test-only overrides a user would not have set."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
+    env.update(extra or {})
+    return env
+
+
+def tree(root: Path) -> dict[str, int | None]:
+    """Every path under ``root`` -> its size (``None`` for folders; a dangling symlink, its own size)."""
+    return {str(path.relative_to(root)): _size(path) for path in root.rglob("*")}
+
+
+def _size(path: Path) -> int | None:
+    if path.is_dir():
+        return None
+    return path.stat().st_size if path.exists() else path.lstat().st_size
+
+
+def no_traceback(run: Run) -> None:
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout, run.stderr
+
+
+ONE_MODEL = "defaults: {workspace: 128MiB}\nmodels:\n  m: {source: m.onnx}\n"
+
+
+def one_model(project: ProjectDir) -> ProjectDir:
+    """``m``: one static conv net (``m.onnx``) with a 128 MiB workspace."""
+    conv_net(project.root / "m.onnx")
+    project.write_manifest(ONE_MODEL)
+    return project
+
+
+def small_fleet(project: ProjectDir) -> ProjectDir:
+    """Three engines from local ONNX files and one through an export recipe."""
+    for index in range(3):
+        conv_net(project.root / f"m{index}.onnx", batch="N" if index == 2 else 1, seed=index, channels=16)
+    write_widthfile_recipe(project.root)
+    (project.root / "width.txt").write_text("12")
+    project.write_manifest("""
+        defaults: {workspace: 128MiB}
+        models:
+          m0: {source: m0.onnx}
+          m1: {source: m1.onnx}
+          m2:
+            source: m2.onnx
+            inputs: {input: {min: [1, 3, 32, 32], opt: [2, 3, 32, 32], max: [4, 3, 32, 32]}}
+          exported: {source: width.txt, recipe: {name: widthfile, seed: 5}}
+    """)
+    return project
+
+
+def built(project: ProjectDir) -> ProjectDir:
+    """:func:`one_model`, built."""
+    one_model(project)
+    run = project.trtbuild("all")
+    assert run.code == 0, run.stderr
+    return project
 
 
 def entries(lock: dict[str, Any], kind: str = "engine") -> dict[str, dict[str, Any]]:

@@ -13,7 +13,7 @@ import sys
 from conftest import ProjectDir, write_widthfile_recipe
 from onnx_models import conv_net, deep_net
 from test_build import _age_project, _imports_of_all
-from test_reliability import builder_child, start
+from test_faults import builder_child
 
 STREET = "{package: ultralytics, glob: 'assets/*.jpg'}"
 LAST_LINE = re.compile(r"^(\d+ \w+(, \d+ \w+)*) in \d+(\.\d)?\w+ \(engines/ on x86-rtx: tensorrt-rtx \S+\)$")
@@ -160,7 +160,7 @@ def test_ctrl_c_says_interrupted_not_failed(project: ProjectDir) -> None:
     project.write_manifest("models:\n  m0: {source: m0.onnx, workspace: 128MiB}\n")
     seen = []
     for _ in range(5):  # a builder may finish its last write before the stop reaches it; then `built` is the truth
-        process = start(project, "all")
+        process = project.start("all")
         builder_child(project)
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=60)

