@@ -51,7 +51,7 @@ class ProjectDir:
         done = subprocess.run(
             [sys.executable, "-m", "trtbuild", *args],
             cwd=self.root,
-            env=_user_env(env),
+            env=user_env(env),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -64,7 +64,7 @@ class ProjectDir:
         return subprocess.Popen(
             [sys.executable, "-m", "trtbuild", *args],
             cwd=self.root,
-            env=_user_env(None),
+            env=user_env(None),
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -88,7 +88,7 @@ class ProjectDir:
         return json.loads((self.root / "builds.lock").read_text())
 
 
-def _user_env(extra: dict[str, str] | None) -> dict[str, str]:
+def user_env(extra: dict[str, str] | None) -> dict[str, str]:
     """This process's environment without the test-only overrides a user would not have set."""
     env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
     env.update(extra or {})

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ProjectDir, Run, entries
+from conftest import ProjectDir, Run, entries, user_env
 from onnx_models import conv_net, topk_beyond_axis_net, unsupported_op_net
 
 JETPACK_5_1_2 = (
@@ -291,15 +291,13 @@ def _age_project(project: ProjectDir) -> None:
 
 
 def _imports_of_all(project: ProjectDir, env: dict[str, str] | None = None) -> tuple[set[str], Run]:
-    import os
     import subprocess
     import sys
 
-    full_env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "trtbuild", "all", "--json"],
         cwd=project.root,
-        env={**full_env, **(env or {})},
+        env=user_env(env),
         capture_output=True,
         text=True,
         timeout=600,

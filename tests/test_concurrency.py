@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import filelock
-from conftest import ProjectDir, one_model, small_fleet
+from conftest import ProjectDir, one_model, small_fleet, user_env
 
 
 def test_a_second_run_refuses_while_the_first_holds_the_project(project: ProjectDir) -> None:
@@ -75,7 +75,7 @@ def test_a_run_waiting_on_a_run_that_refused_its_input_still_gets_the_lock(proje
     (project.root / ".trtbuild").mkdir()
     holder = filelock.FileLock(str(project.root / ".trtbuild/run.lock"), thread_local=False)
     holder.acquire()  # the refusing run
-    env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
+    env = user_env(None)
     queued = subprocess.Popen(
         [sys.executable, "-m", "trtbuild", "all", "--wait", "60"],
         cwd=project.root,

@@ -8,7 +8,6 @@ application side always runs in a fresh interpreter, as an application would.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, ProjectDir
+from conftest import REPO, ProjectDir, user_env
 from onnx_models import conv_net
 from test_build import sysroot
 from test_env import RELEASES
@@ -55,7 +54,7 @@ print(json.dumps(result))
 
 def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment without trtbuild's steering variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
+    env = user_env(None)
     return {**env, **(extra or {})}
 
 

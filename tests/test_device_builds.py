@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ProjectDir, write_widthfile_recipe
+from tests.conftest import ProjectDir, user_env, write_widthfile_recipe
 from tests.onnx_models import conv_net, unsupported_op_net
 from tests.registry import free_port
 from tests.sshd import LoopbackSshd, start_sshd
@@ -453,7 +453,7 @@ def test_an_interrupted_device_build_stops_the_builder_on_the_device_and_leaves_
     )
     shim.chmod(0o755)
     project = device_project(tmp_path / "proj", {"lab": polygraphy_device(sshd, tmp_path / "device", python=str(shim))})
-    env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
+    env = user_env(None)
     run = subprocess.Popen(
         [sys.executable, "-m", "trtbuild", "build", "net", "--device", "lab"],
         cwd=project.root,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO, ProjectDir, entries, write_widthfile_recipe
+from conftest import REPO, ProjectDir, entries, user_env, write_widthfile_recipe
 from onnx_models import conv_net
 
 from trtbuild.state.keys import key_of
@@ -57,7 +56,7 @@ def schema1_trtbuild(folder: Path) -> Path:
 
 
 def old_run(project: ProjectDir, tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
+    env = user_env(None)
     return subprocess.run(
         [sys.executable, "-m", "trtbuild", *args],
         cwd=project.root,

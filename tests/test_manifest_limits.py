@@ -4,13 +4,12 @@ deep or exploding YAML (fast and small), and a refusal writes nothing: not even 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import ProjectDir, one_model, tree
+from conftest import ProjectDir, one_model, tree, user_env
 from onnx_models import conv_net
 
 # --- names, sizes ---------------------------------------------------------------------------------
@@ -62,7 +61,7 @@ def _measured(project: ProjectDir) -> tuple[subprocess.CompletedProcess[str], fl
         "print(json.dumps({'code': done.returncode, 'stderr': done.stderr, 'seconds': time.monotonic() - started, "
         "'kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
+    env = user_env(None)
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=project.root, env=env, capture_output=True, text=True, timeout=120
     )

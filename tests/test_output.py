@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 
-from conftest import ProjectDir, write_widthfile_recipe
+from conftest import ProjectDir, user_env, write_widthfile_recipe
 from onnx_models import conv_net, deep_net
 from test_build import _age_project, _imports_of_all
 from test_faults import builder_child
@@ -179,7 +179,7 @@ def test_a_closed_output_pipe_ends_quietly(project: ProjectDir) -> None:
     assert project.trtbuild("all").code == 0
     _age_project(project)
     assert project.trtbuild("all").code == 0  # a trusted stamp: the next `all` takes the fast path
-    env = {k: v for k, v in os.environ.items() if k not in ("TRTBUILD_SYSROOT", "TRTBUILD_BUILDER")}
+    env = user_env(None)
     for command in (["all", "--json"], ["build", "m0", "--json"], ["plan", "--json"]):  # fast path, then full path
         read, write = os.pipe()
         os.close(read)  # the reader is gone before anything is written, as `| head -c 10` is after 10 bytes
